@@ -1,0 +1,3 @@
+from autorad.cli import main
+
+raise SystemExit(main())

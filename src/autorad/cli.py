@@ -1,0 +1,218 @@
+"""The ``autorad`` command line. Thin: parse, call the Python API, print.
+
+Every command has a Python twin (see :mod:`autorad.api`). User mistakes end with a one-line
+``autorad: error: ...`` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from autorad import __version__
+from autorad.errors import AutoradError
+
+
+def _cmd_ingest(a: argparse.Namespace) -> int:
+    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig
+    from autorad.data.dataset import class_count_line
+    from autorad.data.ingest import ingest
+
+    if a.source != "phantom" and a.path is None:
+        raise AutoradError(f"ingest {a.source} needs a PATH (DICOM root or NPZ file)")
+    cfg = DataConfig(
+        source=a.source, path=a.path,
+        labels=LabelConfig(rule=a.label_rule, min_readers=a.min_readers),
+        crop=CropConfig(factor=a.crop_factor, min_px=a.crop_min_px),
+        folds=FoldConfig(n_folds=a.folds, seed=a.seed), phantom_n=a.n, phantom_seed=a.seed, limit=a.limit)
+    ds = ingest(a.source, a.out, a.path, cfg)
+    print(f"dataset written to {ds.path}: {class_count_line(ds.class_counts)}; "
+          f"{ds.info['n_patients']} patients, {ds.info['n_skipped']} skipped (see skipped.csv)")
+    return 0
+
+
+def _cmd_radiomics(a: argparse.Namespace) -> int:
+    from autorad.config import RadiomicsConfig
+    from autorad.radiomics.extract import run_radiomics
+
+    cfg = RadiomicsConfig(params=a.params, mode=a.mode, jobs=a.jobs, executor=a.executor,
+                          ray_address=a.address)
+    out = run_radiomics(a.dataset, cfg)
+    print(f"radiomics written to {out}")
+    return 0
+
+
+def _cmd_encoders(a: argparse.Namespace) -> int:
+    from autorad.encoders.registry import list_encoders
+
+    rows = list_encoders()
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':28} {'kind':10} {'dim':>5}  {'weights here':12}  source")
+    for r in rows:
+        print(f"{r['name']:28} {r['kind']:10} {r['dim']:>5}  {r['weights_available']:12}  {r['source']}")
+    return 0
+
+
+def _cmd_embed(a: argparse.Namespace) -> int:
+    from autorad.encoders.embed import embed_dataset
+
+    out = embed_dataset(a.dataset, a.encoder, weights=a.weights, batch_size=a.batch_size,
+                        executor=a.executor, ray_address=a.address)
+    print(f"embeddings written to {out}")
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from autorad.config import load_config
+    from autorad.train.cv import train
+
+    cfg = load_config(a.config)
+    run = train(a.dataset, cfg, a.out)
+    print(f"run written to {run}; report: {Path(run) / 'report.html'}")
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from autorad.evaluate.apply import evaluate
+
+    out = evaluate(a.run, a.data, a.out)
+    print(f"metrics written to {Path(out) / 'metrics.json'}")
+    return 0
+
+
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from autorad.evaluate.compare import compare
+
+    table = compare(a.runs, out=a.out)
+    print(table)
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from autorad.predict import parse_center, predict
+
+    result = predict(a.run, dicom=a.dicom, image=a.image, mask=a.mask,
+                     center=parse_center(a.center) if a.center else None, diameter_mm=a.diameter_mm,
+                     report=a.report)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from autorad.pipeline import run
+
+    report = run(a.config, out=a.out)
+    print(f"report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    p = argparse.ArgumentParser(prog="autorad", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"autorad {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("ingest", help="build a dataset from LIDC DICOM, the max-slice NPZ or the phantom")
+    s.add_argument("source", choices=["lidc", "maxslice", "phantom"])
+    s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
+    s.add_argument("--out", required=True, help="dataset folder to write")
+    s.add_argument("--label-rule", choices=["median", "mean"], default="median")
+    s.add_argument("--min-readers", type=int, default=3)
+    s.add_argument("--folds", type=int, default=5)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--crop-factor", type=float, default=2.0)
+    s.add_argument("--crop-min-px", type=int, default=16)
+    s.add_argument("--n", type=int, default=240, help="phantom: number of nodules")
+    s.add_argument("--limit", type=int, default=None, help="keep only the first N nodules")
+    s.set_defaults(func=_cmd_ingest)
+
+    s = sub.add_parser("radiomics", help="extract PyRadiomics features for every nodule of a dataset")
+    s.add_argument("dataset")
+    s.add_argument("--params", default="autorad_2d", help="shipped parameter set name or a PyRadiomics YAML")
+    s.add_argument("--mode", choices=["2d", "3d"], default="2d")
+    s.add_argument("--jobs", type=int, default=1)
+    s.add_argument("--executor", choices=["local", "ray"], default="local")
+    s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    s.set_defaults(func=_cmd_radiomics)
+
+    s = sub.add_parser("encoders", help="list registered encoders")
+    enc = s.add_subparsers(dest="encoders_command", required=True, metavar="ACTION")
+    e = enc.add_parser("list", help="print every encoder and whether its real weights are available here")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_cmd_encoders)
+
+    s = sub.add_parser("embed", help="compute (and cache) frozen image embeddings for a dataset")
+    s.add_argument("dataset")
+    s.add_argument("--encoder", required=True)
+    s.add_argument("--weights", default=None, help="local path or hub id (default: the registry's source)")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--executor", choices=["local", "ray"], default="local")
+    s.add_argument("--address", default=None)
+    s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("train", help="patient-level cross-validation, then a final model")
+    s.add_argument("dataset")
+    s.add_argument("--config", required=True, help="YAML config or a shipped config name (autorad_lung)")
+    s.add_argument("--out", required=True, help="run folder")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("evaluate", help="apply a run's final model to another dataset")
+    s.add_argument("run")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("compare", help="side-by-side metrics of several runs")
+    s.add_argument("runs", nargs="+")
+    s.add_argument("--out", default=None, help="write the table here (.md and .csv)")
+    s.set_defaults(func=_cmd_compare)
+
+    s = sub.add_parser("predict", help="run a trained model on one nodule of a new CT")
+    s.add_argument("run")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dicom", help="folder holding one CT series")
+    src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
+    s.add_argument("--mask", help="nodule mask with the image's geometry")
+    s.add_argument("--center", help="X,Y,Z voxel indices (column, row, slice in position order)")
+    s.add_argument("--diameter-mm", type=float, help="with --center: diameter of the round mask")
+    s.add_argument("--report", help="write an HTML report here")
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")
+    s.add_argument("config", nargs="?", default=None, help="YAML config (default: the offline embedded demo)")
+    s.add_argument("--out", default=None, help="override the config's out_dir")
+    s.set_defaults(func=_cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``autorad`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except AutoradError as err:
+        print(f"autorad: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("autorad: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
+        return 130
+    except Exception as err:  # an unexpected failure: one line unless --debug
+        if args.debug or os.environ.get("AUTORAD_DEBUG") == "1":
+            raise
+        first = str(err).splitlines()[0] if str(err) else ""
+        print(f"autorad: error: unexpected {type(err).__name__}: {first} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Typed experiment configs: YAML in, validated, unknown keys rejected.
+
+One :class:`ExperimentConfig` describes a whole run (``autorad run CONFIG``): where the data comes from, how
+labels and folds are made, the radiomics settings, the model and the training schedule. Every section has
+defaults equal to the paper's settings, so a config only lists what it changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from autorad.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class LabelConfig(_Strict):
+    """How the readers' malignancy ratings (1-5) become benign / unsure / malignant."""
+
+    rule: Literal["median", "mean"] = "median"
+    min_readers: int = Field(3, ge=1, le=4)
+
+
+class CropConfig(_Strict):
+    """The encoder crop: a square of ``factor`` x equivalent diameter around the nodule, at least ``min_px``."""
+
+    factor: float = Field(2.0, gt=0)
+    min_px: int = Field(16, ge=4)
+
+
+class FoldConfig(_Strict):
+    """Patient-level folds, stratified by label."""
+
+    n_folds: int = Field(5, ge=2)
+    seed: int = 0
+
+
+class DataConfig(_Strict):
+    """Which source to ingest and how."""
+
+    source: Literal["phantom", "maxslice", "lidc", "dataset"] = "phantom"
+    path: str | None = None  # DICOM root, NPZ file or an existing dataset folder; None for phantom
+    labels: LabelConfig = LabelConfig()
+    crop: CropConfig = CropConfig()
+    folds: FoldConfig = FoldConfig()
+    phantom_n: int = Field(240, ge=10)  # nodules in the phantom set
+    phantom_seed: int = 0
+    limit: int | None = Field(None, ge=1)  # keep only the first N nodules (quick runs)
+
+
+class RadiomicsConfig(_Strict):
+    """PyRadiomics extraction settings."""
+
+    params: str = "autorad_2d"  # a shipped parameter file name, or a path to a PyRadiomics YAML
+    mode: Literal["2d", "3d"] = "2d"
+    jobs: int = Field(1, ge=1)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    classes: list[str] | None = None  # subset of feature classes for ablations (e.g. ["glcm", "glrlm"])
+
+
+class ModelConfig(_Strict):
+    """The classifier: an AutoRad prompt learner or a baseline."""
+
+    kind: Literal["autorad", "coop", "cocoop", "autorad_image", "linear_probe", "radiomics_logreg",
+                  "radiomics_gbm"] = "autorad"
+    vision_encoder: str = "aimv2-large-patch14-224"
+    text_encoder: str = "clip-vit-b16-text"
+    vision_weights: str | None = None  # local path or hub id; None = the registry entry's own source
+    text_weights: str | None = None
+    n_ctx: int = Field(50, ge=1)
+    ctx_init: str | None = None  # e.g. "a CT image of a" (its tokens initialise the first context vectors)
+    class_names: list[str] = ["benign", "unsure", "malignant"]
+    metanet_hidden: int | None = None  # None = input_dim // 16 as in CoCoOp
+    logit_scale_init: float = Field(4.6052, description="log(100), CLIP's value")
+    learn_logit_scale: bool = True
+
+    @field_validator("class_names")
+    @classmethod
+    def _three_classes(cls, v: list[str]) -> list[str]:
+        if len(v) != 3:
+            raise ValueError("class_names must list exactly 3 names (benign, unsure, malignant order)")
+        return v
+
+
+class TrainConfig(_Strict):
+    """Optimisation schedule (paper: SGD, momentum 0.9, wd 5e-7, lr 1e-4, cosine decay)."""
+
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-7, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    class_weighting: Literal["none", "balanced"] = "none"
+    val_fraction: float = Field(0.0, ge=0, lt=0.5)  # >0: select the best epoch on a patient-level split
+    seed: int = 0
+    device: str = "cpu"
+    final_model: bool = True  # also train on all data after cross-validation
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment; ``autorad run CONFIG`` executes it."""
+
+    name: str = "autorad"
+    out_dir: str = "runs/default"
+    data: DataConfig = DataConfig()
+    radiomics: RadiomicsConfig = RadiomicsConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{loc}'"
+    return f"{source}: key '{loc}': {first['msg']} (got {first.get('input')!r})"
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a plain dict as an :class:`ExperimentConfig` (unknown keys and wrong types are errors)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment config.
+
+    A bare name (``autorad_lung``) refers to a config shipped with the package (``autorad/configs/*.yaml``).
+    """
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and (shipped := shipped_config_path(str(path))) is not None:
+        p = shipped
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return config_from_dict(raw or {}, source=str(p))
+
+
+def shipped_config_path(name: str) -> Path | None:
+    """Path of a config shipped inside the package, or None."""
+    p = Path(__file__).parent / "configs" / f"{name}.yaml"
+    return p if p.is_file() else None
+
+
+def dump_config(cfg: BaseModel) -> str:
+    """YAML text of a config (every key, defaults included), for run folders and reports."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,39 @@
+"""``autorad ingest``: one entry point for every source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autorad.config import DataConfig
+from autorad.data.dataset import Dataset, write_dataset
+from autorad.errors import InputError
+
+SOURCES = ("lidc", "maxslice", "phantom")
+
+
+def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: DataConfig | None = None) -> Dataset:
+    """Build a dataset folder at ``out`` from ``source`` (lidc DICOM root, maxslice NPZ, or phantom)."""
+    cfg = cfg or DataConfig(source=source if source in SOURCES else "phantom")
+    common = {"labels": cfg.labels, "crop": cfg.crop, "folds": cfg.folds}
+    if source == "maxslice":
+        from autorad.data.maxslice import count_maxslice, iter_maxslice, open_maxslice
+
+        if path is None:
+            raise InputError("ingest maxslice needs the path of the NPZ file")
+        open_maxslice(path)  # validate before starting
+        total = count_maxslice(path) if cfg.limit is None else cfg.limit
+        return write_dataset(iter_maxslice(path, cfg.limit), out, "lidc-maxslice", total=total,
+                             extra_info={"input": Path(path).name}, **common)
+    if source == "lidc":
+        from autorad.data.lidc import iter_lidc
+
+        if path is None:
+            raise InputError("ingest lidc needs the DICOM root folder")
+        return write_dataset(iter_lidc(path, limit=cfg.limit), out, "lidc-dicom",
+                             extra_info={"input": Path(path).name}, **common)
+    if source == "phantom":
+        from autorad.data.phantom import iter_phantom
+
+        return write_dataset(iter_phantom(cfg.phantom_n, cfg.phantom_seed), out, "phantom", total=cfg.phantom_n,
+                             extra_info={"phantom_seed": cfg.phantom_seed}, **common)
+    raise InputError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")

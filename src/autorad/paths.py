@@ -1,0 +1,34 @@
+"""Where things live: the shared real-data folder and safe output paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from autorad.errors import ConfigError
+
+SHARED_DATA_ENV = "AUTORAD_SHARED_DATA"
+
+
+def shared_data_dir() -> Path | None:
+    """Return the real LIDC data folder, or None when it is absent.
+
+    Looks at ``$AUTORAD_SHARED_DATA`` first, then at ``../shared/data`` next to the repository checkout
+    (the layout used in development and CI).
+    """
+    env = os.environ.get(SHARED_DATA_ENV)
+    if env:
+        p = Path(env).expanduser()
+        return p if p.is_dir() else None
+    repo_root = Path(__file__).resolve().parents[2]
+    candidate = repo_root.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def inside(base: Path, relative: str | Path) -> Path:
+    """Resolve ``relative`` under ``base`` and refuse paths that escape it (``..``, absolute paths, links)."""
+    base = Path(base).resolve()
+    target = (base / relative).resolve()
+    if target != base and base not in target.parents:
+        raise ConfigError(f"path {str(relative)!r} points outside the output directory {base}")
+    return target

@@ -1,0 +1,53 @@
+"""Shared test fixtures: the real LIDC data folder (skips cleanly when absent) and small datasets built from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from autorad.paths import SHARED_DATA_ENV, shared_data_dir
+
+os.environ.setdefault("AUTORAD_NO_PROGRESS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SKIP_REASON = (f"real LIDC data not found: set ${SHARED_DATA_ENV} to the folder holding lidc_maxslice/ and "
+               "lidc_dicom_sample/ (../shared/data beside the checkout in CI)")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; skips the test when it is absent."""
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip(SKIP_REASON)
+    return d
+
+
+@pytest.fixture(scope="session")
+def maxslice_npz(shared_data: Path) -> Path:
+    p = shared_data / "lidc_maxslice" / "lidc_maxslice_dev.npz"
+    if not p.is_file():
+        pytest.skip(f"{p} is missing")
+    return p
+
+
+@pytest.fixture(scope="session")
+def lidc_dicom_root(shared_data: Path) -> Path:
+    p = shared_data / "lidc_dicom_sample"
+    if not p.is_dir():
+        pytest.skip(f"{p} is missing")
+    return p
+
+
+@pytest.fixture(scope="session")
+def small_maxslice_dataset(maxslice_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real dataset of the first 150 max-slice nodules (those with >= 3 readers are kept)."""
+    from autorad.config import DataConfig
+    from autorad.data.ingest import ingest
+
+    out = tmp_path_factory.mktemp("ds") / "maxslice150"
+    ingest("maxslice", out, maxslice_npz, DataConfig(source="maxslice", limit=150))
+    return out
