@@ -1,0 +1,379 @@
+"""CT volumes: one DICOM series folder, or a NIfTI / NRRD file, loaded into Hounsfield units.
+
+:func:`load_series` reads every DICOM file of a folder with pydicom, checks that they form one usable axial CT
+series and stacks them in slice-position order (file names do not matter). Problems with the input as a whole
+raise :class:`~autorad.errors.InputError` with a one-line message; missing slices (gaps in z) do not: the
+volume loads and lists them in :attr:`CTVolume.gaps`, so callers can skip only what needs the missing slices.
+
+Privacy: a :class:`CTVolume` keeps no names, dates, institutions or accession numbers. ``patient_id`` and
+``series_uid`` are pseudonymised by :func:`pseudonymize_patient_id` / :func:`pseudonymize_uid` unless they
+are already public LIDC pseudonyms. ``sop_uids`` are the raw SOP instance UIDs, kept only to match annotation
+files; they must not be written to outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autorad.errors import InputError
+
+LIDC_PATIENT_RE = re.compile(r"^LIDC-IDRI-\d{4}$")
+TCIA_UID_ROOT = "1.3.6.1.4.1.14519."  # UIDs re-issued by TCIA's de-identification (LIDC-IDRI and others)
+DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
+NIFTI_NRRD_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
+GAP_FACTOR = 1.5  # a step in z larger than 1.5 x the typical slice spacing means slices are missing
+POSITION_TOL_MM = 1e-3
+
+
+def _anon(text: str) -> str:
+    return "anon-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def pseudonymize_patient_id(patient_id: str | None, fallback: str = "") -> str:
+    """Keep an LIDC pseudonym (``LIDC-IDRI-NNNN``); otherwise ``anon-`` + first 12 hex of sha256(PatientID).
+
+    An empty PatientID is replaced by the pseudonym of ``fallback`` (e.g. the series UID) so unrelated
+    series do not share one id.
+    """
+    pid = str(patient_id or "").strip()
+    if LIDC_PATIENT_RE.match(pid):
+        return pid
+    return _anon(pid) if pid else _anon("no-patient-id:" + fallback)
+
+
+def pseudonymize_uid(uid: str | None) -> str:
+    """Keep a UID re-issued by TCIA's de-identification (root 1.3.6.1.4.1.14519.); otherwise ``anon-`` + hash.
+
+    Original UIDs can embed dates, device serials and institution roots, so they are never written as is.
+    """
+    u = str(uid or "").strip()
+    if u.startswith(TCIA_UID_ROOT):
+        return u
+    return _anon(u)
+
+
+@dataclass
+class CTVolume:
+    """A CT volume in Hounsfield units, slices in ascending position order.
+
+    ``hu`` is (D, H, W): int16 when the rescale slope/intercept are integers, float32 otherwise.
+    ``spacing_mm`` is (z, row, column). ``origin`` (x, y, z in mm, patient LPS) and ``direction`` (3x3
+    row-major, columns = directions of the column, row and slice index axes) follow SimpleITK's conventions,
+    so :meth:`to_sitk` gives an image with the same geometry.
+    """
+
+    hu: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    z_positions: np.ndarray
+    sop_uids: list[str]
+    series_uid: str
+    patient_id: str
+    manufacturer: str = ""
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    slice_thickness_mm: float = float("nan")
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # (z before, z after) around missing slices
+    source: str = ""  # file or folder name it was read from (no full path)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.hu.shape)  # type: ignore[return-value]
+
+    def slice_index(self, z_mm: float, tol_mm: float | None = None) -> int | None:
+        """Index of the slice at position ``z_mm`` (within ``tol_mm``, default a quarter of the spacing)."""
+        if len(self.z_positions) == 0:
+            return None
+        tol = 0.25 * self.spacing_mm[0] if tol_mm is None else tol_mm
+        i = int(np.argmin(np.abs(self.z_positions - z_mm)))
+        return i if abs(float(self.z_positions[i]) - z_mm) <= tol else None
+
+    def gaps_between(self, z_lo: float, z_hi: float) -> list[tuple[float, float]]:
+        """The gaps that lie (partly) inside [z_lo, z_hi]."""
+        return [(a, b) for a, b in self.gaps if b > z_lo and a < z_hi]
+
+    def to_sitk(self) -> Any:
+        """The volume as a SimpleITK image with the same origin, spacing and direction."""
+        import SimpleITK as sitk  # noqa: N813
+
+        img = sitk.GetImageFromArray(self.hu)
+        img.SetSpacing((float(self.spacing_mm[2]), float(self.spacing_mm[1]), float(self.spacing_mm[0])))
+        img.SetOrigin(tuple(float(v) for v in self.origin))
+        img.SetDirection(tuple(float(v) for v in self.direction))
+        return img
+
+
+# ---------------------------------------------------------------------------------------------------- DICOM
+
+
+def _is_dicom_file(p: Path) -> bool:
+    if p.name.startswith(".") or not p.is_file():
+        return False
+    if p.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    if p.suffix:  # .xml, .txt, .json ... next to the slices
+        return False
+    try:
+        with open(p, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def dicom_files(folder: str | Path) -> list[Path]:
+    """The DICOM files directly inside ``folder`` (``*.dcm`` or extension-less files with a DICM preamble)."""
+    return sorted(p for p in Path(folder).iterdir() if _is_dicom_file(p))
+
+
+def _read_header(path: Path) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise InputError(f"corrupt or unreadable DICOM file {path.name}: {type(err).__name__}") from None
+
+
+def _floats(ds: Any, keyword: str, n: int, path: Path) -> list[float] | None:
+    v = ds.get(keyword)
+    if v is None or v == "":
+        return None
+    items = [v] if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__") else list(v)
+    try:
+        vals = [float(x) for x in items]
+    except (TypeError, ValueError):
+        raise InputError(f"DICOM file {path.name}: {keyword} is not numeric ({v!r})") from None
+    if len(vals) != n or not all(np.isfinite(vals)):
+        raise InputError(f"DICOM file {path.name}: {keyword} should hold {n} numbers, got {v!r}")
+    return vals
+
+
+def _check_decodable(ds: Any, path: Path) -> None:
+    """Refuse a compressed transfer syntax that no installed pydicom decoder plugin can read."""
+    from pydicom.pixels import get_decoder
+
+    tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsuid is None or not tsuid.is_compressed:
+        return
+    try:
+        decoder = get_decoder(tsuid)
+    except NotImplementedError:
+        raise InputError(f"DICOM file {path.name}: transfer syntax {tsuid.name} ({tsuid}) is not "
+                         "supported by pydicom") from None
+    if not decoder.is_available:
+        needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+        raise InputError(f"DICOM file {path.name}: compressed transfer syntax {tsuid.name} ({tsuid}) "
+                         f"cannot be decoded here (no decoder installed: {needs})")
+
+
+def _pixels(path: Path, rows: int, cols: int) -> np.ndarray:
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            arr = ds.pixel_array
+    except InputError:
+        raise
+    except Exception as err:  # pydicom raises ValueError, EOFError, RuntimeError... on bad pixel data
+        first = str(err).splitlines()[0][:160] if str(err) else ""
+        raise InputError(f"corrupt or truncated DICOM file {path.name}: cannot read its pixels "
+                         f"({type(err).__name__}: {first})") from None
+    if arr.shape != (rows, cols):
+        raise InputError(f"DICOM file {path.name}: pixel data shape {arr.shape} is not a single "
+                         f"{rows}x{cols} slice")
+    return arr
+
+
+def load_series(folder: str | Path) -> CTVolume:
+    """Load the one CT series held by ``folder`` into Hounsfield units, slices sorted by position.
+
+    Raises :class:`InputError` for a missing folder, no DICOM files, non-CT modality, several series in one
+    folder, a corrupt or truncated file, duplicate slice positions, inconsistent or absent spacing / size /
+    orientation, or a compressed transfer syntax that no installed decoder can read. Gaps in z are listed in
+    ``gaps`` (not an error).
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"DICOM folder not found: {folder}")
+    if not folder.is_dir():
+        raise InputError(f"not a folder: {folder} (give the folder that holds one CT series)")
+    files = dicom_files(folder)
+    if not files:
+        raise InputError(f"no DICOM files (*.dcm) in {folder}")
+    headers = [(p, _read_header(p)) for p in files]
+
+    series = Counter(str(ds.get("SeriesInstanceUID", "")) for _, ds in headers)
+    if len(series) > 1:
+        raise InputError(f"{len(series)} series mixed in one folder {folder.name} ({len(files)} files); "
+                         "put each series in its own folder")
+    modalities = Counter(str(ds.get("Modality", "")).strip() or "(none)" for _, ds in headers)
+    if set(modalities) != {"CT"}:
+        other = next(m for m in modalities if m != "CT")
+        raise InputError(f"not a CT series: modality {other} in {folder.name} (only CT is supported)")
+
+    sizes, spacings, orients, positions = set(), set(), set(), []
+    first_spacing: list[float] = []
+    for p, ds in headers:
+        rows, cols = ds.get("Rows"), ds.get("Columns")
+        if not rows or not cols:
+            raise InputError(f"DICOM file {p.name}: Rows/Columns missing")
+        sizes.add((int(rows), int(cols)))
+        ps = _floats(ds, "PixelSpacing", 2, p)
+        if ps is None:
+            raise InputError(f"DICOM file {p.name}: PixelSpacing is absent (in-plane spacing unknown)")
+        if min(ps) <= 0:
+            raise InputError(f"DICOM file {p.name}: PixelSpacing {ps} is not positive")
+        spacings.add(tuple(round(v, 5) for v in ps))
+        first_spacing = first_spacing or ps
+        iop = _floats(ds, "ImageOrientationPatient", 6, p) or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        orients.add(tuple(round(v, 4) for v in iop))
+        ipp = _floats(ds, "ImagePositionPatient", 3, p)
+        if ipp is None:
+            raise InputError(f"DICOM file {p.name}: ImagePositionPatient is absent (slice position unknown)")
+        positions.append(ipp)
+    if len(sizes) > 1:
+        raise InputError(f"inconsistent slice sizes in {folder.name}: {sorted(sizes)}")
+    if len(spacings) > 1:
+        raise InputError(f"inconsistent in-plane PixelSpacing in {folder.name}: {sorted(spacings)}")
+    if len(orients) > 1:
+        raise InputError(f"inconsistent ImageOrientationPatient in {folder.name}")
+    (rows, cols), (row_mm, col_mm), iop = sizes.pop(), first_spacing, orients.pop()
+    row_dir, col_dir = np.array(iop[:3]), np.array(iop[3:])
+    normal = np.cross(row_dir, col_dir)
+    if abs(normal[2]) < 0.9:
+        raise InputError(f"series in {folder.name} is not axial (slice normal "
+                         f"{np.round(normal, 2).tolist()}); only axial CT is supported")
+
+    pos = np.asarray(positions, dtype=np.float64)
+    order = np.argsort(pos[:, 2], kind="stable")
+    z = pos[order, 2]
+    dup = np.nonzero(np.diff(z) < POSITION_TOL_MM)[0]
+    if dup.size:
+        a, b = files[order[dup[0]]], files[order[dup[0] + 1]]
+        more = f", {dup.size} duplicates in all" if dup.size > 1 else ""
+        raise InputError(f"duplicate slice position z={z[dup[0]]:.2f} mm in {folder.name} "
+                         f"({a.name} and {b.name}{more})")
+
+    first_ds = headers[order[0]][1]
+    thickness = first_ds.get("SliceThickness")
+    thickness = float(thickness) if thickness not in (None, "") else float("nan")
+    if len(z) > 1:
+        steps = np.diff(z)
+        dz = float(np.median(steps))
+        gaps = [(float(z[i]), float(z[i + 1])) for i in np.nonzero(steps > GAP_FACTOR * dz)[0]]
+    else:
+        dz = thickness if np.isfinite(thickness) and thickness > 0 else 1.0
+        gaps = []
+
+    for p, ds in headers:
+        _check_decodable(ds, p)
+    slopes = {float(ds.get("RescaleSlope", 1) or 1) for _, ds in headers}
+    intercepts = {float(ds.get("RescaleIntercept", 0) or 0) for _, ds in headers}
+    integral = all(float(s).is_integer() for s in slopes | intercepts)
+    hu = np.empty((len(files), rows, cols), dtype=np.float32)
+    for out_i, i in enumerate(order):
+        p, ds = headers[i]
+        raw = _pixels(p, rows, cols).astype(np.float32)
+        hu[out_i] = raw * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+    if integral and hu.min() >= np.iinfo(np.int16).min and hu.max() <= np.iinfo(np.int16).max:
+        hu = hu.astype(np.int16)
+
+    direction = (row_dir[0], col_dir[0], normal[0], row_dir[1], col_dir[1], normal[1],
+                 row_dir[2], col_dir[2], normal[2])
+    sid = str(first_ds.get("SeriesInstanceUID", ""))
+    return CTVolume(
+        hu=hu, spacing_mm=(dz, float(row_mm), float(col_mm)), z_positions=z.astype(np.float64),
+        sop_uids=[str(headers[i][1].get("SOPInstanceUID", "")) for i in order],
+        series_uid=pseudonymize_uid(sid),
+        patient_id=pseudonymize_patient_id(first_ds.get("PatientID"), fallback=sid),
+        manufacturer=str(first_ds.get("Manufacturer", "") or ""),
+        origin=tuple(float(v) for v in pos[order[0]]),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in direction), slice_thickness_mm=thickness, gaps=gaps,
+        source=folder.name)
+
+
+# ------------------------------------------------------------------------------------------- NIfTI / NRRD
+
+
+def _is_image_file(p: Path) -> bool:
+    return p.name.lower().endswith(NIFTI_NRRD_SUFFIXES)
+
+
+def _read_sitk(path: Path, what: str) -> Any:
+    import SimpleITK as sitk  # noqa: N813
+
+    if not path.exists():
+        raise InputError(f"{what} file not found: {path}")
+    if not path.is_file() or not _is_image_file(path):
+        raise InputError(f"{what} must be a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file: {path.name}")
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1][:160] if str(err).strip() else ""
+        raise InputError(f"cannot read {what} file {path.name}: {first}") from None
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what} file {path.name} is not a 3D single-channel volume "
+                         f"(dimension {img.GetDimension()}, {img.GetNumberOfComponentsPerPixel()} channels)")
+    return img
+
+
+def load_image_file(path: str | Path) -> CTVolume:
+    """Load a NIfTI (.nii, .nii.gz) or NRRD CT volume whose voxel values are already Hounsfield units.
+
+    The array is (D, H, W) in SimpleITK order (slice, row, column); slices are kept in file order and
+    ``z_positions`` are the slice centres' z (mm). The patient id is ``anon-`` + a hash of the file name.
+    """
+    import SimpleITK as sitk  # noqa: N813
+
+    path = Path(path)
+    img = _read_sitk(path, "image")
+    arr = sitk.GetArrayFromImage(img)
+    sx, sy, sz = img.GetSpacing()
+    if min(sx, sy, sz) <= 0:
+        raise InputError(f"image file {path.name} has non-positive spacing {img.GetSpacing()}")
+    hu = arr.astype(np.int16) if np.issubdtype(arr.dtype, np.integer) and arr.min() >= -32768 and \
+        arr.max() <= 32767 else arr.astype(np.float32)
+    z = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])], dtype=float)
+    return CTVolume(hu=hu, spacing_mm=(float(sz), float(sy), float(sx)), z_positions=z,
+                    sop_uids=[""] * arr.shape[0], series_uid=_anon("file:" + path.name),
+                    patient_id=_anon("file:" + path.name), origin=tuple(img.GetOrigin()),
+                    direction=tuple(img.GetDirection()), slice_thickness_mm=float(sz), source=path.name)
+
+
+def load_mask_file(path: str | Path, like: CTVolume) -> np.ndarray:
+    """Load a nodule mask (NIfTI / NRRD) as a (D, H, W) bool array; refuse one whose geometry differs from
+    ``like``: size must match exactly, spacing and origin within 1e-3 mm, direction within 1e-4.
+    """
+    import SimpleITK as sitk  # noqa: N813
+
+    path = Path(path)
+    img = _read_sitk(path, "mask")
+    ref = like.to_sitk()
+    if img.GetSize() != ref.GetSize():
+        raise InputError(f"mask {path.name} has size {img.GetSize()} but the image has "
+                         f"{ref.GetSize()} (x, y, z)")
+    if not np.allclose(img.GetSpacing(), ref.GetSpacing(), rtol=1e-4, atol=1e-3):
+        raise InputError(f"mask {path.name} has spacing {tuple(round(v, 4) for v in img.GetSpacing())} "
+                         f"mm but the image has {tuple(round(v, 4) for v in ref.GetSpacing())} mm")
+    if not np.allclose(img.GetOrigin(), ref.GetOrigin(), atol=1e-3):
+        raise InputError(f"mask {path.name} has origin {tuple(round(v, 3) for v in img.GetOrigin())} but "
+                         f"the image has {tuple(round(v, 3) for v in ref.GetOrigin())}")
+    if not np.allclose(img.GetDirection(), ref.GetDirection(), atol=1e-4):
+        raise InputError(f"mask {path.name} has a different orientation (direction) from the image")
+    mask = sitk.GetArrayFromImage(img) > 0
+    if not mask.any():
+        raise InputError(f"mask {path.name} is empty (no voxel above 0)")
+    return mask
