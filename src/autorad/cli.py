@@ -72,9 +72,16 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from autorad.config import load_config
     from autorad.train.cv import train
 
-    cfg = load_config(a.config)
+    cfg = load_config(a.config, a.set)
     run = train(a.dataset, cfg, a.out)
     print(f"run written to {run}; report: {Path(run) / 'report.html'}")
+    return 0
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from autorad.train.sweep import sweep
+
+    print(sweep(a.dataset, a.config, a.param, a.values, a.out, overrides=a.set))
     return 0
 
 
@@ -107,7 +114,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 def _cmd_run(a: argparse.Namespace) -> int:
     from autorad.pipeline import run
 
-    report = run(a.config, out=a.out)
+    report = run(a.config, out=a.out, overrides=a.set)
     print(f"report: {report}")
     return 0
 
@@ -161,7 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset")
     s.add_argument("--config", required=True, help="YAML config or a shipped config name (autorad_lung)")
     s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sweep", help="train one config for several values of one parameter and compare")
+    s.add_argument("dataset")
+    s.add_argument("--config", required=True)
+    s.add_argument("--param", required=True, help="dotted key, e.g. model.n_ctx or radiomics.classes")
+    s.add_argument("--values", required=True, nargs="+", help="YAML values, e.g. 1 4 16 50 70 or '[shape2D]'")
+    s.add_argument("--out", required=True)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    s.set_defaults(func=_cmd_sweep)
 
     s = sub.add_parser("evaluate", help="apply a run's final model to another dataset")
     s.add_argument("run")
@@ -188,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the offline embedded demo)")
     s.add_argument("--out", default=None, help="override the config's out_dir")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     s.set_defaults(func=_cmd_run)
     return p
 

@@ -80,6 +80,11 @@ class ModelConfig(_Strict):
     metanet_hidden: int | None = None  # None = input_dim // 16 as in CoCoOp
     logit_scale_init: float = Field(4.6052, description="log(100), CLIP's value")
     learn_logit_scale: bool = True
+    # baselines (scikit-learn)
+    logreg_c: float = Field(0.05, gt=0)  # inverse L2 strength of the logistic-regression baselines
+    gbm_max_iter: int = Field(300, ge=1)
+    gbm_learning_rate: float = Field(0.05, gt=0)
+    gbm_max_leaf_nodes: int = Field(15, ge=2)
 
     @field_validator("class_names")
     @classmethod
@@ -134,21 +139,71 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentC
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config.
+def _resolve_config_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and (shipped := shipped_config_path(str(path))) is not None:
+        return shipped
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    return p
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_raw_config(path: str | Path, _depth: int = 0) -> dict[str, Any]:
+    """The YAML mapping of a config, with ``extends: OTHER`` resolved (OTHER's keys, overridden by this file's)."""
+    p = _resolve_config_path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        if _depth > 8:
+            raise ConfigError(f"{p}: 'extends' chain is too deep (a cycle?)")
+        parent_path = Path(parent) if Path(parent).is_absolute() else p.parent / str(parent)
+        if not parent_path.exists() and not parent_path.with_suffix(".yaml").exists():
+            parent_path = Path(str(parent))
+        elif not parent_path.exists():
+            parent_path = parent_path.with_suffix(".yaml")
+        raw = _deep_merge(load_raw_config(parent_path, _depth + 1), raw)
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed as YAML: numbers, lists, null...)."""
+    raw = dict(raw)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, value = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+        node = raw
+        for k in keys[:-1]:
+            node[k] = dict(node.get(k) or {})
+            node = node[k]
+        node[keys[-1]] = parsed
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read and validate a YAML experiment config (None: all defaults), then apply ``overrides``.
 
     A bare name (``autorad_lung``) refers to a config shipped with the package (``autorad/configs/*.yaml``).
     """
-    p = Path(path)
-    if not p.exists() and p.suffix == "" and (shipped := shipped_config_path(str(path))) is not None:
-        p = shipped
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return config_from_dict(raw or {}, source=str(p))
+    raw = load_raw_config(path) if path is not None else {}
+    return config_from_dict(apply_overrides(raw, overrides), source=str(path or "defaults"))
 
 
 def shipped_config_path(name: str) -> Path | None:

@@ -1,0 +1,43 @@
+"""``autorad evaluate``: apply a run's final model to another dataset, with the same metrics layout."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from autorad.config import config_from_dict
+from autorad.data.dataset import Dataset
+from autorad.errors import InputError
+from autorad.io import write_json
+from autorad.train.cv import _write_parquet, load_model, log, prediction_frame, run_metadata
+from autorad.train.features import build_features
+
+
+def evaluate(run: str | Path, data: str | Path, out: str | Path) -> Path:
+    """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report."""
+    from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
+    from autorad.evaluate.report import write_report
+
+    t0 = time.time()
+    run = Path(run)
+    final = run / "final" / "model"
+    if not final.is_dir():
+        raise InputError(f"{run} has no final model (train with train.final_model: true)")
+    model, meta = load_model(final)
+    cfg = config_from_dict(meta["config"], source=str(final / "model.json"))
+    ds = Dataset(data)
+    table = build_features(ds, cfg)
+    if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
+        raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
+    predictions = prediction_frame(table, model.predict_proba(table))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_parquet(predictions, out / "predictions.parquet")
+    metrics = compute_metrics(predictions)
+    write_json(out / "metrics.json", metrics)
+    log(f"evaluation of {run.name} on {ds.path.name}: {metrics_summary_line(metrics)}")
+    info = run_metadata(cfg, ds, [], time.time() - t0)
+    info["evaluated_run"] = run.name
+    write_json(out / "run.json", info)
+    write_report(out, metrics, predictions, info)
+    return out

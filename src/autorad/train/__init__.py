@@ -1,0 +1,1 @@
+"""Cross-validated training of AutoRad prompt learners and baselines, with safetensors checkpoints."""

@@ -1,0 +1,87 @@
+"""Checkpoints: tensors in safetensors, everything else in a JSON sidecar. No pickle anywhere.
+
+``save_checkpoint(dir, tensors, meta)`` writes ``dir/model.safetensors`` and ``dir/model.json``; the JSON records
+the SHA-256 of the tensor file and the name, dtype and shape of every tensor, so ``load_checkpoint`` refuses a file
+with flipped bytes, a missing key, an extra key or a wrong shape with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load_bytes
+from safetensors.numpy import save as st_save_bytes
+
+from autorad.errors import CheckpointError
+from autorad.io import atomic_write_bytes, hash_file, write_json
+
+TENSOR_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+
+def save_checkpoint(directory: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write tensors (numpy arrays) and JSON metadata atomically; the JSON is written last."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())}
+    atomic_write_bytes(directory / TENSOR_FILE, st_save_bytes(arrays))
+    manifest = {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()}
+    write_json(directory / META_FILE, {**meta, "tensors": manifest,
+                                       "sha256": hash_file(directory / TENSOR_FILE)})
+
+
+def checkpoint_exists(directory: Path) -> bool:
+    """True when both files of a checkpoint are present (the JSON is written last)."""
+    return (Path(directory) / TENSOR_FILE).is_file() and (Path(directory) / META_FILE).is_file()
+
+
+def load_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and verify a checkpoint; raise :class:`CheckpointError` on any mismatch or corruption."""
+    directory = Path(directory)
+    tfile, mfile = directory / TENSOR_FILE, directory / META_FILE
+    if not tfile.is_file() or not mfile.is_file():
+        raise CheckpointError(f"no checkpoint in {directory} (need {TENSOR_FILE} and {META_FILE})")
+    try:
+        meta = json.loads(mfile.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{mfile} is not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or "tensors" not in meta or "sha256" not in meta:
+        raise CheckpointError(f"{mfile} lacks the tensor manifest or checksum")
+    try:
+        tensors = st_load_bytes(tfile.read_bytes())
+    except (SafetensorError, ValueError, OSError) as err:
+        raise CheckpointError(f"{tfile} cannot be read as safetensors ({err})") from None
+    check_tensor_keys(tensors, meta["tensors"], str(tfile))
+    if hash_file(tfile) != meta["sha256"]:
+        raise CheckpointError(f"{tfile} is corrupt: its SHA-256 does not match the one in {META_FILE}")
+    return tensors, meta
+
+
+def check_tensor_keys(tensors: dict[str, np.ndarray], expected: dict[str, dict[str, Any]], where: str) -> None:
+    """Refuse missing keys, unexpected keys and wrong shapes, naming them."""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing:
+        more = " ..." if len(missing) > 5 else ""
+        raise CheckpointError(f"{where}: missing key(s) {', '.join(missing[:5])}{more}")
+    if extra:
+        more = " ..." if len(extra) > 5 else ""
+        raise CheckpointError(f"{where}: unexpected key(s) {', '.join(extra[:5])}{more}")
+    for k, spec in expected.items():
+        if list(tensors[k].shape) != list(spec["shape"]):
+            raise CheckpointError(f"{where}: key {k} has shape {list(tensors[k].shape)}, expected {spec['shape']}")
+
+
+def split_prefix(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The tensors whose names start with ``prefix.``, with the prefix removed."""
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+
+
+def with_prefix(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """Prefix every tensor name with ``prefix.``."""
+    return {f"{prefix}.{k}": v for k, v in tensors.items()}

@@ -1,0 +1,89 @@
+"""Assemble what a model sees per nodule: label, fold, raw radiomics and frozen image embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from autorad import CLASS_NAMES
+from autorad.config import ExperimentConfig
+from autorad.data.dataset import Dataset
+from autorad.errors import InputError
+
+NEEDS_RADIOMICS = {"autorad", "autorad_image", "radiomics_logreg", "radiomics_gbm"}
+NEEDS_IMAGE = {"autorad", "autorad_image", "coop", "cocoop", "linear_probe"}
+
+
+@dataclass
+class FeatureTable:
+    """Per-nodule model inputs, row-aligned with the dataset manifest."""
+
+    nodule_ids: np.ndarray
+    patient_ids: np.ndarray
+    folds: np.ndarray
+    y: np.ndarray  # class index in CLASS_NAMES order
+    radiomics: np.ndarray | None = None  # (N, F) raw values, NaN where extraction failed
+    radiomics_names: list[str] | None = None
+    radiomics_status: np.ndarray | None = None
+    image: np.ndarray | None = None  # (N, D) frozen embeddings
+
+    def __len__(self) -> int:
+        return len(self.nodule_ids)
+
+    def subset(self, idx: np.ndarray) -> FeatureTable:
+        """Rows ``idx`` (an index or boolean array)."""
+        def take(a):
+            return None if a is None else a[idx]
+        return replace(self, nodule_ids=self.nodule_ids[idx], patient_ids=self.patient_ids[idx],
+                       folds=self.folds[idx], y=self.y[idx], radiomics=take(self.radiomics),
+                       radiomics_status=take(self.radiomics_status), image=take(self.image))
+
+
+def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> FeatureTable:
+    """Load (computing and caching when missing) the radiomics and embeddings that ``cfg.model`` needs."""
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    m = ds.manifest
+    unknown = set(m["label"]) - set(CLASS_NAMES)
+    if unknown:
+        raise InputError(f"dataset {ds.path} has unknown labels {sorted(unknown)}")
+    table = FeatureTable(nodule_ids=m["nodule_id"].astype(str).to_numpy(),
+                         patient_ids=m["patient_id"].astype(str).to_numpy(),
+                         folds=m["fold"].to_numpy(dtype=np.int64),
+                         y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
+    kind = cfg.model.kind
+    if kind in NEEDS_RADIOMICS:
+        table.radiomics, table.radiomics_names, table.radiomics_status = load_radiomics_matrix(ds, cfg)
+    if kind in NEEDS_IMAGE:
+        table.image = load_image_matrix(ds, cfg)
+    return table
+
+
+def load_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Raw radiomics (N, F) in manifest order, extracting them first if the dataset has none yet."""
+    from autorad.radiomics import load_radiomics
+    from autorad.radiomics.extract import run_radiomics
+    from autorad.radiomics.preprocess import select_feature_columns
+
+    run_radiomics(ds.path, cfg.radiomics)  # a cached no-op when everything is there
+    df = load_radiomics(ds.path, mode=cfg.radiomics.mode)
+    df = df.set_index(df["nodule_id"].astype(str)).reindex(ds.nodule_ids)
+    if df["status"].isna().any():
+        raise InputError(f"radiomics of {ds.path} do not cover every nodule; rerun `autorad radiomics`")
+    names = [c for c in df.columns if c not in ("nodule_id", "status")]
+    if cfg.radiomics.classes:
+        names = select_feature_columns(names, cfg.radiomics.classes)
+        if not names:
+            raise InputError(f"no radiomic feature belongs to the classes {cfg.radiomics.classes}")
+    return df[names].to_numpy(dtype=np.float64), names, df["status"].astype(str).to_numpy()
+
+
+def load_image_matrix(ds: Dataset, cfg: ExperimentConfig) -> np.ndarray:
+    """Frozen image embeddings (N, D) in manifest order, computed and cached on first use."""
+    from autorad.encoders.embed import load_embeddings
+
+    ids, emb = load_embeddings(ds.path, cfg.model.vision_encoder, weights=cfg.model.vision_weights)
+    if list(ids) != ds.nodule_ids:
+        raise InputError(f"embedding cache of {ds.path} is out of step with the manifest; delete its embeddings/")
+    return np.asarray(emb, dtype=np.float32)

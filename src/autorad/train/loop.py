@@ -1,0 +1,178 @@
+"""The optimisation loop of the prompt learners: SGD + momentum, warm-up then cosine decay, resumable per epoch.
+
+Each epoch's batch order is drawn from ``seed``, ``fold`` and the epoch number alone, so a run resumed from an epoch
+checkpoint continues exactly as an uninterrupted one would (same batches, same momentum, same result).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autorad.config import TrainConfig
+from autorad.train.checkpoint import (
+    checkpoint_exists,
+    load_checkpoint,
+    save_checkpoint,
+    split_prefix,
+    with_prefix,
+)
+
+
+@dataclass
+class TrainInputs:
+    """Tensors of one training or validation set."""
+
+    image: torch.Tensor  # (N, Dv)
+    radiomics: torch.Tensor | None  # (N, R) preprocessed
+    y: torch.Tensor  # (N,) class indices
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        t = torch.as_tensor(idx, dtype=torch.long)
+        return self.image[t], None if self.radiomics is None else self.radiomics[t], self.y[t]
+
+
+@dataclass
+class History:
+    """Per-epoch training (and validation) loss and accuracy; which epoch was kept."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "val_accuracy": self.val_accuracy,
+                "best_epoch": self.best_epoch}
+
+
+def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to zero at ``total_steps``."""
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | None:
+    """Balanced weights n / (C * count_c) or None."""
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict_logits(learner: nn.Module, data: TrainInputs, batch_size: int = 128) -> torch.Tensor:
+    """Logits for every row, in order."""
+    learner.eval()
+    out = []
+    for start in range(0, len(data), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(data)))
+        img, rad, _ = data.batch(idx)
+        out.append(learner(img, rad))
+    return torch.cat(out) if out else torch.zeros((0, 3))
+
+
+def _momentum_state(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, np.ndarray]:
+    state = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            buf = opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                state[names[id(p)]] = buf.detach().cpu().numpy()
+    return state
+
+
+def _restore_momentum(opt: torch.optim.Optimizer, names: dict[int, str], state: dict[str, np.ndarray]) -> None:
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if names[id(p)] in state:
+                opt.state[p]["momentum_buffer"] = torch.from_numpy(state[names[id(p)]].copy())
+
+
+def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, state_dir: Path | None,
+                  fingerprint: str, fold: int, val: TrainInputs | None = None,
+                  on_epoch: Callable[[int, float], None] | None = None) -> History:
+    """Optimise the learner's trainable parameters in place; keep the best validation epoch when ``val`` is set.
+
+    ``state_dir`` receives an epoch checkpoint after every epoch; a later call with the same ``fingerprint``
+    resumes from it.
+    """
+    params = [(n, p) for n, p in learner.named_parameters() if p.requires_grad]
+    names = {id(p): n for n, p in params}
+    opt = torch.optim.SGD([p for _, p in params], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    schedule = lr_lambda(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
+    weights = class_weights(train.y.numpy(), 3, cfg.class_weighting)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    history, start_epoch = History(), 0
+    best_state: dict[str, np.ndarray] | None = None
+    best_val = math.inf
+
+    if state_dir is not None and checkpoint_exists(state_dir):
+        tensors, meta = load_checkpoint(state_dir)
+        if meta.get("fingerprint") == fingerprint:
+            learner.load_learnable_state_dict(
+                {k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "learner").items()})
+            _restore_momentum(opt, names, split_prefix(tensors, "momentum"))
+            best_state = split_prefix(tensors, "best") or None
+            h = meta["history"]
+            history = History(h["train_loss"], h["val_loss"], h["val_accuracy"], h["best_epoch"])
+            best_val = min(history.val_loss) if history.val_loss else math.inf
+            start_epoch = int(meta["epoch"]) + 1
+
+    for epoch in range(start_epoch, cfg.epochs):
+        learner.train()
+        order = np.random.default_rng([cfg.seed, fold + 1, epoch]).permutation(len(train))
+        total, count = 0.0, 0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if len(idx) == 0:
+                continue
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * schedule(epoch * steps_per_epoch + b)
+            img, rad, y = train.batch(idx)
+            loss = loss_fn(learner(img, rad), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        history.train_loss.append(total / max(count, 1))
+        if val is not None and len(val):
+            logits = predict_logits(learner, val)
+            vloss = float(nn.functional.cross_entropy(logits, val.y))
+            history.val_loss.append(vloss)
+            history.val_accuracy.append(float((logits.argmax(1) == val.y).float().mean()))
+            if vloss < best_val:
+                best_val, history.best_epoch = vloss, epoch
+                best_state = {k: v.detach().cpu().numpy().copy() for k, v in learner.learnable_state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(epoch, history.train_loss[-1])
+        if state_dir is not None:
+            tensors = with_prefix({k: v.detach().cpu().numpy() for k, v in learner.learnable_state_dict().items()},
+                                  "learner")
+            tensors.update(with_prefix(_momentum_state(opt, names), "momentum"))
+            if best_state is not None:
+                tensors.update(with_prefix(best_state, "best"))
+            save_checkpoint(state_dir, tensors, {"fingerprint": fingerprint, "epoch": epoch,
+                                                 "history": history.as_dict()})
+    if val is not None and best_state is not None:
+        learner.load_learnable_state_dict({k: torch.from_numpy(v.copy()) for k, v in best_state.items()})
+    elif val is None:
+        history.best_epoch = cfg.epochs - 1
+    return history
