@@ -1,0 +1,27 @@
+"""Frozen encoders: the registry (:mod:`autorad.encoders.registry`), loaders per family, embedding caches.
+
+>>> enc = load_encoder("efficientnet-lite0")          # doctest: +SKIP
+>>> enc.embed([crop_hu]).shape                         # doctest: +SKIP
+(1, 1280)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from autorad.encoders.base import TextEncoder, VisionEncoder
+from autorad.encoders.registry import EncoderEntry, get_entry, list_encoders
+
+__all__ = ["EncoderEntry", "TextEncoder", "VisionEncoder", "get_entry", "list_encoders", "load_encoder"]
+
+
+def load_encoder(name: str, weights: str | None = None, device: str = "cpu") -> VisionEncoder | TextEncoder:
+    """Load the registered encoder ``name`` with frozen weights.
+
+    ``weights``: a local file or directory, or a Hugging Face hub id; default: the entry's own source.
+    Missing packages raise MissingDependencyError, missing or mismatched files CheckpointError; real weights
+    are never silently replaced by random ones (only the ``tiny-*`` test encoders are random).
+    """
+    entry = get_entry(name)
+    module = importlib.import_module(f"autorad.encoders.{entry.family}")
+    return module.load(entry, weights, device=device)

@@ -1,0 +1,131 @@
+"""AIMv2 vision encoder (the paper's): transformers' Aimv2VisionModel, patch tokens mean-pooled.
+
+Weights come from the Hugging Face hub (``apple/aimv2-large-patch14-224``) or a local directory / file, in
+either the Hugging Face layout (``encoder.layers.N.attention.q_proj``...) or Apple's original ``ml-aim`` layout
+(``trunk.blocks.N.attn.qkv`` fused, ``preprocessor.patchifier``...), which is converted key by key.
+Loading is strict: a missing or unexpected key is a CheckpointError naming the keys.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from autorad.encoders.base import VisionEncoder, strict_load
+from autorad.encoders.registry import EncoderEntry
+from autorad.encoders.weights import load_state_dict, resolve
+
+# Apple ml-aim (aim.v2) name -> transformers Aimv2VisionModel name. Apple's SwiGLU is fc2(silu(fc1 x) * fc3 x),
+# transformers' is down_proj(silu(gate_proj x) * up_proj x).
+_APPLE_TO_HF: tuple[tuple[str, str], ...] = (
+    (r"^preprocessor\.patchifier\.proj\.", "embeddings.patch_embed."),
+    (r"^preprocessor\.patchifier\.norm\.", "embeddings.rms_norm."),
+    (r"^preprocessor\.pos_embed$", "embeddings.position_embedding.weight"),
+    (r"^trunk\.blocks\.(\d+)\.attn\.proj\.", r"encoder.layers.\1.attention.out_proj."),
+    (r"^trunk\.blocks\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.ffn.gate_proj."),
+    (r"^trunk\.blocks\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.ffn.down_proj."),
+    (r"^trunk\.blocks\.(\d+)\.mlp\.fc3\.", r"encoder.layers.\1.ffn.up_proj."),
+    (r"^trunk\.blocks\.(\d+)\.norm_1\.", r"encoder.layers.\1.rms_norm1."),
+    (r"^trunk\.blocks\.(\d+)\.norm_2\.", r"encoder.layers.\1.rms_norm2."),
+    (r"^trunk\.post_trunk_norm\.", "rms_norm."),
+)
+_QKV = re.compile(r"^trunk\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
+_HF_QKV = re.compile(r"^encoder\.layers\.(\d+)\.attention\.q_proj\.(weight|bias)$")
+
+
+def is_apple_layout(sd: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict uses Apple's original key names."""
+    return any(k.startswith(("trunk.", "preprocessor.")) for k in sd)
+
+
+def apple_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Convert Apple's original AIMv2 vision keys to transformers' names (fused qkv split into q, k, v).
+
+    Keys that match no rule are kept unchanged, so strict loading reports them as unexpected.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        key = key.removeprefix("image_encoder.")
+        if m := _QKV.match(key):
+            q, k, v = torch.chunk(value, 3, dim=0)
+            base = f"encoder.layers.{m.group(1)}.attention"
+            out.update({f"{base}.q_proj.{m.group(2)}": q, f"{base}.k_proj.{m.group(2)}": k,
+                        f"{base}.v_proj.{m.group(2)}": v})
+            continue
+        new = key
+        for pattern, repl in _APPLE_TO_HF:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                break
+        if new == "embeddings.position_embedding.weight" and value.ndim == 3:
+            value = value.squeeze(0)  # Apple stores (1, N, D)
+        out[new] = value
+    return out
+
+
+def hf_to_apple(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`apple_to_hf` (used to test the conversion and to write Apple-layout files)."""
+    inverse = (
+        (r"^embeddings\.patch_embed\.", "preprocessor.patchifier.proj."),
+        (r"^embeddings\.rms_norm\.", "preprocessor.patchifier.norm."),
+        (r"^embeddings\.position_embedding\.weight$", "preprocessor.pos_embed"),
+        (r"^encoder\.layers\.(\d+)\.attention\.out_proj\.", r"trunk.blocks.\1.attn.proj."),
+        (r"^encoder\.layers\.(\d+)\.ffn\.gate_proj\.", r"trunk.blocks.\1.mlp.fc1."),
+        (r"^encoder\.layers\.(\d+)\.ffn\.down_proj\.", r"trunk.blocks.\1.mlp.fc2."),
+        (r"^encoder\.layers\.(\d+)\.ffn\.up_proj\.", r"trunk.blocks.\1.mlp.fc3."),
+        (r"^encoder\.layers\.(\d+)\.rms_norm1\.", r"trunk.blocks.\1.norm_1."),
+        (r"^encoder\.layers\.(\d+)\.rms_norm2\.", r"trunk.blocks.\1.norm_2."),
+        (r"^rms_norm\.", "trunk.post_trunk_norm."),
+    )
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if m := _HF_QKV.match(key):
+            base = f"encoder.layers.{m.group(1)}.attention"
+            qkv = [sd[f"{base}.{p}_proj.{m.group(2)}"] for p in ("q", "k", "v")]
+            out[f"trunk.blocks.{m.group(1)}.attn.qkv.{m.group(2)}"] = torch.cat(qkv, dim=0)
+            continue
+        if re.match(r"^encoder\.layers\.\d+\.attention\.[kv]_proj\.", key):
+            continue
+        new = key
+        for pattern, repl in inverse:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                break
+        if new == "preprocessor.pos_embed":
+            value = value.unsqueeze(0)
+        out[new] = value
+    return out
+
+
+def build_model(options: dict[str, Any], config: dict[str, Any] | None = None) -> torch.nn.Module:
+    """An Aimv2VisionModel with the entry's architecture (or a checkpoint's config.json), random weights."""
+    from transformers import Aimv2VisionConfig, Aimv2VisionModel
+
+    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+            "patch_size", "use_head", "qkv_bias", "mlp_bias", "rms_norm_eps")
+    kw = {k: options[k] for k in keys if k in options}
+    if config:
+        kw.update({k: config[k] for k in keys if k in config})
+    return Aimv2VisionModel(Aimv2VisionConfig(**kw))
+
+
+class Aimv2Encoder(VisionEncoder):
+    """Mean of the final (RMS-normalised) patch tokens."""
+
+    def forward_batch(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.model.parameters()).dtype
+        out = self.model(pixel_values=x.to(dtype))
+        return out.last_hidden_state.mean(dim=1)
+
+
+def load(entry: EncoderEntry, weights: str | None, device: str = "cpu") -> Aimv2Encoder:
+    """Load AIMv2 strictly from ``weights`` (local path or hub id; default: the entry's hub id)."""
+    files = resolve(weights or entry.source, entry.install)
+    sd = load_state_dict(files.weights)
+    if is_apple_layout(sd):
+        sd = apple_to_hf(sd)
+    model = build_model(entry.options, files.config())
+    strict_load(model, sd, f"{entry.name} ({files.weights})")
+    return Aimv2Encoder(entry, model, files.identity, device)

