@@ -1,0 +1,234 @@
+"""PyRadiomics feature extraction: one nodule (:func:`extract_one`) or a whole dataset (:func:`run_radiomics`).
+
+``run_radiomics`` writes ``DATASET/radiomics.parquet`` (``radiomics_3d.parquet`` for ``mode="3d"``): one row per
+nodule in manifest order with ``nodule_id``, ``status`` (``ok`` or why it failed) and one float column per
+feature, named exactly as PyRadiomics names it. Results are cached per nodule (see :mod:`autorad.radiomics.cache`)
+so a rerun recomputes nothing and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autorad.config import RadiomicsConfig
+from autorad.data.dataset import Dataset
+from autorad.errors import InputError
+from autorad.progress import progress
+from autorad.radiomics.cache import FeatureCache, nodule_key
+from autorad.radiomics.executors import run_tasks
+from autorad.radiomics.quiet import quiet_radiomics
+from autorad.radiomics.settings import DEFAULT_PARAMS, RadiomicsParams, load_params, pyradiomics_version
+from autorad.radiomics.table import (
+    CACHE_SUBDIR,
+    check_classes,
+    radiomics_path,
+    write_radiomics_table,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_OK = "ok"
+STATUS_NO_VOLUME = "no 3D volume for this nodule"
+_MAX_STATUS_CHARS = 300
+
+_EXTRACTORS: dict[str, Any] = {}  # params key -> RadiomicsFeatureExtractor, one per process
+
+
+def _extractor(params: RadiomicsParams) -> Any:
+    ex = _EXTRACTORS.get(params.key)
+    if ex is None:
+        quiet_radiomics()
+        from radiomics import featureextractor
+
+        ex = featureextractor.RadiomicsFeatureExtractor(dict(params.settings))
+        _EXTRACTORS[params.key] = ex
+    return ex
+
+
+def _spacing_tuple(spacing: float | Sequence[float], ndim: int) -> tuple[float, ...]:
+    sp = (float(spacing),) * ndim if np.ndim(spacing) == 0 else tuple(float(s) for s in spacing)  # type: ignore[union-attr]
+    if len(sp) != ndim:
+        raise ValueError(f"spacing has {len(sp)} values for a {ndim}D image")
+    if not all(math.isfinite(s) and s > 0 for s in sp):
+        raise ValueError(f"spacing must be positive and finite, got {sp}")
+    return sp
+
+
+def to_sitk(image: np.ndarray, mask: np.ndarray, spacing: float | Sequence[float], label: int = 1):
+    """SimpleITK image (float64) and mask (``label`` inside) with ``spacing`` given in array-axis order.
+
+    ``spacing`` is (row, column) for 2D or (slice, row, column) for 3D, in mm; a single number means isotropic.
+    """
+    import SimpleITK as sitk  # noqa: N813 (the name every SimpleITK example uses)
+
+    img = np.asarray(image)
+    m = np.asarray(mask)
+    sp = _spacing_tuple(spacing, img.ndim)
+    sitk_img = sitk.GetImageFromArray(img.astype(np.float64))
+    sitk_mask = sitk.GetImageFromArray((m != 0).astype(np.uint8) * np.uint8(label))
+    sitk_img.SetSpacing(sp[::-1])  # SimpleITK wants (x=column, y=row, z=slice)
+    sitk_mask.SetSpacing(sp[::-1])
+    return sitk_img, sitk_mask
+
+
+def _precheck(image: np.ndarray, mask: np.ndarray) -> str | None:
+    if image.ndim not in (2, 3):
+        return f"error: image must be 2D or 3D, got {image.ndim}D"
+    if image.shape != mask.shape:
+        return f"error: image shape {image.shape} differs from mask shape {mask.shape}"
+    if not np.any(mask):
+        return "empty mask"
+    if not np.issubdtype(image.dtype, np.number) or not np.all(np.isfinite(image)):
+        return "non-finite image values"
+    return None
+
+
+def extract_one(image: np.ndarray, mask: np.ndarray, spacing: float | Sequence[float],
+                params: str | Path | dict[str, Any] | RadiomicsParams = "autorad_2d",
+                ) -> tuple[str, dict[str, float]]:
+    """Extract every feature of ``params`` from one nodule; never raises for bad inputs.
+
+    Returns ``(status, features)``: status is ``"ok"``; or ``"non-finite: ..."`` with the features (some NaN or
+    inf); or the reason nothing could be extracted (``"empty mask"``, ``"failed: <PyRadiomics' message>"``...)
+    with an empty dict. Feature names are PyRadiomics' own (``original_firstorder_Mean``...).
+    """
+    p = load_params(params)
+    image, mask = np.asarray(image), np.asarray(mask)
+    bad = _precheck(image, mask)
+    if bad is not None:
+        return bad, {}
+    label = int((p.settings.get("setting") or {}).get("label", 1))
+    try:
+        sitk_img, sitk_mask = to_sitk(image, mask, spacing, label)
+        result = _extractor(p).execute(sitk_img, sitk_mask, label=label)
+    except Exception as err:  # PyRadiomics signals unusable masks with ValueError, filters with others
+        msg = " ".join(str(err).split()) or type(err).__name__
+        return f"failed: {msg}"[:_MAX_STATUS_CHARS], {}
+    features = {k: float(v) for k, v in result.items() if not k.startswith("diagnostics_")}
+    nonfinite = [k for k, v in features.items() if not math.isfinite(v)]
+    if nonfinite:
+        shown = ", ".join(nonfinite[:3]) + (", ..." if len(nonfinite) > 3 else "")
+        return f"non-finite: {len(nonfinite)} features ({shown})"[:_MAX_STATUS_CHARS], features
+    return STATUS_OK, features
+
+
+@dataclass
+class NoduleTask:
+    """One extraction to run (possibly in another process or on a Ray worker)."""
+
+    nodule_id: str
+    key: str
+    image: np.ndarray
+    mask: np.ndarray
+    spacing: tuple[float, ...]
+    params: dict[str, Any]
+
+
+def compute_task(task: NoduleTask) -> tuple[str, str, str, dict[str, float]]:
+    """Worker side: ``(nodule_id, key, status, features)``."""
+    params = _task_params(task.params)
+    status, features = extract_one(task.image, task.mask, task.spacing, params)
+    return task.nodule_id, task.key, status, features
+
+
+_PARAMS_BY_ID: dict[str, RadiomicsParams] = {}
+
+
+def _task_params(settings: dict[str, Any]) -> RadiomicsParams:
+    import json
+
+    sid = json.dumps(settings, sort_keys=True)
+    p = _PARAMS_BY_ID.get(sid)
+    if p is None:
+        p = _PARAMS_BY_ID[sid] = load_params(settings)
+    return p
+
+
+def _nodule_arrays(ds: Dataset, row: Any, mode: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]] | None:
+    keys = ("volume_hu", "volume_mask", "volume_spacing_mm") if mode == "3d" else ("slice_hu", "slice_mask")
+    with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
+        if any(k not in z.files for k in keys):
+            if mode == "3d":
+                return None
+            raise InputError(f"{row['array_file']}: missing {', '.join(k for k in keys if k not in z.files)}")
+        arrays = {k: z[k] for k in keys}
+    if mode == "3d":
+        spacing = tuple(float(s) for s in arrays["volume_spacing_mm"])
+        return arrays["volume_hu"], arrays["volume_mask"], spacing
+    s = float(row["pixel_spacing_mm"])
+    return arrays["slice_hu"], arrays["slice_mask"], (s, s)
+
+
+def resolve_params(cfg: RadiomicsConfig) -> RadiomicsParams:
+    """The parameter set a config asks for (the 3D default when ``mode="3d"`` keeps the 2D default name)."""
+    name = DEFAULT_PARAMS["3d"] if cfg.mode == "3d" and cfg.params == DEFAULT_PARAMS["2d"] else cfg.params
+    return load_params(name)
+
+
+def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Path:
+    """Extract features for every nodule of ``dataset`` and write the table; returns its path.
+
+    Cached nodules are read back, the rest are computed with ``cfg.jobs`` local processes or as Ray tasks
+    (``cfg.executor="ray"``). ``cfg.classes`` is not applied here: the table always holds every feature of the
+    parameter set, and :func:`autorad.radiomics.load_radiomics` selects classes from it.
+    """
+    cfg = cfg or RadiomicsConfig()
+    ds_path = Path(dataset)
+    if not ds_path.is_dir():
+        raise InputError(f"dataset folder not found: {dataset}")
+    ds = Dataset(ds_path)
+    if cfg.classes:
+        check_classes(cfg.classes)
+    params = resolve_params(cfg)
+    cache = FeatureCache(ds.path / CACHE_SUBDIR)
+    manifest = ds.manifest
+    ids = manifest["nodule_id"].astype(str).tolist()
+    started = time.perf_counter()
+
+    # Pass 1: keys and cache hits (only features are kept in memory, never the images).
+    keys: dict[str, str] = {}
+    done: dict[str, tuple[str, dict[str, float]]] = {}
+    for (_, row), nid in zip(manifest.iterrows(), ids, strict=True):
+        arrs = _nodule_arrays(ds, row, cfg.mode)
+        if arrs is None:
+            done[nid] = (STATUS_NO_VOLUME, {})
+            continue
+        keys[nid] = nodule_key(*arrs, params_key=params.key)
+        hit = cache.get(keys[nid])
+        if hit is not None:
+            done[nid] = hit
+    if cfg.mode == "3d" and not keys:
+        raise InputError(f"{ds.path}: no nodule has a 3D sub-volume (max-slice sources are 2D only); "
+                         "ingest from DICOM (autorad ingest lidc) or use --mode 2d")
+    todo = [nid for nid in ids if nid not in done]
+    n_hit = len(ids) - len(todo)
+    log.info("radiomics: %d nodules, %d cached, %d to compute", len(ids), n_hit, len(todo))
+
+    def tasks() -> Iterator[NoduleTask]:
+        rows = manifest.set_index(manifest["nodule_id"].astype(str))
+        for nid in todo:
+            arrs = _nodule_arrays(ds, rows.loc[nid], cfg.mode)
+            assert arrs is not None
+            yield NoduleTask(nid, keys[nid], arrs[0], arrs[1], arrs[2], params.settings)
+
+    results = run_tasks(compute_task, tasks(), jobs=cfg.jobs, executor=cfg.executor, address=cfg.ray_address)
+    for nid, key, status, features in progress(results, desc=f"radiomics {cfg.mode}", unit="nodule",
+                                               total=len(todo)):
+        cache.put(key, status, features)
+        done[nid] = (status, features)
+
+    out = radiomics_path(ds.path, cfg.mode)
+    meta = {"params": params.name, "params_settings": params.settings, "params_key": params.key,
+            "pyradiomics": pyradiomics_version(), "mode": cfg.mode, "n_nodules": len(ids), "n_cached": n_hit,
+            "n_computed": len(todo), "executor": cfg.executor, "jobs": cfg.jobs,
+            "seconds": round(time.perf_counter() - started, 3)}
+    write_radiomics_table(out, ids, [done[nid] for nid in ids], meta)
+    return out
