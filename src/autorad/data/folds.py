@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 
 def assign_folds(patient_ids: pd.Series | np.ndarray, labels: pd.Series | np.ndarray, n_folds: int = 5,
@@ -23,7 +25,17 @@ def assign_folds(patient_ids: pd.Series | np.ndarray, labels: pd.Series | np.nda
     if k < 2:
         folds[:] = 0
         return folds
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups=patient_ids)):
+    x = np.zeros(len(labels))
+    with warnings.catch_warnings():
+        # "The least populated class in y has only N members": expected for tiny datasets, handled below.
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
+                x, labels, groups=patient_ids))
+        except ValueError:  # every class has fewer members than folds: stratification is impossible
+            splits = []
+    if not splits or any(len(test) == 0 for _, test in splits):
+        splits = list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, labels, groups=patient_ids))
+    for fold, (_, test_idx) in enumerate(splits):
         folds[test_idx] = fold
     return folds
