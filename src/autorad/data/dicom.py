@@ -188,7 +188,7 @@ def _pixels(path: Path, rows: int, cols: int) -> np.ndarray:
     except InputError:
         raise
     except Exception as err:  # pydicom raises ValueError, EOFError, RuntimeError... on bad pixel data
-        first = str(err).splitlines()[0][:160] if str(err) else ""
+        first = str(err).splitlines()[0].split(" - ")[0][:160] if str(err) else ""
         raise InputError(f"corrupt or truncated DICOM file {path.name}: cannot read its pixels "
                          f"({type(err).__name__}: {first})") from None
     if arr.shape != (rows, cols):

@@ -199,12 +199,17 @@ def _read_annotations(xml_files: list[Path]) -> LidcAnnotations:
 def iter_lidc(root: str | Path, limit: int | None = None) -> Iterator[NoduleRecord | Skip]:
     """Walk an LIDC-IDRI DICOM root and yield one :class:`NoduleRecord` (or :class:`Skip`) per nodule.
 
-    ``limit`` stops after that many nodule records. Raises :class:`InputError` when the root is missing or
-    holds no DICOM series; problems of one series are yielded as a :class:`Skip` of that series.
+    ``limit`` stops after that many nodule records. Raises :class:`InputError` at once (before the first
+    record is asked for) when the root is missing or holds no DICOM series; problems of one series are yielded
+    as a :class:`Skip` of that series.
     """
     folders = find_series_folders(root)
     if not folders:
         raise InputError(f"no DICOM series (folders with *.dcm files) found under {root}")
+    return _iter_folders(folders, limit)
+
+
+def _iter_folders(folders: list[SeriesFolder], limit: int | None) -> Iterator[NoduleRecord | Skip]:
     n_records = 0
     per_patient: dict[str, int] = {}
     series_count: dict[str, int] = {}
