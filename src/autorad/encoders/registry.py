@@ -53,6 +53,11 @@ class EncoderEntry:
     random: bool = False  # random weights by design (tests, benchmarks)
     options: dict[str, Any] = field(default_factory=dict)  # family-specific settings (architecture sizes...)
 
+    @property
+    def random_weights(self) -> bool:
+        """Alias of ``random`` (the name the training code reads)."""
+        return self.random
+
     def public(self) -> dict[str, Any]:
         """A JSON-able description (for ``autorad encoders list --json`` and cache metadata)."""
         d = asdict(self)

@@ -1,0 +1,174 @@
+"""Prompt learners over frozen encoders: CoOp, CoCoOp, AutoRad (radiomics-conditioned) and AutoRad+image.
+
+For class c and nodule b the prompt is ``[BOS] (ctx_1 + d_b) .. (ctx_n + d_b) {class c}. [EOS]``, where the
+ctx_i are learned vectors in the text encoder's token-embedding space and d_b is
+
+- 0 for ``coop`` (so the C text features are computed once per step, not B times),
+- MetaNet(image embedding) for ``cocoop``,
+- MetaNet(preprocessed radiomics vector) for ``autorad`` (the paper),
+- MetaNet(concat(image embedding, radiomics)) for ``autorad_image``.
+
+logits[b, c] = exp(s) * cos(P v_b, t_{b,c}), with v_b the frozen image embedding, P a learned linear projection
+into the text space when the dimensions differ (identity otherwise), t_{b,c} the frozen text encoder's output for
+the prompt, and s a learned log-scale initialised at log(100) as in CLIP. Only ctx, the MetaNet, P and s train.
+
+All B x C prompts of a batch go through the text encoder in one call (CoCoOp's reference trainer loops over the
+batch in Python); :meth:`PromptLearner.forward_loop` is that loop, kept as a reference for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autorad.encoders.base import TextEncoder
+from autorad.errors import CheckpointError, ConfigError, InputError
+from autorad.prompts.metanet import MetaNet
+from autorad.prompts.text import init_context, tokenize_prompts
+
+KINDS = ("coop", "cocoop", "autorad", "autorad_image")
+MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(s) at 100
+
+
+class PromptLearner(nn.Module):
+    """A prompt learner of one ``kind`` over a frozen text encoder (see the module docstring for the maths)."""
+
+    def __init__(self, kind: str, text_encoder: TextEncoder, class_names: Sequence[str], image_dim: int,
+                 radiomics_dim: int = 0, n_ctx: int = 50, ctx_init: str | None = None,
+                 metanet_hidden: int | None = None, logit_scale_init: float = math.log(100.0),
+                 learn_logit_scale: bool = True):
+        super().__init__()
+        if kind not in KINDS:
+            raise ConfigError(f"unknown prompt learner {kind!r}; choose one of {', '.join(KINDS)}")
+        if kind in ("autorad", "autorad_image") and radiomics_dim < 1:
+            raise ConfigError(f"{kind} needs radiomics features (radiomics_dim={radiomics_dim})")
+        if not class_names:
+            raise ConfigError("class_names is empty")
+        self.kind = kind
+        self.class_names = list(class_names)
+        self.n_ctx = n_ctx
+        self.image_dim, self.radiomics_dim = int(image_dim), int(radiomics_dim)
+        for p in text_encoder.parameters():
+            p.requires_grad_(False)
+        self.text_encoder = text_encoder
+
+        tokens = tokenize_prompts(text_encoder, self.class_names, n_ctx)
+        with torch.no_grad():
+            emb = text_encoder.token_embeddings(tokens.input_ids).float()
+        self.register_buffer("input_ids", tokens.input_ids, persistent=False)
+        self.register_buffer("attention_mask", tokens.attention_mask, persistent=False)
+        self.register_buffer("token_prefix", emb[:, :1].clone(), persistent=False)  # [BOS]
+        self.register_buffer("token_suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)  # class, ".", [EOS]
+
+        self.ctx = nn.Parameter(init_context(text_encoder, n_ctx, ctx_init))
+        meta_in = {"coop": 0, "cocoop": self.image_dim, "autorad": self.radiomics_dim,
+                   "autorad_image": self.image_dim + self.radiomics_dim}[kind]
+        self.metanet = MetaNet(meta_in, text_encoder.width, metanet_hidden) if meta_in else None
+        self.projection: nn.Module = (nn.Linear(self.image_dim, text_encoder.dim, bias=False)
+                                      if self.image_dim != text_encoder.dim else nn.Identity())
+        scale = torch.tensor(float(logit_scale_init))
+        if learn_logit_scale:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale, persistent=False)
+        self.learn_logit_scale = learn_logit_scale
+
+    # ------------------------------------------------------------------------------------------ text side
+    def _prompts(self, ctx: torch.Tensor) -> torch.Tensor:
+        """(B, n_ctx, W) context -> (B, C, L, W) prompt token embeddings."""
+        b, c = ctx.shape[0], len(self.class_names)
+        return torch.cat([self.token_prefix.unsqueeze(0).expand(b, -1, -1, -1),
+                          ctx.unsqueeze(1).expand(-1, c, -1, -1),
+                          self.token_suffix.unsqueeze(0).expand(b, -1, -1, -1)], dim=2)
+
+    def text_features(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised text features: (C, D) for the shared context, (B, C, D) for a (B, n_ctx, W) context.
+
+        All B x C prompts are encoded in one text-encoder call.
+        """
+        shared = ctx is None
+        if ctx is None:
+            ctx = self.ctx.unsqueeze(0)
+        b, c = ctx.shape[0], len(self.class_names)
+        prompts = self._prompts(ctx)
+        feats = self.text_encoder.encode_embeddings(prompts.reshape(b * c, *prompts.shape[2:]),
+                                                    self.input_ids.repeat(b, 1), self.attention_mask.repeat(b, 1))
+        feats = F.normalize(feats.float().reshape(b, c, -1), dim=-1)
+        return feats[0] if shared else feats
+
+    # ------------------------------------------------------------------------------------------ conditioning
+    def context(self, image_emb: torch.Tensor, radiomics: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, n_ctx, W) per-nodule context, or None for coop (shared context)."""
+        if self.metanet is None:
+            return None
+        if self.kind == "cocoop":
+            cond = image_emb
+        else:
+            if radiomics is None:
+                raise InputError(f"the {self.kind} prompt learner needs the radiomics vector of every nodule")
+            if radiomics.shape[-1] != self.radiomics_dim:
+                raise InputError(f"radiomics vector has {radiomics.shape[-1]} features, the model expects "
+                                 f"{self.radiomics_dim}")
+            cond = radiomics if self.kind == "autorad" else torch.cat([image_emb, radiomics], dim=-1)
+        delta = self.metanet(cond.float())
+        return self.ctx.unsqueeze(0) + delta.unsqueeze(1)
+
+    def image_features(self, image_emb: torch.Tensor) -> torch.Tensor:
+        if image_emb.shape[-1] != self.image_dim:
+            raise InputError(f"image embeddings have {image_emb.shape[-1]} dims, the model expects {self.image_dim}")
+        return F.normalize(self.projection(image_emb.float()), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+    # ------------------------------------------------------------------------------------------ logits
+    def forward(self, image_emb: torch.Tensor, radiomics: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Dv) image embeddings [+ (B, R) radiomics] -> (B, C) logits (batched text encoding)."""
+        img = self.image_features(image_emb)
+        ctx = self.context(image_emb, radiomics)
+        if ctx is None:
+            return self.scale() * img @ self.text_features().t()
+        return self.scale() * torch.einsum("bd,bcd->bc", img, self.text_features(ctx))
+
+    def forward_loop(self, image_emb: torch.Tensor, radiomics: torch.Tensor | None = None) -> torch.Tensor:
+        """The same logits computed one nodule at a time, as CoCoOp's reference trainer does (reference only)."""
+        img = self.image_features(image_emb)
+        ctx = self.context(image_emb, radiomics)
+        rows = []
+        for b in range(img.shape[0]):
+            t = self.text_features(None if ctx is None else ctx[b:b + 1])
+            t = t if ctx is None else t[0]
+            rows.append(self.scale() * img[b] @ t.t())
+        return torch.stack(rows)
+
+    # ------------------------------------------------------------------------------------------ state
+    def learnable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained tensors (context, MetaNet, projection, logit scale), never the encoder's weights."""
+        return {n: p.detach() for n, p in self.named_parameters() if not n.startswith("text_encoder.")}
+
+    def load_learnable_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load tensors saved by :meth:`learnable_state_dict`; missing, extra or mis-shaped keys are errors."""
+        own = dict(self.named_parameters())
+        own = {n: p for n, p in own.items() if not n.startswith("text_encoder.")}
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        bad = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+               if tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or extra or bad:
+            raise CheckpointError(f"prompt learner state does not match the model: missing {missing[:5]}, "
+                                  f"unexpected {extra[:5]}, shape mismatches {bad[:5]}")
+        with torch.no_grad():
+            for k, p in own.items():
+                p.copy_(torch.as_tensor(state[k], dtype=p.dtype))
+
+
+def build_prompt_learner(kind: str, text_encoder: TextEncoder, class_names: Sequence[str], image_dim: int,
+                         radiomics_dim: int = 0, n_ctx: int = 50, ctx_init: str | None = None,
+                         metanet_hidden: int | None = None, logit_scale_init: float = math.log(100.0),
+                         learn_logit_scale: bool = True) -> PromptLearner:
+    """A prompt learner of ``kind`` in {coop, cocoop, autorad, autorad_image} over a frozen text encoder."""
+    return PromptLearner(kind, text_encoder, class_names, image_dim, radiomics_dim, n_ctx, ctx_init,
+                         metanet_hidden, logit_scale_init, learn_logit_scale)
