@@ -82,9 +82,9 @@ def compute_metrics(pred: pd.DataFrame, by_fold: bool = True) -> dict[str, Any]:
     }
     if by_fold:
         folds = sorted(int(f) for f in df["fold"].unique())
-        per_fold = {str(f): _block_metrics(df[df["fold"] == f]) for f in folds}
-        out["per_fold"] = per_fold
-        mean, std, notes = _fold_summary(per_fold)
+        raw = {str(f): _block_metrics(df[df["fold"] == f], rounded=False) for f in folds}
+        out["per_fold"] = {f: _rounded(m) for f, m in raw.items()}
+        mean, std, notes = _fold_summary(raw)  # from unrounded values
         out["fold_mean"], out["fold_std"], out["notes"] = mean, std, notes
     return out
 
@@ -177,8 +177,8 @@ def _label_index(labels: pd.Series) -> np.ndarray:
     return labels.astype(str).map(lookup).to_numpy(dtype=np.int64)
 
 
-def _block_metrics(df: pd.DataFrame) -> dict[str, Any]:
-    """All metrics of one set of rows (the pooled set or one fold)."""
+def _block_metrics(df: pd.DataFrame, rounded: bool = True) -> dict[str, Any]:
+    """All metrics of one set of rows (the pooled set or one fold), rounded for JSON unless told not to."""
     notes: list[str] = []
     y_true = df["label"].astype(str).to_numpy()
     y_pred = df["pred"].astype(str).to_numpy()
@@ -209,7 +209,7 @@ def _block_metrics(df: pd.DataFrame) -> dict[str, Any]:
     f1_defined = [v for v in f1 if not math.isnan(v)]
     recalls = [rec[k] for k, c in enumerate(CLASS_NAMES) if c in present]
     confidence, correct = top_class_confidence(df)
-    return _rounded({
+    block = {
         "n": len(df),
         "accuracy": accuracy_score(y_true, y_pred),
         "balanced_accuracy": float(np.mean(recalls)),
@@ -220,7 +220,8 @@ def _block_metrics(df: pd.DataFrame) -> dict[str, Any]:
         "binary": {view: _binary_view(df, view) for view in BINARY_VIEWS},
         "ece": reliability_bins(confidence, correct)["ece"],
         "notes": notes,
-    })
+    }
+    return _rounded(block) if rounded else block
 
 
 def _binary_view(df: pd.DataFrame, view: str) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""``autorad compare``: side-by-side metrics of several runs as a Markdown table (and optionally Markdown + CSV).
+
+Each run folder must hold ``metrics.json`` (written by ``autorad train`` / ``autorad evaluate``); ``run.json``,
+when present, gives the run's ``name`` and ``model_kind`` (else the folder name is used).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autorad import CLASS_NAMES
+from autorad.errors import InputError
+from autorad.io import atomic_write_text
+
+# (flattened metric key, column title, higher is better)
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("accuracy", "accuracy", True),
+    ("macro_auc", "macro AUC", True),
+    ("macro_f1", "macro F1", True),
+    *((f"per_class.{c}.f1", f"F1 {c}", True) for c in CLASS_NAMES),
+    ("ece", "ECE", False),
+)
+
+
+def compare(runs: list[str | Path], out: str | Path | None = None) -> str:
+    """Markdown table comparing runs (rows) on pooled metrics with fold mean ± std where available.
+
+    With ``out``, also writes ``<out>.md`` and ``<out>.csv`` atomically (a ``.md`` / ``.csv`` suffix on ``out``
+    is dropped first). Raises :class:`~autorad.errors.InputError` naming the run when a run folder or its
+    ``metrics.json`` is missing or unreadable.
+    """
+    if not runs:
+        raise InputError("compare needs at least one run folder")
+    rows = [_read_run(Path(r)) for r in runs]
+    table = markdown_table(rows)
+    if out is not None:
+        stem = Path(out)
+        if stem.suffix.lower() in (".md", ".csv"):
+            stem = stem.with_suffix("")
+        atomic_write_text(Path(f"{stem}.md"), table)
+        atomic_write_text(Path(f"{stem}.csv"), csv_table(rows))
+    return table
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The Markdown table of :func:`compare`; the best pooled value of each column is bold (several runs)."""
+    best = {key: _best([r["pooled"].get(key) for r in rows], higher) for key, _, higher in COLUMNS}
+    head = ["run", "model", "n", *(title for _, title, _ in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for r in rows:
+        cells = [_md_escape(r["name"]), _md_escape(r["model"] or "—"), str(r["n"])]
+        for key, _, _ in COLUMNS:
+            value = r["pooled"].get(key)
+            text = _fmt(value)
+            if len(rows) > 1 and value is not None and value == best[key]:
+                text = f"**{text}**"
+            if r["fold_mean"].get(key) is not None:
+                std = r["fold_std"].get(key)
+                text += f" ({_fmt(r['fold_mean'][key])} ± {_fmt(std)})" if std is not None else \
+                    f" ({_fmt(r['fold_mean'][key])})"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Pooled out-of-fold value (fold mean ± sample std); ECE: lower is better; bold: best pooled value.")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict[str, Any]]) -> str:
+    """CSV of the same numbers at full (6-decimal) precision: one column each for pooled, fold mean, fold std."""
+    records = []
+    for r in rows:
+        rec: dict[str, Any] = {"run": r["name"], "path": r["path"], "model": r["model"], "n": r["n"]}
+        for key, _, _ in COLUMNS:
+            col = key.replace("per_class.", "").replace(".f1", "_f1")
+            rec[col] = r["pooled"].get(key)
+            rec[f"{col}_fold_mean"] = r["fold_mean"].get(key)
+            rec[f"{col}_fold_std"] = r["fold_std"].get(key)
+        records.append(rec)
+    buf = io.StringIO()
+    pd.DataFrame.from_records(records).to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+def _read_run(run: Path) -> dict[str, Any]:
+    from autorad.evaluate.metrics import flatten_scalars
+
+    if not run.is_dir():
+        raise InputError(f"run {run}: folder not found")
+    metrics_file = run / "metrics.json"
+    if not metrics_file.is_file():
+        raise InputError(f"run {run}: no metrics.json (did training or evaluation finish?)")
+    metrics = _load_json(metrics_file, run)
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("pooled"), dict):
+        raise InputError(f"run {run}: metrics.json has no 'pooled' metrics (not written by autorad?)")
+    info = _load_json(run / "run.json", run) if (run / "run.json").is_file() else {}
+    info = info if isinstance(info, dict) else {}
+    return {
+        "name": str(info.get("name") or run.name),
+        "model": info.get("model_kind"),
+        "path": str(run),
+        "n": metrics.get("n", metrics["pooled"].get("n")),
+        "pooled": flatten_scalars(metrics["pooled"]),
+        "fold_mean": metrics.get("fold_mean") or {},
+        "fold_std": metrics.get("fold_std") or {},
+    }
+
+
+def _load_json(path: Path, run: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"run {run}: cannot read {path.name} ({type(err).__name__}: {err})") from None
+
+
+def _best(values: list[float | None], higher: bool) -> float | None:
+    defined = [v for v in values if v is not None]
+    if not defined:
+        return None
+    return max(defined) if higher else min(defined)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
