@@ -110,7 +110,10 @@ def test_every_string_is_escaped(written):
     bad = meta(config=f"name: x\nnote: \"{EVIL}\"\n")
     bad["encoders"][0]["name"] = EVIL
     bad["data"]["path"] = EVIL
+    bad["warnings"] = [EVIL]
+    bad["evaluated_run"] = EVIL
     page = render_html(m, bad, figures_of(run), run_name=EVIL)
+    assert "Run warnings" in page and "External evaluation" in page
     assert EVIL not in page and "<script" not in page
     assert "&lt;/pre&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
 

@@ -56,7 +56,8 @@ def write_report(run_dir: str | Path, metrics: dict[str, Any], predictions: pd.D
     ``metrics`` is :func:`autorad.evaluate.metrics.compute_metrics`'s output for ``predictions``. ``meta`` may
     hold ``name``, ``config_yaml``, ``encoders`` (list of ``{name, kind, weights: "real"|"random", source}``),
     ``data`` (``{source, path, label_rule, min_readers, n_nodules, class_counts}``), ``run_time_s``,
-    ``model_kind``, ``date`` and ``versions`` (extra ``{package: version}``); missing items are shown as
+    ``model_kind``, ``warnings`` (list of strings), ``evaluated_run`` (external evaluation), ``date`` and
+    ``versions`` (extra ``{package: version}``); missing items are shown as
     "not recorded". Encoders without real weights and phantom (simulated) data get a warning banner.
     """
     run_dir = Path(run_dir)
@@ -79,6 +80,7 @@ def render_html(metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str
         f"<p class='sub'>{_e(_model_line(meta))}generated {_e(date)} · autorad {_e(__version__)} · "
         f"run time {_e(_duration(meta.get('run_time_s')))}</p></header>",
         *_banners(meta),
+        _evaluation_note(meta),
         _headline(metrics),
         _data_section(meta.get("data"), metrics),
         _per_class_section(metrics),
@@ -87,6 +89,7 @@ def render_html(metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str
         + _figure_block(figures, "reliability", "Calibration") + "</div>",
         _fold_section(metrics, figures),
         _binary_section(metrics),
+        _warnings_section(meta.get("warnings")),
         _notes_section(metrics),
         _encoder_section(meta.get("encoders")),
         _config_section(meta.get("config_yaml")),
@@ -134,6 +137,22 @@ def _banners(meta: dict[str, Any]) -> list[str]:
                    f"{_e(names)} did not run with real pretrained weights, so these results do not represent "
                    f"the method. Rerun with the real weights for any reported number.</div>")
     return out
+
+
+def _evaluation_note(meta: dict[str, Any]) -> str:
+    run = meta.get("evaluated_run")
+    if not run:
+        return ""
+    return (f"<div class='banner info'><strong>External evaluation.</strong> The final model of run "
+            f"{_e(run)} applied to this dataset; \"folds\" below are the dataset's fold labels, not held-out "
+            f"training folds.</div>")
+
+
+def _warnings_section(warnings: list[str] | None) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+    return f"<section><h2>Run warnings</h2><ul class='notes warn'>{items}</ul></section>"
 
 
 def _headline(metrics: dict[str, Any]) -> str:
@@ -198,7 +217,8 @@ def _fold_section(metrics: dict[str, Any], figures: dict[str, tuple[str, bytes]]
     rows.append(["<strong>mean ± std</strong>"] + [_pm(mean, std, k) for k, _ in FOLD_COLUMNS])
     pooled = _flat(metrics["pooled"])
     rows.append(["<strong>pooled</strong>"] + [_f(pooled.get(k), int_ok=True) for k, _ in FOLD_COLUMNS])
-    return ("<section><h2>Per fold (held-out folds of patient-level cross-validation)</h2>"
+    return ("<section><h2>Per fold</h2><p class='muted'>Each fold's nodules were held out (patient-level "
+            "cross-validation) unless this is an external evaluation (see the top of the page).</p>"
             + _table(head, rows, last_rows=2) + _figure_block(figures, "folds", None, narrow=True) + "</section>")
 
 
@@ -364,6 +384,8 @@ header h1 { margin: 0 0 4px; font-size: 26px; }
 h2 { font-size: 18px; margin: 28px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
 .banner { padding: 12px 16px; border-radius: 8px; margin: 10px 0; font-size: 15px; }
 .banner.danger { background: var(--badbg); border: 2px solid var(--bad); color: var(--bad); }
+.banner.info { background: #eff8ff; border: 1px solid var(--accent); color: #175cd3; }
+ul.warn li { color: #b54708; }
 .cards { display: grid; grid-template-columns: repeat(6, 1fr); gap: 12px; }
 .card { border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; background: #fafbfc; }
 .card .label { font-size: 13px; color: var(--muted); text-transform: uppercase; letter-spacing: .03em; }
