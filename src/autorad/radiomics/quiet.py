@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import warnings
 
-_NOISE = ("GLCM is symmetrical",)  # logged as a warning for every image type, though nothing is wrong
+# Known, harmless warnings: GLCM's (logged for every image type) and LBP2D's on 3D input (autorad_3d.yaml
+# documents that LBP2D runs slice by slice).
+_NOISE = ("GLCM is symmetrical", "Calculating Local Binary Pattern in 2D, but extracting features in 3D")
 
 
 class _DropNoise(logging.Filter):
@@ -19,7 +21,7 @@ def quiet_radiomics() -> None:
     log.setLevel(logging.WARNING)
     if not any(isinstance(f, _DropNoise) for f in log.filters):
         log.addFilter(_DropNoise())
-        for name in ("radiomics.glcm",):
+        for name in ("radiomics.glcm", "radiomics.imageoperations"):
             logging.getLogger(name).addFilter(_DropNoise())
     # scikit-image warns that LBP on float images "may give unexpected results"; PyRadiomics hands it floats
     # by design, identically in every run.
