@@ -28,12 +28,13 @@ Knobs of :func:`make_ct_series` for broken inputs (each alone gives one problem)
 ``drop_pixel_spacing=True``     no PixelSpacing in any file
 ``odd_spacing_slice=i``         slice i has a different PixelSpacing
 ``odd_size_slice=i``            slice i has a different number of rows/columns
+``rescale=(0.5, -1024)``        other RescaleSlope / RescaleIntercept (non-integral slope -> float32 HU)
 ==============================  ===========================================================================
 
 The volume is air (-1000 HU) with a soft-tissue body (40 HU), two lungs (-850 HU) and one sphere of 30 HU
 (``radius_mm``, centred at ``center_rc`` on the middle slice) inside the right lung. Stored pixels are
-HU + 1024 with RescaleSlope 1 / RescaleIntercept -1024. Do not use ``pydicom.data.get_testdata_file`` in tests
-(it tries the network).
+(HU - intercept) / slope, with RescaleSlope 1 / RescaleIntercept -1024 by default. Do not use
+``pydicom.data.get_testdata_file`` in tests (it tries the network).
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def make_ct_series(folder: str | Path, *, n_slices: int = 12, size: int = 64, pi
                    duplicate_slice: int | None = None, missing_slices: Sequence[int] = (),
                    unsorted_names: bool = False, transfer_syntax: str | None = None,
                    drop_pixel_spacing: bool = False, odd_spacing_slice: int | None = None,
-                   odd_size_slice: int | None = None, seed: int = 0) -> SyntheticSeries:
+                   odd_size_slice: int | None = None, rescale: tuple[float, float] = (1.0, -1024.0),
+                   seed: int = 0) -> SyntheticSeries:
     """Write one synthetic CT series into ``folder`` (created) and describe it; see the module docstring."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,7 +168,8 @@ def make_ct_series(folder: str | Path, *, n_slices: int = 12, size: int = 64, pi
     files: list[Path | None] = []
 
     def write(ds: Dataset, name: str, pixels: np.ndarray) -> Path:
-        stored = (pixels.astype(np.int32) + 1024).astype(np.int16)
+        stored = np.round((pixels.astype(np.float64) - rescale[1]) / rescale[0]).astype(np.int16)
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
         if transfer_syntax == "rle":
             ds.PixelData = stored.tobytes()
             ds.compress(RLELossless, stored)

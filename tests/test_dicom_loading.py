@@ -65,6 +65,13 @@ def test_gaps_are_listed_not_fatal(tmp_path):
     assert vol.spacing_mm[0] == pytest.approx(1.25)
 
 
+def test_non_integral_rescale_gives_float_hu(tmp_path):
+    s = make_ct_series(tmp_path / "s", rescale=(0.5, -1000.0))
+    vol = load_series(s.folder)
+    assert vol.hu.dtype == np.float32
+    np.testing.assert_allclose(vol.hu, s.hu, atol=0.5)
+
+
 def test_rle_compressed_series_decodes(tmp_path):
     s = make_ct_series(tmp_path / "s", transfer_syntax="rle")
     np.testing.assert_array_equal(load_series(s.folder).hu, s.hu)

@@ -283,13 +283,19 @@ def load_series(folder: str | Path) -> CTVolume:
     slopes = {float(ds.get("RescaleSlope", 1) or 1) for _, ds in headers}
     intercepts = {float(ds.get("RescaleIntercept", 0) or 0) for _, ds in headers}
     integral = all(float(s).is_integer() for s in slopes | intercepts)
-    hu = np.empty((len(files), rows, cols), dtype=np.float32)
+    # int16 HU when the rescale is integral and every value fits (half the memory of float32)
+    hu: np.ndarray = np.empty((len(files), rows, cols), dtype=np.int16 if integral else np.float32)
     for out_i, i in enumerate(order):
         p, ds = headers[i]
-        raw = _pixels(p, rows, cols).astype(np.float32)
-        hu[out_i] = raw * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
-    if integral and hu.min() >= np.iinfo(np.int16).min and hu.max() <= np.iinfo(np.int16).max:
-        hu = hu.astype(np.int16)
+        slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+        raw = _pixels(p, rows, cols)
+        if integral:
+            vals = raw.astype(np.int32) * int(slope) + int(intercept)
+            if hu.dtype == np.int16 and (vals.min() < -32768 or vals.max() > 32767):
+                hu = hu.astype(np.float32)
+            hu[out_i] = vals
+        else:
+            hu[out_i] = raw.astype(np.float32) * slope + intercept
 
     direction = (row_dir[0], col_dir[0], normal[0], row_dir[1], col_dir[1], normal[1],
                  row_dir[2], col_dir[2], normal[2])
