@@ -114,7 +114,7 @@ class CTVolume:
 
 
 def _is_dicom_file(p: Path) -> bool:
-    if p.name.startswith(".") or not p.is_file():
+    if p.name.startswith(".") or p.name.upper() == "DICOMDIR" or not p.is_file():
         return False
     if p.suffix.lower() in DICOM_SUFFIXES:
         return True
