@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from radiomics_helpers import blob_image, blob_mask, record, set_mask, write_synthetic
+from test_radiomics_helpers import blob_image, blob_mask, record, set_mask, write_synthetic
 
 from autorad.config import RadiomicsConfig
 from autorad.errors import ConfigError, InputError, MissingDependencyError

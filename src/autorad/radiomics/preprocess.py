@@ -18,6 +18,7 @@ is not a stock transformer.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ import pandas as pd
 from autorad.errors import CheckpointError, InputError
 from autorad.radiomics.table import feature_columns, select_feature_columns
 
-__all__ = ["RadiomicsPreprocessor", "feature_columns", "select_feature_columns", "signed_log1p"]
+__all__ = ["RadiomicsPreprocessor", "feature_columns", "preprocess_fold", "select_feature_columns", "signed_log1p"]
 
 _STATE_KEYS = ("columns", "log", "median", "mean", "std")
 _VERSION = 1
@@ -72,7 +73,8 @@ class RadiomicsPreprocessor:
         if len(X) < 2:
             raise InputError("radiomics preprocessing needs at least 2 training nodules with features")
         finite_frac = np.mean(~np.isnan(X), axis=0)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: dropped just below
             span = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
             scale = np.maximum(1.0, np.nanmax(np.abs(X), axis=0))
         keep = (finite_frac >= 1.0 - self.max_missing) & np.isfinite(span) & (span > 1e-12 * scale)
@@ -167,3 +169,15 @@ class RadiomicsPreprocessor:
         if self._state is None:
             raise RuntimeError("RadiomicsPreprocessor is not fitted")
         return self._state
+
+
+def preprocess_fold(X: np.ndarray, feature_names: Sequence[str], train_index: np.ndarray,
+                    **settings: float) -> tuple[RadiomicsPreprocessor, np.ndarray]:
+    """Fit a preprocessor on the training rows ``X[train_index]`` only and transform every row of ``X``.
+
+    ``train_index`` is a boolean mask or integer indices (e.g. ``manifest["fold"] != k``). Nothing about the
+    other rows (values, NaN, outliers) influences the fitted state.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    prep = RadiomicsPreprocessor(**settings).fit(X[np.asarray(train_index)], feature_names)
+    return prep, prep.transform(X)

@@ -118,9 +118,10 @@ def select_feature_columns(columns: Iterable[str], classes: Sequence[str]) -> li
     """
     cols = feature_columns(columns)
     present = {feature_class(c) for c in cols}
+    check_classes(classes)
     wanted: set[str] = set()
-    for w in check_classes(classes):
-        match = {"shape", "shape2D"} if w == "shape" else {w}
+    for w in classes:
+        match = set(CLASS_GROUPS.get(w, ())) or ({"shape", "shape2D"} if w == "shape" else {w})
         if not match & present:
             raise ConfigError(f"the radiomics table has no {w} features (extracted with other parameters?)")
         wanted |= match

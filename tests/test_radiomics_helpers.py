@@ -1,4 +1,4 @@
-"""Small synthetic datasets for the radiomics tests (real nodules come from conftest's shared-data fixtures)."""
+"""Helpers (no tests): small synthetic datasets for the radiomics tests; real nodules come from conftest."""
 
 from __future__ import annotations
 
