@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -133,8 +134,6 @@ def test_gap_inside_the_nodule_without_annotation_is_skipped(tmp_path):
     # annotations only exist for slices the readers saw; a gap in the series inside the z-range is refused
     s, xml = make_lidc_case(tmp_path, readers=[ReaderSpec(4), ReaderSpec(4), ReaderSpec(5)], missing_slices=[6])
     text = xml.read_text()
-    import re
-
     blocks = re.findall(r"<roi>.*?</roi>", text, flags=re.S)
     drop = [b for b in blocks if s.sop_uids[6] in b]
     for b in drop:
@@ -243,7 +242,7 @@ def test_privacy_no_identifier_in_any_output(tmp_path):
     out = tmp_path / "ds"
     ds = ingest("lidc", out, tmp_path / "root", DataConfig(source="lidc"))
     assert len(ds) == 1 and ds.manifest["patient_id"].iloc[0].startswith("anon-")
-    needles = list(IDENTIFIERS.values()) + ["Doe", "Quincy", s.series_uid, s.study_uid] + s.sop_uids
+    needles = list(IDENTIFIERS.values()) + ["Quincy", s.series_uid, s.study_uid] + s.sop_uids
     files = [p for p in out.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} >= {".parquet", ".npz", ".json", ".csv"}
     for p in files:
@@ -251,6 +250,7 @@ def test_privacy_no_identifier_in_any_output(tmp_path):
         texts = _decoded_texts(p)
         for needle in needles:
             assert needle.encode() not in raw, f"{needle!r} found in {p.name}"
+        for needle in [*needles, "Doe"]:  # a 3-letter word only in decoded text (could occur in compressed bytes)
             assert all(needle not in t for t in texts), f"{needle!r} found in decoded {p.name}"
 
 
