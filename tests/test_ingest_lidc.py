@@ -246,6 +246,7 @@ def test_privacy_no_identifier_in_any_output(tmp_path):
     files = [p for p in out.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} >= {".parquet", ".npz", ".json", ".csv"}
     for p in files:
+        assert all(needle not in str(p.relative_to(out)) for needle in needles), f"identifier in name {p}"
         raw = p.read_bytes()
         texts = _decoded_texts(p)
         for needle in needles:
