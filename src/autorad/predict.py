@@ -63,6 +63,16 @@ def middle_slice(mask: np.ndarray) -> int:
     return int(filled[np.argmin(np.abs(filled - mid))])
 
 
+def subvolume_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The mask's bounding box padded as LIDC ingestion pads the consensus sub-volume."""
+    from autorad.data.lidc import PAD_INPLANE_PX, PAD_SLICES
+
+    pads = (PAD_SLICES, PAD_INPLANE_PX, PAD_INPLANE_PX)
+    idx = np.nonzero(mask)
+    return tuple(slice(max(int(i.min()) - p, 0), min(int(i.max()) + p + 1, n))  # type: ignore[return-value]
+                 for i, p, n in zip(idx, pads, mask.shape, strict=True))
+
+
 @dataclass
 class LoadedRun:
     """A run's final model with what is needed to featurise a new nodule."""
@@ -169,9 +179,8 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
     t0 = time.time()
     z = middle_slice(m)
     spacing = float(np.sqrt(vol.spacing_mm[1] * vol.spacing_mm[2]))
-    zs = np.flatnonzero(m.reshape(m.shape[0], -1).any(axis=1))
-    sub = slice(max(zs[0] - 2, 0), zs[-1] + 3)
-    result = predict_arrays(loaded, vol.hu[z], m[z], spacing, volume_hu=vol.hu[sub], volume_mask=m[sub],
+    box = subvolume_box(m)
+    result = predict_arrays(loaded, vol.hu[z], m[z], spacing, volume_hu=vol.hu[box], volume_mask=m[box],
                             volume_spacing_mm=tuple(float(s) for s in vol.spacing_mm))
     crop_hu, crop_mask = result.pop("_crop")
     result["slice_index"] = z

@@ -22,15 +22,14 @@ def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: Da
             raise InputError("ingest maxslice needs the path of the NPZ file")
         open_maxslice(path)  # validate before starting
         total = count_maxslice(path) if cfg.limit is None else cfg.limit
-        return write_dataset(iter_maxslice(path, cfg.limit), out, "lidc-maxslice", total=total,
-                             extra_info={"input": Path(path).name}, **common)
+        return write_dataset(iter_maxslice(path, cfg.limit), out, "lidc-maxslice", total=total, **common)
     if source == "lidc":
         from autorad.data.lidc import iter_lidc
 
         if path is None:
             raise InputError("ingest lidc needs the DICOM root folder")
-        return write_dataset(iter_lidc(path, limit=cfg.limit), out, "lidc-dicom",
-                             extra_info={"input": Path(path).name}, **common)
+        # the input path is not recorded: a folder named after a patient would leak the name
+        return write_dataset(iter_lidc(path, limit=cfg.limit), out, "lidc-dicom", **common)
     if source == "phantom":
         from autorad.data.phantom import iter_phantom
 

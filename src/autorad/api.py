@@ -1,0 +1,56 @@
+"""The Python API: one function per ``autorad`` command.
+
+=====================  =============================================
+command                function
+=====================  =============================================
+autorad ingest         :func:`ingest`
+autorad radiomics      :func:`run_radiomics`
+autorad encoders list  :func:`list_encoders` (and :func:`load_encoder`)
+autorad embed          :func:`embed_dataset`
+autorad train          :func:`train`
+autorad sweep          :func:`sweep`
+autorad evaluate       :func:`evaluate`
+autorad compare        :func:`compare`
+autorad predict        :func:`predict`
+autorad run            :func:`run`
+=====================  =============================================
+
+Imports are lazy, so ``import autorad.api`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ingest": "autorad.data.ingest",
+    "Dataset": "autorad.data.dataset",
+    "load_config": "autorad.config",
+    "run_radiomics": "autorad.radiomics.extract",
+    "load_radiomics": "autorad.radiomics",
+    "list_encoders": "autorad.encoders.registry",
+    "load_encoder": "autorad.encoders",
+    "embed_dataset": "autorad.encoders.embed",
+    "load_embeddings": "autorad.encoders.embed",
+    "train": "autorad.train.cv",
+    "load_model": "autorad.train.cv",
+    "sweep": "autorad.train.sweep",
+    "evaluate": "autorad.evaluate.apply",
+    "compare": "autorad.evaluate.compare",
+    "compute_metrics": "autorad.evaluate.metrics",
+    "predict": "autorad.predict",
+    "run": "autorad.pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'autorad.api' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
