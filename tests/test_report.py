@@ -86,7 +86,7 @@ def test_software_versions_listed(written):
     page = (written[0] / "report.html").read_text(encoding="utf-8")
     versions = software_versions()
     assert versions["autorad"] == "0.1.0" and "torch" in versions and "pyradiomics" in versions
-    assert f"<th>torch</th><td>{versions['torch']}</td>" in page
+    assert f"<b>torch</b> {versions['torch']}</span>" in page
 
 
 def test_random_weights_warning_only_when_meant(written):

@@ -262,7 +262,8 @@ def _encoder_section(encoders: list[dict[str, Any]] | None) -> str:
         cls = "ok" if weights.lower() == "real" else "bad"
         rows.append([_e(e.get("name", "?")), _e(e.get("kind", "?")),
                      f"<span class='badge {cls}'>{_e(weights)}</span>", _e(e.get("source", "—"))])
-    return "<section><h2>Encoders</h2>" + _table(["Name", "Kind", "Weights", "Source"], rows, cls="text") + "</section>"
+    table = _table(["Name", "Kind", "Weights", "Source"], rows, cls="text")
+    return f"<section><h2>Encoders</h2>{table}</section>"
 
 
 def _config_section(config_yaml: str | None) -> str:
@@ -273,8 +274,8 @@ def _config_section(config_yaml: str | None) -> str:
 def _software_section(extra: dict[str, str] | None) -> str:
     versions = software_versions()
     versions.update({str(k): str(v) for k, v in (extra or {}).items()})
-    rows = [(k, v) for k, v in versions.items()]
-    return "<section><h2>Software</h2>" + _kv_table(rows, cls="kv compact") + "</section>"
+    chips = "".join(f"<span class='chip'><b>{_e(k)}</b> {_e(v)}</span>" for k, v in versions.items())
+    return f"<section><h2>Software</h2><div class='chips'>{chips}</div></section>"
 
 
 def _definitions_section(metrics: dict[str, Any]) -> str:
@@ -319,8 +320,8 @@ def _table(head: list[str], rows: list[list[str]], last_rows: int = 0, cls: str 
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
     body = []
     for i, row in enumerate(rows):
-        cls = " class='summary'" if last_rows and i >= len(rows) - last_rows else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+        row_cls = " class='summary'" if last_rows and i >= len(rows) - last_rows else ""
+        body.append(f"<tr{row_cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     return f"<table class='{cls}'><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -400,7 +401,8 @@ thead th { background: #f0f3f7; font-weight: 600; }
 tr.summary td { background: #f7f9fb; font-weight: 600; }
 table.kv th { width: 220px; text-align: left; font-weight: 600; color: var(--muted); }
 table.kv td { text-align: left; }
-table.compact { width: auto; }
+.chips { display: flex; flex-wrap: wrap; gap: 8px; }
+.chip { border: 1px solid var(--line); border-radius: 14px; padding: 3px 12px; font-size: 13px; background: #fafbfc; }
 .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 8px; }
 .badge { padding: 2px 8px; border-radius: 10px; font-weight: 600; font-size: 13px; }
 .badge.ok { background: var(--okbg); color: var(--ok); }
@@ -415,5 +417,6 @@ pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 8px; pa
       overflow-x: auto; max-height: 480px; }
 ul.notes, ul.defs { font-size: 14px; }
 footer { margin-top: 24px; color: var(--muted); }
+@media print { pre { max-height: none; } main { padding: 0; } body { background: #fff; } }
 @media (max-width: 900px) { .cards { grid-template-columns: repeat(3, 1fr); } .two { grid-template-columns: 1fr; } }
 """
