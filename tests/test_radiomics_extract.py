@@ -218,3 +218,21 @@ def test_one_full_512_slice_is_fast_enough() -> None:
     took = time.perf_counter() - t
     assert status == "ok" and len(feats) == 1497
     assert took < 8.0, f"{took:.1f} s for one 512x512 slice"  # ~1.2-1.6 s measured; CI machines are shared
+
+
+def test_cli_shows_nodules_per_second_and_rejects_address_without_ray(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    ds = write_synthetic(tmp_path / "ds", [record(f"n{i}", blob_image(32, seed=i), blob_mask(32))
+                                           for i in range(3)])
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump(SMALL_PARAMS))
+    env = {k: v for k, v in os.environ.items() if k != "AUTORAD_NO_PROGRESS"}
+    r = subprocess.run([sys.executable, "-m", "autorad", "radiomics", str(ds), "--params", str(params)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "nodule/s" in r.stderr and "radiomics written to" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "autorad", "radiomics", str(ds), "--address", "1.2.3.4:6379"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--address needs --executor ray" in r.stderr

@@ -133,3 +133,45 @@ def test_preprocessing_is_fitted_inside_patient_folds(real_ds: Path, reference: 
         assert prep2.kept_features == prep.kept_features
         np.testing.assert_array_equal(Z2[train], Z[train])
         assert 0 < prep.n_features_out < len(cols)  # some columns are constant on so few nodules
+
+
+@pytest.fixture(scope="module")
+def dicom_ds(lidc_dicom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from autorad.data.ingest import ingest
+
+    out = tmp_path_factory.mktemp("raddicom") / "ds"
+    ingest("lidc", out, lidc_dicom_root, DataConfig(source="lidc"))
+    return out
+
+
+def test_dicom_full_slice_and_3d_sub_volume(dicom_ds: Path) -> None:
+    """The DICOM source gives the full 512x512 slice (2D) and the consensus sub-volume (3D shape features)."""
+    import SimpleITK as sitk  # noqa: N813
+    from radiomics import featureextractor
+
+    manifest = pd.read_parquet(dicom_ds / "manifest.parquet")
+    row = manifest[manifest["has_volume"]].iloc[0]
+    with np.load(dicom_ds / row["array_file"], allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert arrays["slice_hu"].shape == (512, 512)
+    t = time.perf_counter()
+    run_radiomics(dicom_ds, RadiomicsConfig(mode="2d"))
+    two_d = load_radiomics(dicom_ds, "2d").set_index("nodule_id").loc[row["nodule_id"]]
+    assert two_d["status"] == "ok" and len(two_d) == 1 + 1497
+    run_radiomics(dicom_ds, RadiomicsConfig(mode="3d"))
+    assert time.perf_counter() - t < 60
+    three_d = load_radiomics(dicom_ds, "3d").set_index("nodule_id").loc[row["nodule_id"]]
+    assert three_d["status"] == "ok" and len(three_d) == 1 + 1874
+
+    # 3D parity with PyRadiomics on the same volume; spacing is (z, row, column) in the dataset
+    image = sitk.GetImageFromArray(arrays["volume_hu"].astype(np.float64))
+    label = sitk.GetImageFromArray(arrays["volume_mask"].astype(np.uint8))
+    for im in (image, label):
+        im.SetSpacing(tuple(float(s) for s in arrays["volume_spacing_mm"][::-1]))
+    direct = featureextractor.RadiomicsFeatureExtractor(str(PARAMS_DIR / "autorad_3d.yaml")).execute(image, label)
+    direct = {k: float(v) for k, v in direct.items() if not k.startswith("diagnostics_")}
+    ours = three_d.drop("status").astype(float)
+    assert list(ours.index) == list(direct)
+    np.testing.assert_allclose(ours.to_numpy(), np.array(list(direct.values())), rtol=1e-9, atol=0)
+    voxel_mm3 = float(np.prod(arrays["volume_spacing_mm"]))
+    assert ours["original_shape_VoxelVolume"] == pytest.approx(arrays["volume_mask"].sum() * voxel_mm3)

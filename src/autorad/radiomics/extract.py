@@ -20,7 +20,7 @@ import numpy as np
 
 from autorad.config import RadiomicsConfig
 from autorad.data.dataset import Dataset
-from autorad.errors import InputError
+from autorad.errors import ConfigError, InputError
 from autorad.progress import progress
 from autorad.radiomics.cache import FeatureCache, nodule_key
 from autorad.radiomics.executors import run_tasks
@@ -187,6 +187,8 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Pa
     ds = Dataset(ds_path)
     if cfg.classes:
         check_classes(cfg.classes)
+    if cfg.ray_address and cfg.executor != "ray":
+        raise ConfigError("--address needs --executor ray")
     params = resolve_params(cfg)
     cache = FeatureCache(ds.path / CACHE_SUBDIR)
     manifest = ds.manifest
