@@ -29,7 +29,8 @@ def text_config_from(config: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if "text_config" in config:
         tc = dict(config["text_config"] or {})
-        tc.setdefault("projection_dim", config.get("projection_dim", 512))
+        if "projection_dim" in config:  # a full CLIP config: the top-level value is the one the weights have
+            tc["projection_dim"] = config["projection_dim"]
         return tc
     return dict(config)
 

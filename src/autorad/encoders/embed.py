@@ -142,7 +142,6 @@ def _embed_local(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: li
     if not todo:
         return
     enc = load_encoder(entry.name, weights=weights)
-    assert isinstance(enc, VisionEncoder)
     n = sum(len(r) for _, r in todo)
     bar = progress(range(n), desc=f"embed {entry.name}", unit="nodule")
     for c, rows in todo:
