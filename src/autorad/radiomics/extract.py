@@ -25,7 +25,13 @@ from autorad.progress import progress
 from autorad.radiomics.cache import FeatureCache, nodule_key
 from autorad.radiomics.executors import run_tasks
 from autorad.radiomics.quiet import quiet_radiomics
-from autorad.radiomics.settings import DEFAULT_PARAMS, RadiomicsParams, load_params, pyradiomics_version
+from autorad.radiomics.settings import (
+    DEFAULT_PARAMS,
+    RadiomicsParams,
+    load_params,
+    pyradiomics_version,
+    validate_params,
+)
 from autorad.radiomics.table import (
     CACHE_SUBDIR,
     check_classes,
@@ -167,10 +173,10 @@ def _nodule_arrays(ds: Dataset, row: Any, mode: str) -> tuple[np.ndarray, np.nda
     return arrays["slice_hu"], arrays["slice_mask"], (s, s)
 
 
-def resolve_params(cfg: RadiomicsConfig) -> RadiomicsParams:
+def resolve_params(cfg: RadiomicsConfig, validate: bool = True) -> RadiomicsParams:
     """The parameter set a config asks for (the 3D default when ``mode="3d"`` keeps the 2D default name)."""
     name = DEFAULT_PARAMS["3d"] if cfg.mode == "3d" and cfg.params == DEFAULT_PARAMS["2d"] else cfg.params
-    return load_params(name)
+    return load_params(name, validate=validate)
 
 
 def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Path:
@@ -189,7 +195,7 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Pa
         check_classes(cfg.classes)
     if cfg.ray_address and cfg.executor != "ray":
         raise ConfigError("--address needs --executor ray")
-    params = resolve_params(cfg)
+    params = resolve_params(cfg, validate=False)  # validated below, unless every nodule is cached
     cache = FeatureCache(ds.path / CACHE_SUBDIR)
     manifest = ds.manifest
     ids = manifest["nodule_id"].astype(str).tolist()
@@ -211,6 +217,8 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Pa
         raise InputError(f"{ds.path}: no nodule has a 3D sub-volume (max-slice sources are 2D only); "
                          "ingest from DICOM (autorad ingest lidc) or use --mode 2d")
     todo = [nid for nid in ids if nid not in done]
+    if todo:
+        validate_params(params)
     n_hit = len(ids) - len(todo)
     log.info("radiomics: %d nodules, %d cached, %d to compute", len(ids), n_hit, len(todo))
 

@@ -29,9 +29,17 @@ def shipped_params() -> list[str]:
 
 
 def pyradiomics_version() -> str:
+    """The installed PyRadiomics version, read from package metadata (importing it costs ~1 s)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("pyradiomics-bhklab", "pyradiomics"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
     import radiomics
 
-    return str(radiomics.__version__)
+    return str(radiomics.__version__).lstrip("v")
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,12 @@ class RadiomicsParams:
         return list((self.settings.get("featureClass") or {}).keys())
 
 
-def load_params(params: str | Path | dict[str, Any] | RadiomicsParams = "autorad_2d") -> RadiomicsParams:
+def load_params(params: str | Path | dict[str, Any] | RadiomicsParams = "autorad_2d",
+                validate: bool = True) -> RadiomicsParams:
     """Resolve a shipped name, a YAML path or a dict into validated :class:`RadiomicsParams`.
+
+    ``validate=False`` skips PyRadiomics' schema check and the dependency check (about 0.4 s); call
+    :func:`validate_params` before extracting anything with the result.
 
     Raises :class:`ConfigError` for an unknown name, unreadable YAML or settings PyRadiomics rejects, and
     :class:`MissingDependencyError` when an enabled filter needs a package that is absent (LBP2D: scikit-image;
@@ -84,9 +96,16 @@ def load_params(params: str | Path | dict[str, Any] | RadiomicsParams = "autorad
             raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"radiomics parameters {name}: expected a mapping at the top level")
-    _validate(raw, name)
-    check_dependencies(raw)
-    return RadiomicsParams(name=name, settings=json.loads(json.dumps(raw)))
+    p = RadiomicsParams(name=name, settings=json.loads(json.dumps(raw)))
+    if validate:
+        validate_params(p)
+    return p
+
+
+def validate_params(params: RadiomicsParams) -> None:
+    """PyRadiomics' schema check and the dependency check (:class:`ConfigError`, :class:`MissingDependencyError`)."""
+    _validate(dict(params.settings), params.name)
+    check_dependencies(params.settings)
 
 
 def _validate(raw: dict[str, Any], name: str) -> None:
