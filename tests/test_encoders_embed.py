@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +109,49 @@ def test_a_killed_run_resumes_where_it_stopped(dataset: Dataset, monkeypatch: py
     embed_dataset(dataset, "tiny-vit-2d", chunk_size=5)
     assert calls == [5, 5, 1]  # only the three chunks that were missing (21 nodules = 5+5+5+5+1)
     _, emb = load_embeddings(dataset, "tiny-vit-2d")
+    crops = [a["crop_hu"] for _, a in dataset.iter_arrays(("crop_hu",))]
+    np.testing.assert_allclose(emb, real("tiny-vit-2d").embed(crops), atol=1e-5)
+
+
+_SLOW_EMBED = """
+import sys, time
+from autorad.encoders.base import VisionEncoder
+from autorad.encoders.embed import embed_dataset
+real = VisionEncoder.embed
+def slow(self, images, batch_size=32):
+    time.sleep(0.4)
+    return real(self, images, batch_size)
+VisionEncoder.embed = slow
+embed_dataset(sys.argv[1], "tiny-vit-2d", chunk_size=1)
+"""
+
+
+def test_sigkill_mid_run_then_rerun_continues(dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, _, partial, _ = cache_paths(dataset, get_entry("tiny-vit-2d"), None)
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_EMBED, str(dataset.path)],
+                            env={**os.environ, "AUTORAD_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list(partial.glob("chunk-*.npz"))) < 3 and proc.poll() is None:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(partial.glob("chunk-*.npz")))
+    assert 3 <= done < len(dataset), "the child should have been killed part-way"
+    real = encoders.load_encoder
+    calls: list[int] = []
+
+    class Counting:
+        def __init__(self, enc):
+            self.enc, self.entry = enc, enc.entry
+
+        def embed(self, images, batch_size=32):
+            calls.append(len(images))
+            return self.enc.embed(images, batch_size)
+
+    monkeypatch.setattr(encoders, "load_encoder", lambda name, weights=None: Counting(real(name, weights)))
+    ids, emb = load_embeddings(dataset, "tiny-vit-2d", chunk_size=1)
+    assert sum(calls) <= len(dataset) - done + 1  # at most the chunk in flight at the kill is redone
+    assert ids == dataset.nodule_ids
     crops = [a["crop_hu"] for _, a in dataset.iter_arrays(("crop_hu",))]
     np.testing.assert_allclose(emb, real("tiny-vit-2d").embed(crops), atol=1e-5)
 
