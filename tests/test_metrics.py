@@ -151,6 +151,7 @@ def test_single_class_only():
     (lambda d: d.assign(prob_benign=d["prob_benign"] * 0.5), "sum to 1"),
     (lambda d: d.assign(prob_benign=np.nan), "non-finite"),
     (lambda d: d.drop(columns=["fold"]), "fold"),
+    (lambda d: d.assign(fold="first"), "integer fold"),
 ])
 def test_bad_input_raises_user_error(mutate, message):
     with pytest.raises(InputError, match=message):

@@ -110,6 +110,7 @@ def metrics_summary_line(metrics: dict[str, Any]) -> str:
 
 def top_class_confidence(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Top-class confidence (max probability) and whether that class equals the label, per row."""
+    df = _validated(df, need_fold=False)
     probs = df[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)
     y = _label_index(df["label"])
     return probs.max(axis=1), probs.argmax(axis=1) == y
@@ -168,7 +169,10 @@ def _validated(pred: pd.DataFrame, need_fold: bool) -> pd.DataFrame:
     if need_fold:
         if df["fold"].isna().any():
             raise InputError("predictions column 'fold' has missing values")
-        df["fold"] = df["fold"].astype(np.int64)
+        try:
+            df["fold"] = df["fold"].astype(np.int64)
+        except (TypeError, ValueError):
+            raise InputError("predictions column 'fold' must hold integer fold numbers") from None
     return df
 
 
