@@ -173,14 +173,3 @@ def test_text_encoders_and_bad_executors_are_refused(dataset: Dataset) -> None:
         embed_dataset(dataset, "tiny-text")
     with pytest.raises(AutoradError, match="unknown executor"):
         embed_dataset(dataset, "tiny-vit-2d", executor="dask")
-
-
-@pytest.mark.skipif(os.environ.get("AUTORAD_TEST_RAY") != "1",
-                    reason="starts a local Ray cluster (~30 s on 2 cores); set AUTORAD_TEST_RAY=1")
-def test_ray_executor_gives_the_same_embeddings(dataset: Dataset, tmp_path: Path) -> None:
-    local = write_dataset(_records(21, with_volume=True), tmp_path / "local", "synthetic")
-    _, want = load_embeddings(local, "tiny-vit-2d")
-    path = embed_dataset(dataset, "tiny-vit-2d", executor="ray", chunk_size=8)
-    with np.load(path, allow_pickle=False) as z:
-        assert z["nodule_ids"].tolist() == dataset.nodule_ids
-        np.testing.assert_allclose(z["emb"], want, atol=1e-5)
