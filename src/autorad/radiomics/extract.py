@@ -27,6 +27,7 @@ from autorad.radiomics.executors import run_tasks
 from autorad.radiomics.quiet import quiet_radiomics
 from autorad.radiomics.settings import (
     DEFAULT_PARAMS,
+    PARAMS_DIR,
     RadiomicsParams,
     load_params,
     pyradiomics_version,
@@ -106,7 +107,7 @@ def extract_one(image: np.ndarray, mask: np.ndarray, spacing: float | Sequence[f
     inf); or the reason nothing could be extracted (``"empty mask"``, ``"failed: <PyRadiomics' message>"``...)
     with an empty dict. Feature names are PyRadiomics' own (``original_firstorder_Mean``...).
     """
-    p = load_params(params)
+    p = _params_for_call(params)
     image, mask = np.asarray(image), np.asarray(mask)
     bad = _precheck(image, mask)
     if bad is not None:
@@ -124,6 +125,23 @@ def extract_one(image: np.ndarray, mask: np.ndarray, spacing: float | Sequence[f
         shown = ", ".join(nonfinite[:3]) + (", ..." if len(nonfinite) > 3 else "")
         return f"non-finite: {len(nonfinite)} features ({shown})"[:_MAX_STATUS_CHARS], features
     return STATUS_OK, features
+
+
+_PARAMS_BY_FILE: dict[tuple[str, int], RadiomicsParams] = {}
+
+
+def _params_for_call(params: str | Path | dict[str, Any] | RadiomicsParams) -> RadiomicsParams:
+    """Like :func:`load_params`, remembering files already validated (unchanged since) in this process."""
+    if isinstance(params, RadiomicsParams | dict):
+        return load_params(params)
+    p = Path(params)
+    path = p if p.is_file() else PARAMS_DIR / f"{params}.yaml"
+    if not path.is_file():
+        return load_params(params)  # raises the usual ConfigError
+    stamp = (str(path.resolve()), path.stat().st_mtime_ns)
+    if stamp not in _PARAMS_BY_FILE:
+        _PARAMS_BY_FILE[stamp] = load_params(params)
+    return _PARAMS_BY_FILE[stamp]
 
 
 @dataclass

@@ -26,3 +26,6 @@ def quiet_radiomics() -> None:
     # scikit-image warns that LBP on float images "may give unexpected results"; PyRadiomics hands it floats
     # by design, identically in every run.
     warnings.filterwarnings("ignore", message="Applying `local_binary_pattern` to floating-point images")
+    # pykwalify loads PyRadiomics' schema extension with the deprecated importlib load_module()
+    warnings.filterwarnings("ignore", message=r"the load_module\(\) method is deprecated",
+                            category=DeprecationWarning)
