@@ -14,17 +14,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autorad.config import RadiomicsConfig
-from autorad.data.dataset import Dataset
 from autorad.errors import ConfigError, InputError
 from autorad.progress import progress
 from autorad.radiomics.cache import FeatureCache, nodule_key
 from autorad.radiomics.executors import run_tasks
-from autorad.radiomics.quiet import quiet_radiomics
+from autorad.radiomics.quiet import quiet_radiomics, quiet_warnings
 from autorad.radiomics.settings import (
     DEFAULT_PARAMS,
     PARAMS_DIR,
@@ -39,6 +38,9 @@ from autorad.radiomics.table import (
     radiomics_path,
     write_radiomics_table,
 )
+
+if TYPE_CHECKING:
+    from autorad.data.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,8 @@ def _extractor(params: RadiomicsParams) -> Any:
         quiet_radiomics()
         from radiomics import featureextractor
 
-        ex = featureextractor.RadiomicsFeatureExtractor(dict(params.settings))
+        with quiet_warnings():
+            ex = featureextractor.RadiomicsFeatureExtractor(dict(params.settings))
         _EXTRACTORS[params.key] = ex
     return ex
 
@@ -115,7 +118,8 @@ def extract_one(image: np.ndarray, mask: np.ndarray, spacing: float | Sequence[f
     label = int((p.settings.get("setting") or {}).get("label", 1))
     try:
         sitk_img, sitk_mask = to_sitk(image, mask, spacing, label)
-        result = _extractor(p).execute(sitk_img, sitk_mask, label=label)
+        with quiet_warnings():
+            result = _extractor(p).execute(sitk_img, sitk_mask, label=label)
     except Exception as err:  # PyRadiomics signals unusable masks with ValueError, filters with others
         msg = " ".join(str(err).split()) or type(err).__name__
         return f"failed: {msg}"[:_MAX_STATUS_CHARS], {}
@@ -204,6 +208,8 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Pa
     (``cfg.executor="ray"``). ``cfg.classes`` is not applied here: the table always holds every feature of the
     parameter set, and :func:`autorad.radiomics.load_radiomics` selects classes from it.
     """
+    from autorad.data.dataset import Dataset  # here, not at the top: worker processes never need it
+
     cfg = cfg or RadiomicsConfig()
     ds_path = Path(dataset)
     if not ds_path.is_dir():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 
 # Known, harmless warnings: GLCM's (logged for every image type) and LBP2D's on 3D input (autorad_3d.yaml
 # documents that LBP2D runs slice by slice).
@@ -16,16 +18,21 @@ class _DropNoise(logging.Filter):
 
 
 def quiet_radiomics() -> None:
-    """Silence PyRadiomics below WARNING, drop its known-harmless warnings (idempotent)."""
-    log = logging.getLogger("radiomics")
-    log.setLevel(logging.WARNING)
-    if not any(isinstance(f, _DropNoise) for f in log.filters):
-        log.addFilter(_DropNoise())
-        for name in ("radiomics.glcm", "radiomics.imageoperations"):
-            logging.getLogger(name).addFilter(_DropNoise())
-    # scikit-image warns that LBP on float images "may give unexpected results"; PyRadiomics hands it floats
-    # by design, identically in every run.
-    warnings.filterwarnings("ignore", message="Applying `local_binary_pattern` to floating-point images")
-    # pykwalify loads PyRadiomics' schema extension with the deprecated importlib load_module()
-    warnings.filterwarnings("ignore", message=r"the load_module\(\) method is deprecated",
-                            category=DeprecationWarning)
+    """Silence PyRadiomics below WARNING and drop its known-harmless log warnings (idempotent)."""
+    logging.getLogger("radiomics").setLevel(logging.WARNING)
+    for name in ("radiomics.glcm", "radiomics.imageoperations"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in log.filters):
+            log.addFilter(_DropNoise())
+
+
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Hide Python warnings that PyRadiomics' dependencies raise on every call, by design."""
+    with warnings.catch_warnings():
+        # scikit-image: LBP on float images "may give unexpected results"; PyRadiomics hands it floats
+        warnings.filterwarnings("ignore", message="Applying `local_binary_pattern` to floating-point images")
+        # pykwalify loads PyRadiomics' schema extension with the deprecated importlib load_module()
+        warnings.filterwarnings("ignore", message=r"the load_module\(\) method is deprecated",
+                                category=DeprecationWarning)
+        yield

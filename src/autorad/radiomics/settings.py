@@ -110,13 +110,14 @@ def validate_params(params: RadiomicsParams) -> None:
 
 def _validate(raw: dict[str, Any], name: str) -> None:
     """Let PyRadiomics' own schema check the settings (unknown keys, wrong types)."""
-    from autorad.radiomics.quiet import quiet_radiomics
+    from autorad.radiomics.quiet import quiet_radiomics, quiet_warnings
 
     quiet_radiomics()
     from radiomics import featureextractor
 
     try:
-        featureextractor.RadiomicsFeatureExtractor(dict(raw))
+        with quiet_warnings():
+            featureextractor.RadiomicsFeatureExtractor(dict(raw))
     except Exception as err:  # pykwalify raises its own SchemaError; report any rejection the same way
         msg = " ".join(str(err).split())[:300]
         raise ConfigError(f"radiomics parameters {name} rejected by PyRadiomics: {msg}") from None
