@@ -67,7 +67,8 @@ def main() -> None:
     diff = abs(batched[0][1] - looped[0][1])
     print(f"text encoder {a.text}, kind {a.kind}, batch {a.batch} x {len(classes)} classes, n_ctx {a.n_ctx}, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"batched step (one text-encoder call of {a.batch * len(classes)} prompts): {tb:.3f} s")
+    n_prompts = len(classes) if a.kind == "coop" else a.batch * len(classes)  # coop: shared prompts, once
+    print(f"batched step (one text-encoder call of {n_prompts} prompts): {tb:.3f} s")
     print(f"per-nodule loop step ({a.batch} calls of {len(classes)} prompts):       {tl:.3f} s")
     print(f"speed-up: {tl / tb:.2f}x (target >= 3x)")
     print(f"loss batched {batched[0][1]:.7f}, loop {looped[0][1]:.7f}, |diff| {diff:.2e} "
