@@ -23,7 +23,12 @@ from autorad.radiomics.preprocess import preprocess_fold
 from autorad.radiomics.settings import PARAMS_DIR
 from autorad.radiomics.table import CACHE_SUBDIR, read_meta
 
-pytestmark = pytest.mark.shared_data
+pytestmark = [
+    pytest.mark.shared_data,
+    # raised by the direct PyRadiomics reference calls below (autorad's own calls silence them)
+    pytest.mark.filterwarnings("ignore:Applying `local_binary_pattern`:UserWarning"),
+    pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")
