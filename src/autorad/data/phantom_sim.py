@@ -2,22 +2,26 @@
 
 The recipe (numbers in HU and mm; see docs/phantom.md):
 
-* parenchyma: a per-nodule base level drawn from N(-860, 15), a smooth 8 mm-scale variation (sd 12) and a
-  gentle linear gradient (up to +-15 across the field);
-* vessels: branching tapering tubes (root radius 0.6-2.4 mm, children 0.65-0.85 x the parent, stopping at
-  0.3 mm) grown from random points along a shared main direction, at 20-70 HU (blood without contrast); each
-  slice averages sub-planes across its real slice thickness, so thin vessels fade as in real partial volume;
+* parenchyma: a per-nodule level from N(-850, 25) clipped to -910..-780, a smooth 8 mm-scale variation
+  (sd 12) and a gentle linear gradient (up to +-15 across the field);
 * nodule: inside the real consensus mask, density from the readers' mean texture rating t (1 = ground glass
-  .. 5 = solid): a ground-glass level of -680..-500 HU and a solid level of -10..50 HU, the solid part
-  growing from the centre outwards with fraction clip((t - 1.5) / 3, 0, 1) (t = 3: half the depth is solid,
-  a part-solid nodule), plus smooth internal texture (sd 15-45 HU, larger for ground glass);
-* spicules: for mean spiculation >= 3.5, thin strands (radius 0.25-0.5 mm, 3-12 mm long) leaving the surface;
+  .. 5 = solid): a ground-glass level of -680..-500 and a solid level of -10..50, the solid part growing
+  from the centre outwards with fraction clip((t - 1.5) / 3, 0, 1) (t = 3: the inner half of the depth is
+  solid, a part-solid nodule), plus smooth internal texture (sd 15-45, larger for ground glass); the edge is
+  softened by up to 0.6 mm for a poorly defined margin rating;
+* chest wall in 35% of the fields (a third of them touching the nodule): pleura and muscle 30-60, a fat
+  layer -120..-80, flat rib cross-sections (cortex 500-800, marrow 150-300), at most 40% of the field;
+* vessels: branching tapering tubes (4 + Poisson(slice area / 150 mm^2) trees, root radius 0.4-2.2 mm,
+  children 0.65-0.85 x the parent, down to 0.25 mm) sharing a main direction, at 30-150 HU; each slice
+  averages sub-planes across its real slice thickness, so thin vessels fade as in real partial volume;
+* spicules: for mean spiculation >= 3.5, 6-14 thin strands (radius 0.35-0.7 mm, 4-15 mm long) leaving the
+  surface;
 * calcification (most common non-absent LIDC pattern when at least half of the readers saw calcium):
   popcorn (1) = 3-6 blobs, laminated (2) = concentric shells 2.2 mm apart, solid (3) = the whole nodule,
-  non-central (4) = one eccentric blob, central (5) = the central core; calcium at 450-1000 HU;
+  non-central (4) = one eccentric blob, central (5) = the central core; calcium at 450-1000;
 * partial-volume blur: Gaussian, sigma 0.45 mm in plane and 0.25 slice along z;
-* correlated noise: white noise filtered by a Gaussian of sigma 0.7 mm in plane (0.3 slice in z), rescaled to
-  a standard deviation of 20-40 HU.
+* correlated noise: white noise filtered by a Gaussian of sigma 0.7 mm in plane (0.3 slice along z),
+  rescaled to a standard deviation of 20-45.
 
 Every draw comes from the ``numpy.random.Generator`` passed in, so a seed gives byte-identical arrays.
 """
@@ -37,6 +41,8 @@ CALCIFICATION_ABSENT = 6
 CALCIFICATION_PATTERNS = {1: "popcorn", 2: "laminated", 3: "solid", 4: "non-central", 5: "central"}
 NOISE_SIGMA_MM = 0.7
 BLUR_SIGMA_MM = 0.45
+NODULE_EDGE_MM = 0.5  # sigma of the nodule's own partial-volume edge, in plane
+NODULE_EDGE_SLICES = 0.4  # and along z, in slices
 MAX_WALL_FRACTION = 0.4
 SUBPLANE_MM = 0.9  # vessels are drawn on sub-planes this far apart across each slice's thickness
 
@@ -98,7 +104,7 @@ def grow_vessel_tree(rng: np.random.Generator, starts: np.ndarray, directions: n
                      max_points: int = 30000) -> tuple[np.ndarray, np.ndarray]:
     """Centre points (mm, z/y/x) and radii of tapering, branching tubes grown from ``starts``.
 
-    Generation by generation (all branches at once): each branch runs 4 + Exp(10) mm with a slowly wandering
+    Generation by generation (all branches at once): each branch runs 4 + min(Exp(10), 26) mm with a wandering
     direction, stops where it leaves ``box`` ((2, 3) low/high corners), and otherwise splits into two children
     turned 15-45 degrees away, each 0.65-0.85 x as thick; branches thinner than ``min_radius`` are dropped.
     """
@@ -111,7 +117,7 @@ def grow_vessel_tree(rng: np.random.Generator, starts: np.ndarray, directions: n
     total = 0
     while len(pos) and total < max_points:
         m = len(pos)
-        nsteps = ((rng.exponential(10.0, m) + 4.0) / step).astype(int)
+        nsteps = ((np.minimum(rng.exponential(10.0, m), 26.0) + 4.0) / step).astype(int)
         n_max = int(nsteps.max())
         dirs = d[:, None, :] + np.cumsum(rng.normal(0.0, 0.06, (m, n_max, 3)), axis=1)
         dirs /= np.linalg.norm(dirs, axis=2, keepdims=True)
@@ -178,7 +184,7 @@ def _vessels(rng: np.random.Generator, shape: tuple[int, int, int], spacing: tup
     """Occupancy of random vessel trees filling the field (4 + Poisson(slice area / 150 mm^2) trees, root
     radius 0.4-2.2 mm, mostly thin) that share a main direction, as vessels in one lung region roughly do."""
     size = np.array(shape, dtype=float) * np.array(spacing)
-    margin = 15.0
+    margin = 10.0
     box = np.stack([-np.full(3, margin), size + margin])
     main = rng.normal(size=3)
     main /= np.linalg.norm(main)
@@ -186,7 +192,7 @@ def _vessels(rng: np.random.Generator, shape: tuple[int, int, int], spacing: tup
     starts = rng.uniform(box[0], box[1], (n_trees, 3))
     directions = main + rng.normal(0.0, 0.7, (n_trees, 3))
     radii = 0.4 + 1.8 * rng.uniform(0.0, 1.0, n_trees) ** 2
-    points, radii = grow_vessel_tree(rng, starts, directions, radii, box, min_radius=0.25, max_points=40000)
+    points, radii = grow_vessel_tree(rng, starts, directions, radii, box, min_radius=0.25, max_points=25000)
     return render_tubes(points, radii, shape, spacing, thickness_mm)
 
 
@@ -236,18 +242,19 @@ def chest_wall(rng: np.random.Generator, mask: np.ndarray, spacing: tuple[float,
 
 def _spicules(rng: np.random.Generator, mask: np.ndarray, depth_mm: np.ndarray,
               spacing: tuple[float, float, float], thickness_mm: float) -> np.ndarray:
-    """Occupancy of 4-10 thin strands leaving the nodule surface, radially from its centre."""
+    """Occupancy of 6-14 thin strands (radius 0.35-0.7 mm, 4-15 mm long, tapering) leaving the nodule
+    surface radially from its centre."""
     sp = np.array(spacing)
     surface = np.argwhere(mask & (depth_mm <= sp[1:].max() * 1.01))
     if len(surface) == 0:
         return np.zeros(mask.shape, dtype=np.float32)
     centre = np.argwhere(mask).mean(axis=0) * sp
     points, radii = [], []
-    for idx in rng.choice(len(surface), size=min(len(surface), int(rng.integers(4, 11))), replace=False):
+    for idx in rng.choice(len(surface), size=min(len(surface), int(rng.integers(6, 15))), replace=False):
         start = surface[idx] * sp
         d = start - centre + rng.normal(0.0, 0.5, 3)
         d /= np.linalg.norm(d) + 1e-12
-        r0, length = rng.uniform(0.25, 0.5), rng.uniform(3.0, 12.0)
+        r0, length = rng.uniform(0.35, 0.7), rng.uniform(4.0, 15.0)
         for t in np.arange(0.0, length, 0.3):
             d = d + rng.normal(0.0, 0.05, 3)
             d /= np.linalg.norm(d)
@@ -334,10 +341,10 @@ def simulate_slab(mask: np.ndarray, spacing: tuple[float, float, float], thickne
         depth = ndi.distance_transform_edt(sub, sampling=spacing).astype(np.float32)
         dens = _nodule_density(rng, sub, depth, spacing, look)
         dens = np.where(sub, dens, ndi.grey_dilation(np.where(sub, dens, -2000.0), size=(1, 3, 3)))
-        occ = sub.astype(np.float32)
-        if look.edge_blur_mm > 0:
-            soft = (0.0, look.edge_blur_mm / sy, look.edge_blur_mm / sx)
-            occ = np.maximum(occ, ndi.gaussian_filter(occ, soft))
+        # partial volume of the nodule itself: its edge fades over NODULE_EDGE_MM (+ the margin's softness)
+        # in plane and over a third of a slice along z, inside and outside the outline alike
+        edge = NODULE_EDGE_MM + look.edge_blur_mm
+        occ = ndi.gaussian_filter(sub.astype(np.float32), (NODULE_EDGE_SLICES, edge / sy, edge / sx))
         region = img[box]
         img[box] = region + occ * (np.maximum(dens, region) - region)
 
