@@ -141,10 +141,15 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
                          y=np.array([0]))
     status = "not used"
     if kind in NEEDS_RADIOMICS:
-        from autorad.radiomics.extract import extract_for_prediction
+        from autorad.radiomics.extract import extract_one, resolve_params
 
-        status, feats = extract_for_prediction(slice_hu, slice_mask, spacing_mm, loaded.cfg.radiomics,
-                                               volume_hu, volume_mask, volume_spacing_mm)
+        if loaded.cfg.radiomics.mode == "3d":
+            if volume_hu is None or volume_mask is None or volume_spacing_mm is None:
+                raise InputError("this model uses 3D radiomics: give a volume, not a single slice")
+            status, feats = extract_one(volume_hu, volume_mask, volume_spacing_mm, resolve_params(loaded.cfg.radiomics))
+        else:
+            status, feats = extract_one(slice_hu, slice_mask, (spacing_mm, spacing_mm),
+                                        resolve_params(loaded.cfg.radiomics))
         names = loaded.meta["radiomics_names"]
         table.radiomics = np.array([[feats.get(n, np.nan) for n in names]], dtype=np.float64)
         table.radiomics_names = list(names)

@@ -62,9 +62,8 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
 
 def load_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Raw radiomics (N, F) in manifest order, extracting them first if the dataset has none yet."""
-    from autorad.radiomics import load_radiomics
+    from autorad.radiomics import load_radiomics, select_feature_columns
     from autorad.radiomics.extract import run_radiomics
-    from autorad.radiomics.preprocess import select_feature_columns
 
     run_radiomics(ds.path, cfg.radiomics)  # a cached no-op when everything is there
     df = load_radiomics(ds.path, mode=cfg.radiomics.mode)
