@@ -101,6 +101,15 @@ def test_cli_matches_python_api_and_prints_counts(phantom_ds: Dataset, tmp_path:
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_excluded_patients_are_left_out():
+    pool = lidc_clusters()
+    drop = {c.patient_id for c in pool[: len(pool) // 2]}
+    recs = list(iter_phantom(10, seed=0, exclude_patients=drop))
+    assert len(recs) == 10 and not {r.patient_id for r in recs} & drop
+    with pytest.raises(InputError, match="minus the excluded patients"):
+        next(iter_phantom(len(pool), exclude_patients=drop))
+
+
 def test_too_many_nodules_is_a_clear_error():
     with pytest.raises(InputError, match="phantom can have"):
         next(iter_phantom(len(lidc_clusters()) + 1))

@@ -13,7 +13,7 @@ See docs/phantom.md for the recipe and how it differs from real CT.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import numpy as np
 
@@ -90,18 +90,23 @@ def phantom_record(cluster: Cluster, nodule_id: str, rng: np.random.Generator) -
                "pylidc_annotation_ids": ",".join(str(a) for a in cluster.annotation_ids)})
 
 
-def iter_phantom(n: int, seed: int = 0) -> Iterator[NoduleRecord]:
+def iter_phantom(n: int, seed: int = 0, exclude_patients: Collection[str] = ()) -> Iterator[NoduleRecord]:
     """Yield ``n`` phantom nodules drawn (with ``seed``) among the real LIDC nodules with >= 3 readers.
 
     Classes (median rule) keep their LIDC proportions; each nodule's pixels come from its own generator seeded
-    by ``(seed, nodule)``, so a seed gives identical arrays. Raises :class:`InputError` for an impossible
-    ``n``.
+    by ``(seed, nodule)``, so a seed gives identical arrays. ``exclude_patients`` leaves out LIDC patient ids
+    (e.g. a held-out evaluation group, whose real outlines and labels the phantom would otherwise reuse).
+    Raises :class:`InputError` for an impossible ``n``.
     """
-    pool = lidc_clusters()
+    excluded = {str(p) for p in exclude_patients}
+    everything = lidc_clusters()
+    ids_all = phantom_ids(everything)
+    keep = [i for i, c in enumerate(everything) if c.patient_id not in excluded]
+    pool = tuple(everything[i] for i in keep)
+    ids = [ids_all[i] for i in keep]
     if n < 1 or n > len(pool):
-        raise InputError(f"the phantom can have 1 to {len(pool)} nodules (LIDC nodules with >= 3 readers); "
-                         f"asked for {n}")
-    ids = phantom_ids(pool)
+        raise InputError(f"the phantom can have 1 to {len(pool)} nodules (LIDC nodules with >= 3 readers"
+                         f"{', minus the excluded patients' if excluded else ''}); asked for {n}")
     labels = [c.label or "" for c in pool]
     rng = np.random.default_rng(seed)
     queues = {c: [i for i in rng.permutation(len(pool)).tolist() if labels[i] == c] for c in CLASS_NAMES}
@@ -114,7 +119,7 @@ def iter_phantom(n: int, seed: int = 0) -> Iterator[NoduleRecord]:
                 raise InputError(f"not enough {slots[slot]} nodules with a 50% consensus for a phantom of "
                                  f"{n}")
             i = queue.pop(0)
-            rec = phantom_record(pool[i], ids[i], np.random.default_rng([seed, i]))
+            rec = phantom_record(pool[i], ids[i], np.random.default_rng([seed, keep[i]]))
             if rec is not None:
                 yield rec
                 break
