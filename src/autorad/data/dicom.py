@@ -350,6 +350,10 @@ def load_image_file(path: str | Path) -> CTVolume:
     sx, sy, sz = img.GetSpacing()
     if min(sx, sy, sz) <= 0:
         raise InputError(f"image file {path.name} has non-positive spacing {img.GetSpacing()}")
+    if not np.issubdtype(arr.dtype, np.integer) and not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(f"image file {path.name} holds {bad} NaN or infinite voxel(s); a CT in Hounsfield units "
+                         "must be finite everywhere")
     hu = arr.astype(np.int16) if np.issubdtype(arr.dtype, np.integer) and arr.min() >= -32768 and \
         arr.max() <= 32767 else arr.astype(np.float32)
     z = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])], dtype=float)
