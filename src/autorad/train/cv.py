@@ -145,11 +145,11 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
     t0 = time.time()
     out = Path(out)
     ds = Dataset(dataset)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
     log(f"{cfg.name}: model {cfg.model.kind} on {ds.path} ({len(ds)} nodules)")
     table = build_features(ds, cfg)
     warnings = check_trainable(table, f"dataset {ds.path}")
+    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be trainable: no half-written run
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
     for w in warnings:
         log(f"warning: {w}")
     base_meta = {"autorad_version": __version__, "config": cfg.model_dump(mode="json"),
