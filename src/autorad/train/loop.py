@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from autorad.config import TrainConfig
+from autorad.errors import CheckpointError
 from autorad.train.checkpoint import (
     checkpoint_exists,
     load_checkpoint,
@@ -123,17 +124,21 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
     best_state: dict[str, np.ndarray] | None = None
     best_val = math.inf
 
+    tensors, meta = {}, {}
     if state_dir is not None and checkpoint_exists(state_dir):
-        tensors, meta = load_checkpoint(state_dir)
-        if meta.get("fingerprint") == fingerprint:
-            learner.load_learnable_state_dict(
-                {k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "learner").items()})
-            _restore_momentum(opt, names, split_prefix(tensors, "momentum"))
-            best_state = split_prefix(tensors, "best") or None
-            h = meta["history"]
-            history = History(h["train_loss"], h["val_loss"], h["val_accuracy"], h["best_epoch"])
-            best_val = min(history.val_loss) if history.val_loss else math.inf
-            start_epoch = int(meta["epoch"]) + 1
+        try:
+            tensors, meta = load_checkpoint(state_dir)
+        except CheckpointError:  # killed between writing the tensors and the JSON: start the fold over
+            tensors, meta = {}, {}
+    if meta.get("fingerprint") == fingerprint:
+        learner.load_learnable_state_dict(
+            {k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "learner").items()})
+        _restore_momentum(opt, names, split_prefix(tensors, "momentum"))
+        best_state = split_prefix(tensors, "best") or None
+        h = meta["history"]
+        history = History(h["train_loss"], h["val_loss"], h["val_accuracy"], h["best_epoch"])
+        best_val = min(history.val_loss) if history.val_loss else math.inf
+        start_epoch = int(meta["epoch"]) + 1
 
     for epoch in range(start_epoch, cfg.epochs):
         learner.train()
