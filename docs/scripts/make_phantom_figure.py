@@ -60,6 +60,33 @@ def _window(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out_i, out_m
 
 
+def _texture_hu_stats(name: str, items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """Print the numbers of docs/phantom.md's table for (image, mask, ratings) triples."""
+    from scipy import ndimage as ndi
+
+    lung, noise, tex, mean_hu = [], [], [], []
+    for img, mask, ratings in items:
+        img = img.astype(float)
+        inside_lung = (img < -500) & ~mask
+        lung.append(np.median(img[inside_lung]))
+        high_pass = img - ndi.gaussian_filter(img, 2)
+        core = ndi.binary_erosion(inside_lung, iterations=3)
+        if core.sum() > 200:
+            noise.append(high_pass[core].std())
+        look = _look(ratings)
+        if look.calcification == 6 and mask.any():
+            tex.append(look.texture)
+            mean_hu.append(float(img[mask].mean()))
+    t, h = np.array(tex), np.array(mean_hu)
+    bins = [(1, 2), (2, 3.5), (3.5, 4.5), (4.5, 5.1)]
+    by_bin = " / ".join(f"{h[(t >= lo) & (t < hi)].mean():.0f}" for lo, hi in bins)
+    print(f"{name}: n={len(items)}; lung median of slice medians {np.median(lung):.0f} "
+          f"(10-90%: {np.percentile(lung, 10):.0f}..{np.percentile(lung, 90):.0f}); high-pass noise sd "
+          f"{np.median(noise):.0f} (10-90%: {np.percentile(noise, 10):.0f}..{np.percentile(noise, 90):.0f}); "
+          f"mean HU in mask by texture 1-2 / 2-3.5 / 3.5-4.5 / 4.5-5: {by_bin}; "
+          f"corr(texture, mean HU) {np.corrcoef(t, h)[0, 1]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/figures/phantom_vs_real.png")
@@ -67,6 +94,7 @@ def main() -> None:
                     help="lidc_maxslice_dev.npz (default: in the shared data folder)")
     ap.add_argument("--n", type=int, default=300, help="phantom nodules to choose examples from")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stats", action="store_true", help="also print the numbers of docs/phantom.md's table")
     a = ap.parse_args()
     path = Path(a.maxslice) if a.maxslice else (shared_data_dir() or Path(".")) / "lidc_maxslice" / \
         "lidc_maxslice_dev.npz"
@@ -81,6 +109,10 @@ def main() -> None:
               for i in real_ok}
 
     phantoms = list(iter_phantom(a.n, a.seed))
+    if a.stats:
+        _texture_hu_stats("phantom", [(p.slice_hu, p.slice_mask, p.ratings) for p in phantoms])
+        _texture_hu_stats("real", [(real["images_hu"][i], real["consensus_mask"][i], real["ratings"][i])
+                                   for i in real_ok])
     rng = np.random.default_rng(a.seed)
     fig, axes = plt.subplots(2 * COLUMNS, len(CATEGORIES),
                              figsize=(2.1 * len(CATEGORIES), 2.25 * 2 * COLUMNS))
