@@ -24,6 +24,10 @@ The recipe (numbers in HU and mm; see docs/phantom.md):
   rescaled to a standard deviation of 20-45.
 
 Every draw comes from the ``numpy.random.Generator`` passed in, so a seed gives byte-identical arrays.
+
+Hand-written on scipy.ndimage (filters, distance transforms): no maintained Python package simulates lung
+CT texture around a given mask (anatomical phantoms such as XCAT are whole-body, licensed and need a
+projector and reconstruction).
 """
 
 from __future__ import annotations
