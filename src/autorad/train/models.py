@@ -146,6 +146,12 @@ class LogisticModel(Model):
                 m.pre = _load_radiomics_pre(tensors, meta)
         except KeyError as err:
             raise CheckpointError(f"checkpoint lacks tensor {err}") from None
+        n_in = len(m.scaler.mean) if cls.kind == "linear_probe" else m.pre.n_features_out
+        n_cls = len(m.clf.classes_)
+        for key, want in (("coef", (n_cls, n_in)), ("intercept", (n_cls,))):
+            if tuple(tensors[key].shape) != want:
+                raise CheckpointError(f"checkpoint key {key} has shape {list(tensors[key].shape)}, the model "
+                                      f"needs {list(want)}")
         return m
 
 
@@ -174,7 +180,8 @@ class GradientBoostingModel(Model):
         self.pre = _fit_radiomics_pre(train)
         self.clf = HistGradientBoostingClassifier(
             max_iter=self.cfg.gbm_max_iter, learning_rate=self.cfg.gbm_learning_rate,
-            max_leaf_nodes=self.cfg.gbm_max_leaf_nodes, l2_regularization=1.0, early_stopping=False,
+            max_leaf_nodes=self.cfg.gbm_max_leaf_nodes, max_bins=self.cfg.gbm_max_bins, l2_regularization=1.0,
+            early_stopping=False,
             class_weight="balanced" if tcfg.class_weighting == "balanced" else None, random_state=tcfg.seed)
         self.clf.fit(self.pre.transform(train.radiomics), train.y)
 
@@ -298,5 +305,9 @@ def make_model(cfg: ModelConfig) -> Model:
 
 
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Model:
-    """Rebuild a fitted model from checkpoint tensors and metadata."""
-    return MODEL_CLASSES[cfg.kind].from_tensors(cfg, tensors, meta)
+    """Rebuild a fitted model from checkpoint tensors and metadata; refuse tensors the model does not use."""
+    model = MODEL_CLASSES[cfg.kind].from_tensors(cfg, tensors, meta)
+    extra = sorted(set(tensors) - set(model.to_tensors()[0]))
+    if extra:
+        raise CheckpointError(f"checkpoint has unexpected key(s) {', '.join(extra[:5])} for a {cfg.kind} model")
+    return model
