@@ -62,3 +62,9 @@ def test_garbage_header_is_refused(ckpt):
 def test_absent_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "none")
+
+
+def test_scalar_tensor_keeps_its_shape(tmp_path):
+    save_checkpoint(tmp_path, {"s": np.array(4.6, np.float32)}, {})
+    t, _ = load_checkpoint(tmp_path)
+    assert t["s"].shape == ()

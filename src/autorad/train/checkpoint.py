@@ -27,7 +27,7 @@ def save_checkpoint(directory: Path, tensors: dict[str, np.ndarray], meta: dict[
     """Write tensors (numpy arrays) and JSON metadata atomically; the JSON is written last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())}
+    arrays = {k: np.require(v, requirements="C") for k, v in sorted(tensors.items())}  # keeps 0-d shapes
     atomic_write_bytes(directory / TENSOR_FILE, st_save_bytes(arrays))
     manifest = {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()}
     write_json(directory / META_FILE, {**meta, "tensors": manifest,
