@@ -16,11 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from autorad.config import DataConfig, load_config
+from autorad.config import DataConfig, RadiomicsConfig, load_config
 from autorad.data.dataset import Dataset
 from autorad.data.ingest import ingest
+from autorad.encoders.embed import embed_dataset
 from autorad.evaluate.compare import compare
 from autorad.paths import shared_data_dir
+from autorad.radiomics.extract import run_radiomics
 from autorad.train.cv import train
 
 # (run name, shipped config, overrides)
@@ -29,8 +31,8 @@ RUNS: list[tuple[str, str, list[str]]] = [
     ("radiomics_gbm", "radiomics_gbm", []),
     ("linear_probe", "linear_probe", []),
     ("coop", "coop", []),
-    ("cocoop", "cocoop", []),
     ("autorad", "offline", []),
+    ("cocoop", "cocoop", []),
     ("autorad_image", "autorad_image", []),
 ]
 
@@ -40,6 +42,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/results")
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--set", action="append", default=[], help="override for the prompt-learner runs")
+    ap.add_argument("--jobs", type=int, default=2, help="radiomics worker processes")
     ap.add_argument("--docs", default="docs/results_table.md", help="where to write the comparison table")
     args = ap.parse_args()
     shared = shared_data_dir()
@@ -51,6 +54,12 @@ def main() -> int:
     if not (ds_dir / "manifest.parquet").is_file():
         ingest("maxslice", ds_dir, shared / "lidc_maxslice" / "lidc_maxslice_dev.npz", DataConfig(source="maxslice"))
     ds = Dataset(ds_dir)
+    t0 = time.time()
+    run_radiomics(ds.path, RadiomicsConfig(jobs=args.jobs))
+    print(f"radiomics: {time.time() - t0:.0f} s", flush=True)
+    t0 = time.time()
+    embed_dataset(ds.path, load_config("offline").model.vision_encoder)
+    print(f"embeddings: {time.time() - t0:.0f} s", flush=True)
     timings = {}
     runs = []
     for name, config, overrides in RUNS:

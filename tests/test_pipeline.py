@@ -1,0 +1,49 @@
+"""``autorad run``: the whole pipeline on a small phantom set, resumable; config paths stay in bounds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from autorad.errors import ConfigError
+from autorad.pipeline import run
+
+SMALL = """
+extends: demo
+name: small-phantom
+out_dir: runs/small
+data: {source: phantom, phantom_n: 40, folds: {n_folds: 3}}
+radiomics: {jobs: 1}
+model: {vision_encoder: tiny-vit-2d, text_encoder: tiny-text, n_ctx: 2}
+train: {epochs: 1}
+"""
+
+
+def test_run_end_to_end_then_resume(tmp_path):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL)
+    proc = subprocess.run([sys.executable, "-m", "autorad", "run", str(cfg), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = tmp_path / "out" / "run" / "report.html"
+    assert proc.stdout.strip() == f"report: {report}"
+    assert "phantom" in report.read_text().lower()
+    metrics = json.loads((tmp_path / "out" / "run" / "metrics.json").read_text())
+    assert metrics["n"] == 40
+    assert (tmp_path / "out" / "dataset" / "radiomics.parquet").is_file()
+    # the rerun reuses every stage and gives the same metrics
+    first = (tmp_path / "out" / "run" / "metrics.json").read_bytes()
+    again = run(cfg, out=tmp_path / "out")
+    assert again == report and (tmp_path / "out" / "run" / "metrics.json").read_bytes() == first
+
+
+@pytest.mark.parametrize("out_dir", ["/tmp/elsewhere", "../escape", "runs/../../x"])
+def test_config_cannot_write_outside(tmp_path, monkeypatch, out_dir):
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"extends: demo\nout_dir: {out_dir}\n")
+    with pytest.raises(ConfigError, match="out_dir"):
+        run(cfg)
