@@ -87,6 +87,9 @@ class RadiomicsPreprocessor:
         mean = np.nanmean(T, axis=0)
         std = np.nanstd(T, axis=0)
         ok = np.isfinite(std) & (std > 1e-12 * np.maximum(1.0, np.abs(mean)))  # constant after the log
+        if not ok.any():
+            raise InputError(f"no radiomic feature varies across the {len(X)} training nodules (identical or "
+                             "too few nodules); nothing to learn from")
         self._state = {"columns": cols[ok].astype(np.int64), "log": use_log[ok].astype(bool),
                        "median": median[ok], "mean": mean[ok], "std": std[ok]}
         self.feature_names_in = [str(n) for n in feature_names]
