@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis): label rule, fold assignment, crop geometry."""
+"""Property-based tests (hypothesis): label rule, fold assignment, crop geometry, radiomics preprocessing."""
 
 from __future__ import annotations
 
@@ -79,3 +79,51 @@ def test_crop_geometry(h, w, radius, spacing, factor, min_px, data):
     inside = np.count_nonzero(mask[max(box.r0, 0):box.r0 + box.size, max(box.c0, 0):box.c0 + box.size])
     assert cmask.sum() == inside
     assert set(np.unique(crop)) <= {7, -1000}
+
+
+# ------------------------------------------------------------------------------- radiomics preprocessing
+_special = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e300, -1e300, 1e-300])
+_value = st.one_of(st.floats(-1e12, 1e12, allow_nan=False), _special)
+
+
+@st.composite
+def _feature_matrix(draw):
+    """Radiomics-like tables: heavy tails, constant and all-NaN columns, failed (all-NaN) rows, inf, huge values."""
+    n = draw(st.integers(2, 25))
+    f = draw(st.integers(1, 8))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    X = rng.lognormal(0, draw(st.floats(0.1, 4.0)), (n, f)) * rng.choice([-1, 1], f)
+    for _ in range(draw(st.integers(0, 6))):
+        X[draw(st.integers(0, n - 1)), draw(st.integers(0, f - 1))] = draw(_value)
+    if draw(st.booleans()):
+        X[:, draw(st.integers(0, f - 1))] = draw(_value)  # a constant (or all-NaN / inf) column
+    if draw(st.booleans()):
+        X[draw(st.integers(0, n - 1)), :] = np.nan  # a failed extraction
+    return X
+
+
+@settings(max_examples=80, deadline=None)
+@given(_feature_matrix(), st.lists(_value, min_size=8, max_size=8))
+def test_radiomics_preprocessing_never_outputs_nan(X, new_row):
+    """RadiomicsPreprocessor: whatever the training table (NaN, inf, 1e300, constant columns, failed rows) it
+    either refuses with an InputError or its output, on training rows and on any new row, is finite, within
+    +-clip_z, float32, and survives the safetensors state round trip unchanged."""
+    from autorad.errors import InputError
+    from autorad.radiomics.preprocess import RadiomicsPreprocessor
+
+    names = [f"original_f{i}" for i in range(X.shape[1])]
+    pre = RadiomicsPreprocessor()
+    try:
+        Z = pre.fit_transform(X, names)
+    except InputError as err:  # too few usable rows, or no column that varies: said so, not a crash
+        usable = X[~np.all(~np.isfinite(X), axis=1)]
+        assert ("at least 2 training nodules" in str(err)) == (len(usable) < 2)
+        assert len(usable) < 2 or "no radiomic feature varies" in str(err)
+        return
+    assert Z.dtype == np.float32 and Z.shape == (len(X), pre.n_features_out) and pre.n_features_out >= 1
+    assert np.all(np.isfinite(Z)) and np.all(np.abs(Z) <= pre.clip_z)
+    new = np.array(new_row[: X.shape[1]] + [0.0] * max(0, X.shape[1] - 8), dtype=np.float64)[None]
+    Zn = pre.transform(new)
+    assert np.all(np.isfinite(Zn)) and np.all(np.abs(Zn) <= pre.clip_z)
+    again = RadiomicsPreprocessor.from_state(pre.state_dict(), pre.config())
+    assert np.array_equal(again.transform(X), Z)
