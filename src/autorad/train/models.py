@@ -76,6 +76,12 @@ def _load_radiomics_pre(tensors: dict[str, np.ndarray], meta: dict[str, Any]):
         raise CheckpointError(f"radiomics preprocessing state is incomplete: {err}") from None
 
 
+def _save_radiomics_pre(pre, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Add a fitted preprocessor's state to a model's tensors and metadata."""
+    tensors.update(with_prefix(pre.state_dict(), "radiomics_pre"))
+    meta["radiomics_pre"] = pre.config()
+
+
 class _Standardiser:
     """z-score with training mean and std (std of constant columns set to 1)."""
 
@@ -129,8 +135,7 @@ class LogisticModel(Model):
         if self.kind == "linear_probe":
             t.update({"scaler.mean": self.scaler.mean, "scaler.std": self.scaler.std})
         else:
-            t.update(with_prefix(self.pre.state_dict(), "radiomics_pre"))
-            meta["radiomics_pre"] = self.pre.config()
+            _save_radiomics_pre(self.pre, t, meta)
         return t, meta
 
     @classmethod
@@ -191,9 +196,10 @@ class GradientBoostingModel(Model):
     def to_tensors(self):
         import skops.io as sio
 
-        blob = np.frombuffer(sio.dumps(self.clf), dtype=np.uint8).copy()
-        t = {"sklearn_skops": blob, **with_prefix(self.pre.state_dict(), "radiomics_pre")}
-        return t, {"radiomics_pre": self.pre.config()}
+        t = {"sklearn_skops": np.frombuffer(sio.dumps(self.clf), dtype=np.uint8).copy()}
+        meta: dict[str, Any] = {}
+        _save_radiomics_pre(self.pre, t, meta)
+        return t, meta
 
     @classmethod
     def from_tensors(cls, cfg, tensors, meta):
@@ -275,8 +281,7 @@ class PromptModel(Model):
                         "learner")
         meta: dict[str, Any] = {"image_dim": self.image_dim, "radiomics_dim": self.radiomics_dim}
         if self.uses_radiomics:
-            t.update(with_prefix(self.pre.state_dict(), "radiomics_pre"))
-            meta["radiomics_pre"] = self.pre.config()
+            _save_radiomics_pre(self.pre, t, meta)
         return t, meta
 
     @classmethod
