@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from dicom_factory import make_ct_series, make_lidc_case
+from dicom_factory import make_ct_series, make_lidc_case, read_back
 from safetensors.numpy import load_file, save_file
 
 from autorad.io import hash_file
@@ -82,6 +82,16 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "odd_spacing": {"odd_spacing_slice": 4}, "odd_size": {"odd_size_slice": 4},
     }
     d = {k: make_ct_series(t / "dicom" / k, **kw).folder for k, kw in series.items()}
+    zero = make_ct_series(t / "dicom" / "zero_spacing")
+    for f in zero.files:
+        ds = read_back(f)
+        ds.PixelSpacing = [0, 0]
+        ds.save_as(f)
+    d["zero_spacing"] = zero.folder
+    zero_nrrd = t / "zero_spacing.nrrd"  # hand-written: SimpleITK will not write a zero spacing
+    zero_nrrd.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 4\nspace: left-posterior-superior\n"
+                          b"space directions: (0,0,0) (0,0.7,0) (0,0,1.25)\nkinds: domain domain domain\n"
+                          b"endian: little\nencoding: raw\nspace origin: (0,0,0)\n\n" + bytes(2 * 8 * 8 * 4))
     (t / "dicom" / "empty").mkdir()
     d["empty"] = t / "dicom" / "empty"
     make_lidc_case(t / "lidc_no_nodules", readers=[])
@@ -122,6 +132,9 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
 
     argv: dict[str, tuple[list, Path | None]] = {
         **{f"dicom_{k}": (predict_dicom(k), out / f"{k}.html") for k in d},
+        # slice 2 is missing: the nodule's slice (6 in the full series) is the 6th present one, Z=5
+        "dicom_gap": (["predict", run, "--dicom", d["gap"], "--center", "19,30,5", "--diameter-mm", "6", "--report",
+                       out / "gap.html"], out / "gap.html"),
         "dicom_missing_path": (["predict", run, "--dicom", t / "nowhere", *CENTER, "--report", out / "nw.html"],
                                out / "nw.html"),
         "lidc_missing_root": (["ingest", "lidc", t / "nowhere", "--out", out / "ds_missing"], out / "ds_missing"),
@@ -138,6 +151,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
                        out / "nan.html"], out / "nan.html"),
         "image_inf": (["predict", run, "--image", _nifti(inf, t / "inf.nrrd"), "--mask", m["ball"], "--report",
                        out / "inf.html"], out / "inf.html"),
+        "image_zero_spacing": (["predict", run, "--image", zero_nrrd, "--center", "2,2,2", "--diameter-mm", "3"],
+                               None),
         "image_missing": (["predict", run, "--image", t / "nowhere.nii.gz", "--mask", m["ball"]], None),
         "image_not_nifti": (["predict", run, "--image", d["ok"] / "img0003.dcm", "--mask", m["ball"]], None),
         "center_outside": (["predict", run, "--dicom", d["ok"], "--center", "500,2,3", "--diameter-mm", "6"], None),
@@ -240,11 +255,11 @@ def test_dicom_duplicate_slice_positions(cases):
 
 
 def test_dicom_missing_slices_still_predicts(cases):
-    """A gap in z away from the nodule: the volume loads, the prediction equals the complete series'."""
+    """A gap in z (one slice missing) away from the nodule: the volume loads; the same nodule slice gives the
+    same probabilities as the complete series (--center's Z counts the slices present)."""
     gap, ok = accepted(cases, "dicom_gap"), accepted(cases, "dicom_ok")
-    # slice 2 is missing: --center's Z counts present slices, so the same Z lands one slice further; the
-    # command still works and says which slice it used
-    assert gap["slice_index"] == ok["slice_index"] == 6
+    assert gap["slice_index"] == 5 and ok["slice_index"] == 6
+    assert gap["probabilities"] == ok["probabilities"]
 
 
 def test_dicom_unsorted_file_names(cases):
@@ -268,6 +283,16 @@ def test_dicom_jpeg_without_decoder(cases):
 def test_dicom_absent_pixel_spacing(cases):
     """No PixelSpacing: refused, 'PixelSpacing is absent'."""
     refused(cases, "dicom_no_spacing", "PixelSpacing is absent")
+
+
+def test_dicom_zero_pixel_spacing(cases):
+    """PixelSpacing 0\\0 (wrong spacing): refused, 'PixelSpacing ... is not positive'."""
+    refused(cases, "dicom_zero_spacing", "PixelSpacing", "not positive")
+
+
+def test_image_zero_spacing(cases):
+    """An NRRD volume with a zero voxel spacing: refused, names the spacing."""
+    refused(cases, "image_zero_spacing", "spacing")
 
 
 def test_dicom_inconsistent_pixel_spacing(cases):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ ratings_st = st.lists(st.integers(0, 5), min_size=1, max_size=4)
 
 @given(ratings_st, st.sampled_from(["median", "mean"]), st.integers(1, 4))
 def test_label_rule_properties(ratings, rule, k):
+    """Label rule: None with fewer than k readers, else benign below 3, unsure at 3, malignant above 3."""
     label = label_from_ratings(ratings, rule, k)
     n = sum(1 for r in ratings if r > 0)
     if n < k:
@@ -28,12 +30,14 @@ def test_label_rule_properties(ratings, rule, k):
 
 @given(st.lists(st.integers(1, 5), min_size=3, max_size=4))
 def test_label_rule_is_order_invariant(ratings):
+    """Label rule: the readers' order does not change the label."""
     assert label_from_ratings(ratings) == label_from_ratings(list(reversed(ratings)))
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(10, 300), st.integers(2, 40), st.integers(2, 6), st.integers(0, 10_000))
 def test_folds_never_split_a_patient(n, n_patients, k, seed):
+    """Folds: a patient is never in two folds; fold numbers are 0..k-1 and all used when patients allow."""
     rng = np.random.default_rng(seed)
     patients = rng.integers(0, n_patients, n).astype(str)
     labels = rng.choice(["benign", "unsure", "malignant"], n)
@@ -48,6 +52,7 @@ def test_folds_never_split_a_patient(n, n_patients, k, seed):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000))
 def test_folds_are_stratified(seed):
+    """Folds: each fold's class shares stay within 15 points of each other (stratified by label)."""
     rng = np.random.default_rng(seed)
     n = 600
     patients = rng.integers(0, 300, n).astype(str)
@@ -61,6 +66,8 @@ def test_folds_are_stratified(seed):
 @given(st.integers(20, 120), st.integers(20, 120), st.integers(1, 15), st.floats(0.4, 1.5),
        st.floats(1.0, 4.0), st.integers(4, 32), st.data())
 def test_crop_geometry(h, w, radius, spacing, factor, min_px, data):
+    """Crop: the size follows factor x equivalent diameter (at least min_px), the nodule centre stays within
+    a pixel of the crop centre, the mask is kept whole inside the image and the outside is padded with air."""
     cy = data.draw(st.integers(0, h - 1))
     cx = data.draw(st.integers(0, w - 1))
     yy, xx = np.mgrid[:h, :w]
@@ -102,6 +109,7 @@ def _feature_matrix(draw):
     return X
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's nanstd on 1e300 inputs
 @settings(max_examples=80, deadline=None)
 @given(_feature_matrix(), st.lists(_value, min_size=8, max_size=8))
 def test_radiomics_preprocessing_never_outputs_nan(X, new_row):
