@@ -74,6 +74,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     out = t / "out"
     out.mkdir()
     run = str(logreg_run)
+    existing = out / "ds_existing"
     series = {
         "ok": {}, "corrupt": {"corrupt_slice": 3}, "truncated": {"truncate_slice": 3},
         "non_ct": {"modality": "MR"}, "mixed": {"mixed_series": 2}, "duplicate": {"duplicate_slice": 3},
@@ -141,6 +142,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "lidc_empty_root": (["ingest", "lidc", d["empty"], "--out", out / "ds_empty"], out / "ds_empty"),
         "lidc_no_nodules": (["ingest", "lidc", t / "lidc_no_nodules", "--out", out / "ds_nn"], out / "ds_nn"),
         "lidc_gap": (["ingest", "lidc", t / "lidc_gap", "--out", out / "ds_gap"], out / "ds_gap"),
+        "lidc_into_existing": (["ingest", "lidc", t / "lidc_no_nodules", "--out", existing], None),
         "lidc_corrupt": (["ingest", "lidc", t / "lidc_corrupt", "--out", out / "ds_corrupt"], out / "ds_corrupt"),
         "maxslice_missing": (["ingest", "maxslice", t / "nowhere.npz", "--out", out / "ds_ms"], out / "ds_ms"),
         "maxslice_corrupt": (["ingest", "maxslice", d["corrupt"] / "img0003.dcm", "--out", out / "ds_msc"],
@@ -179,6 +181,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
                                 "train.final_model=false", "--out", out / "r_fg"], out / "r_fg"),
     }
     names = list(argv)
+    existing.mkdir()
+    (existing / "keep.txt").write_text("an earlier dataset")
     results = run_batch([argv[n][0] for n in names], t / "batch")
     return {n: (r, argv[n][1], out) for n, r in zip(names, results, strict=True)}
 
@@ -331,6 +335,14 @@ def test_lidc_xml_without_nodules(cases):
 def test_lidc_nodule_across_missing_slices(cases):
     """The nodule's annotated slice is missing from the series: the nodule is skipped, with the reason."""
     refused(cases, "lidc_gap", "no usable nodule", "missing")
+
+
+def test_failed_ingest_leaves_existing_output_unchanged(cases):
+    """A failing ingest whose --out already exists: refused, the existing folder is left exactly as it was."""
+    refused(cases, "lidc_into_existing", "no usable nodule")
+    existing = cases["lidc_into_existing"][2] / "ds_existing"
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+    assert (existing / "keep.txt").read_text() == "an earlier dataset"
 
 
 def test_lidc_corrupt_slice(cases):

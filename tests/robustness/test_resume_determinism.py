@@ -72,3 +72,43 @@ def test_same_seed_gives_identical_metrics_bytes(runs):
     assert runs["outs"]["c"][2] == 0, runs["outs"]["c"][1]
     assert (t / "a" / "metrics.json").read_bytes() == (t / "c" / "metrics.json").read_bytes()
     assert (t / "a" / "predictions.parquet").read_bytes() == (t / "c" / "predictions.parquet").read_bytes()
+
+
+def test_torn_epoch_checkpoint_restarts_the_fold(tmp_path):
+    """A kill between the two files of an epoch checkpoint (new tensors, old JSON): the rerun does not fail on
+    the checksum; it starts the fold over and ends with the uninterrupted run's weights."""
+    import torch
+    from torch import nn
+
+    from autorad.config import TrainConfig
+    from autorad.train.checkpoint import TENSOR_FILE
+    from autorad.train.loop import TrainInputs, train_learner
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, image, radiomics):
+            return self.lin(image)
+
+        def learnable_state_dict(self):
+            return dict(self.state_dict())
+
+        def load_learnable_state_dict(self, sd):
+            self.load_state_dict(sd, strict=True)
+
+    g = torch.Generator().manual_seed(0)
+    data = TrainInputs(torch.randn(30, 4, generator=g), None, torch.arange(30) % 3)
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=0.05)
+    full = Head()
+    train_learner(full, data, cfg, tmp_path / "full", "fp", fold=0)
+    torn = tmp_path / "torn"
+    train_learner(Head(), data, TrainConfig(epochs=2, batch_size=8, lr=0.05), torn, "fp", fold=0)
+    (torn / TENSOR_FILE).write_bytes((tmp_path / "full" / TENSOR_FILE).read_bytes())  # JSON still of epoch 1
+    again = Head()
+    history = train_learner(again, data, cfg, torn, "fp", fold=0)
+    assert len(history.train_loss) == 4
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
