@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autorad.errors import ConfigError, InputError
-from autorad.io import write_json
+from autorad.io import atomic_write_bytes, write_json
 
 CACHE_SUBDIR = Path("cache") / "radiomics"
 ID_COLUMNS = ("nodule_id", "status")
@@ -51,14 +49,9 @@ def write_radiomics_table(out: Path, nodule_ids: Sequence[str],
     arrays += [pa.array(F[:, j]) for j in range(F.shape[1])]
     table = pa.Table.from_arrays(arrays, names=[*ID_COLUMNS, *cols])
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    atomic_write_bytes(out, buf.getvalue().to_pybytes())  # atomic, with the usual file permissions
     status_counts = pd.Series(statuses).value_counts().to_dict()
     write_json(out.with_suffix(".json"), {**meta, "n_features": len(cols), "status_counts": status_counts})
 
