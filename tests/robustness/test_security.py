@@ -113,6 +113,17 @@ def test_outputs_hold_no_pickle(small_dataset, logreg_run):
     _no_pickle_payloads(logreg_run)
 
 
+def test_outputs_have_the_usual_permissions(small_dataset, logreg_run):
+    """Dataset and run folders and files get the permissions of any new file under the user's umask (temp-file
+    helpers create 0600/0700: outputs must not stay owner-only, nor be wider than the umask allows)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root in (small_dataset, logreg_run):
+        for p in [root, *root.rglob("*")]:
+            want = (0o777 if p.is_dir() else 0o666) & ~umask
+            assert p.stat().st_mode & 0o777 == want, f"{p}: {oct(p.stat().st_mode & 0o777)} != {oct(want)}"
+
+
 # -------------------------------------------------------------------------------------- config paths
 
 
