@@ -162,7 +162,12 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
             arrays.update(volume_hu=volume_hu, volume_mask=volume_mask)
         table.image = np.asarray(loaded.encoder.embed([encoder_input(arrays, loaded.encoder)]), dtype=np.float32)
     proba = loaded.model.predict_proba(table)[0]
+    warnings = []
+    if kind in NEEDS_RADIOMICS and status != "ok":
+        warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
+                        "medians, so the radiomics part of this prediction says little about the nodule")
     return {
+        "warnings": warnings,
         "probabilities": {c: round(float(p), 6) for c, p in zip(CLASS_NAMES, proba, strict=True)},
         "predicted_class": CLASS_NAMES[int(np.argmax(proba))],
         "radiomics_status": status,
