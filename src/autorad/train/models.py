@@ -265,6 +265,9 @@ class PromptModel(Model):
     def fit(self, train, tcfg, val=None, state_dir=None, fold=-1):
         if self.uses_radiomics:
             self.pre = _fit_radiomics_pre(train)
+        # load the frozen encoder before seeding: its first load draws random numbers (weight init before the
+        # checkpoint is copied in), which would otherwise make the learner's init depend on what ran before
+        load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights)
         torch.manual_seed(tcfg.seed * 1000 + fold + 1)
         self._build(train.image.shape[1], self.pre.n_features_out if self.uses_radiomics else 0)
         fingerprint = hashlib.sha256(json.dumps(
