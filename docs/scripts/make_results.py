@@ -72,6 +72,8 @@ def main() -> int:
         train(ds.path, cfg, out / name)
         timings[name] = round(time.time() - t0, 1)
         runs.append(out / name)
+    # the table covers every run present under --out, also those not retrained this time (--only)
+    runs = [out / name for name, _, _ in RUNS if (out / name / "metrics.json").is_file()]
     table = compare(runs, out=out / "compare")
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     Path(args.docs).write_text(
