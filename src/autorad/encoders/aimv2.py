@@ -18,19 +18,34 @@ from autorad.encoders.registry import EncoderEntry
 from autorad.encoders.weights import load_state_dict, resolve
 
 # Apple ml-aim (aim.v2) name -> transformers Aimv2VisionModel name. Apple's SwiGLU is fc2(silu(fc1 x) * fc3 x),
-# transformers' is down_proj(silu(gate_proj x) * up_proj x).
-_APPLE_TO_HF: tuple[tuple[str, str], ...] = (
-    (r"^preprocessor\.patchifier\.proj\.", "embeddings.patch_embed."),
-    (r"^preprocessor\.patchifier\.norm\.", "embeddings.rms_norm."),
-    (r"^preprocessor\.pos_embed$", "embeddings.position_embedding.weight"),
-    (r"^trunk\.blocks\.(\d+)\.attn\.proj\.", r"encoder.layers.\1.attention.out_proj."),
-    (r"^trunk\.blocks\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.ffn.gate_proj."),
-    (r"^trunk\.blocks\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.ffn.down_proj."),
-    (r"^trunk\.blocks\.(\d+)\.mlp\.fc3\.", r"encoder.layers.\1.ffn.up_proj."),
-    (r"^trunk\.blocks\.(\d+)\.norm_1\.", r"encoder.layers.\1.rms_norm1."),
-    (r"^trunk\.blocks\.(\d+)\.norm_2\.", r"encoder.layers.\1.rms_norm2."),
-    (r"^trunk\.post_trunk_norm\.", "rms_norm."),
+# transformers' is down_proj(silu(gate_proj x) * up_proj x). One table serves both directions: "{i}" is the block
+# index; a name ending in "." is a prefix, any other a whole key.
+_KEY_PAIRS: tuple[tuple[str, str], ...] = (
+    ("preprocessor.patchifier.proj.", "embeddings.patch_embed."),
+    ("preprocessor.patchifier.norm.", "embeddings.rms_norm."),
+    ("preprocessor.pos_embed", "embeddings.position_embedding.weight"),
+    ("trunk.blocks.{i}.attn.proj.", "encoder.layers.{i}.attention.out_proj."),
+    ("trunk.blocks.{i}.mlp.fc1.", "encoder.layers.{i}.ffn.gate_proj."),
+    ("trunk.blocks.{i}.mlp.fc2.", "encoder.layers.{i}.ffn.down_proj."),
+    ("trunk.blocks.{i}.mlp.fc3.", "encoder.layers.{i}.ffn.up_proj."),
+    ("trunk.blocks.{i}.norm_1.", "encoder.layers.{i}.rms_norm1."),
+    ("trunk.blocks.{i}.norm_2.", "encoder.layers.{i}.rms_norm2."),
+    ("trunk.post_trunk_norm.", "rms_norm."),
 )
+
+
+def _rename_rules(forward: bool) -> tuple[tuple[str, str], ...]:
+    """(regex, replacement) pairs renaming Apple keys to transformers' (``forward``) or back."""
+    rules = []
+    for apple, hf in _KEY_PAIRS:
+        src, dst = (apple, hf) if forward else (hf, apple)
+        pattern = "^" + re.escape(src).replace(re.escape("{i}"), r"(\d+)") + ("" if src.endswith(".") else "$")
+        rules.append((pattern, dst.replace("{i}", r"\1")))
+    return tuple(rules)
+
+
+_APPLE_TO_HF = _rename_rules(forward=True)
+_HF_TO_APPLE = _rename_rules(forward=False)
 _QKV = re.compile(r"^trunk\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
 _HF_QKV = re.compile(r"^encoder\.layers\.(\d+)\.attention\.q_proj\.(weight|bias)$")
 
@@ -67,18 +82,6 @@ def apple_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def hf_to_apple(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of :func:`apple_to_hf` (used to test the conversion and to write Apple-layout files)."""
-    inverse = (
-        (r"^embeddings\.patch_embed\.", "preprocessor.patchifier.proj."),
-        (r"^embeddings\.rms_norm\.", "preprocessor.patchifier.norm."),
-        (r"^embeddings\.position_embedding\.weight$", "preprocessor.pos_embed"),
-        (r"^encoder\.layers\.(\d+)\.attention\.out_proj\.", r"trunk.blocks.\1.attn.proj."),
-        (r"^encoder\.layers\.(\d+)\.ffn\.gate_proj\.", r"trunk.blocks.\1.mlp.fc1."),
-        (r"^encoder\.layers\.(\d+)\.ffn\.down_proj\.", r"trunk.blocks.\1.mlp.fc2."),
-        (r"^encoder\.layers\.(\d+)\.ffn\.up_proj\.", r"trunk.blocks.\1.mlp.fc3."),
-        (r"^encoder\.layers\.(\d+)\.rms_norm1\.", r"trunk.blocks.\1.norm_1."),
-        (r"^encoder\.layers\.(\d+)\.rms_norm2\.", r"trunk.blocks.\1.norm_2."),
-        (r"^rms_norm\.", "trunk.post_trunk_norm."),
-    )
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         if m := _HF_QKV.match(key):
@@ -89,7 +92,7 @@ def hf_to_apple(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if re.match(r"^encoder\.layers\.\d+\.attention\.[kv]_proj\.", key):
             continue
         new = key
-        for pattern, repl in inverse:
+        for pattern, repl in _HF_TO_APPLE:
             new, n = re.subn(pattern, repl, key)
             if n:
                 break
