@@ -48,6 +48,12 @@ def _fingerprint(cfg: ExperimentConfig, ds: Dataset, extra: Any) -> str:
     return hashlib.sha256(json.dumps([relevant, ds.fingerprint, extra], sort_keys=True).encode()).hexdigest()
 
 
+def _finished(model_dir: Path, fingerprint: str) -> bool:
+    """Whether ``model_dir`` holds a complete checkpoint written for this exact config and dataset."""
+    return checkpoint_exists(model_dir) and \
+        json.loads((model_dir / "model.json").read_text()).get("fingerprint") == fingerprint
+
+
 def check_trainable(table: FeatureTable, where: str) -> list[str]:
     """Refuse a dataset with fewer than two classes; return warnings for folds that miss a class."""
     present = sorted(set(table.y.tolist()))
@@ -162,8 +168,7 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
         fold_dir = out / "folds" / str(k)
         fp = _fingerprint(cfg, ds, ["fold", k])
         pred_file = fold_dir / "predictions.parquet"
-        if pred_file.is_file() and checkpoint_exists(fold_dir / "model") and \
-                json.loads((fold_dir / "model" / "model.json").read_text()).get("fingerprint") == fp:
+        if pred_file.is_file() and _finished(fold_dir / "model", fp):
             log(f"fold {k}: already done, loaded")
             parts.append(pd.read_parquet(pred_file))
             continue
@@ -187,8 +192,7 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
     if cfg.train.final_model:
         fp = _fingerprint(cfg, ds, ["final"])
         final_dir = out / "final" / "model"
-        if not (checkpoint_exists(final_dir) and
-                json.loads((final_dir / "model.json").read_text()).get("fingerprint") == fp):
+        if not _finished(final_dir, fp):
             log("final model on all nodules")
             model = _fit_one(cfg, table, out / "final" / "state", -1)
             save_model(final_dir, model, {**base_meta, "fingerprint": fp, "fold": None})
