@@ -8,8 +8,8 @@ from pathlib import Path
 from autorad.config import config_from_dict
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
-from autorad.io import write_json
-from autorad.train.cv import _write_parquet, load_model, log, prediction_frame, run_metadata
+from autorad.io import write_json, write_parquet
+from autorad.train.cv import load_model, log, prediction_frame, run_metadata
 from autorad.train.features import build_features
 
 
@@ -32,7 +32,7 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path) -> Path:
     predictions = prediction_frame(table, model.predict_proba(table))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_parquet(predictions, out / "predictions.parquet")
+    write_parquet(predictions, out / "predictions.parquet")
     metrics = compute_metrics(predictions)
     write_json(out / "metrics.json", metrics)
     log(f"evaluation of {run.name} on {ds.path.name}: {metrics_summary_line(metrics)}")

@@ -32,7 +32,7 @@ from autorad.config import ExperimentConfig, dump_config
 from autorad.data.dataset import Dataset
 from autorad.data.folds import assign_folds
 from autorad.errors import InputError
-from autorad.io import atomic_write_bytes, atomic_write_text, write_json
+from autorad.io import atomic_write_text, write_json, write_parquet
 from autorad.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from autorad.train.features import NEEDS_IMAGE, FeatureTable, build_features
 from autorad.train.models import Model, make_model, model_from_tensors
@@ -79,14 +79,6 @@ def prediction_frame(table: FeatureTable, proba: np.ndarray) -> pd.DataFrame:
     if table.radiomics_status is not None:
         df["radiomics_status"] = table.radiomics_status
     return df
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def validation_split(train: FeatureTable, fraction: float, seed: int) -> tuple[FeatureTable, FeatureTable]:
@@ -177,14 +169,14 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
         model = _fit_one(cfg, tr, fold_dir / "state", k)
         pred = prediction_frame(te, model.predict_proba(te))
         save_model(fold_dir / "model", model, {**base_meta, "fingerprint": fp, "fold": k})
-        _write_parquet(pred, pred_file)
+        write_parquet(pred, pred_file)
         shutil.rmtree(fold_dir / "state", ignore_errors=True)
         parts.append(pred)
         acc = float((pred["pred"] == pred["label"]).mean())
         log(f"fold {k}: train {len(tr)}, test {len(te)}, accuracy {acc:.3f} ({time.time() - tk:.1f} s)")
     predictions = pd.concat(parts, ignore_index=True).sort_values(["fold", "nodule_id"], kind="stable")
     predictions = predictions.reset_index(drop=True)
-    _write_parquet(predictions, out / "predictions.parquet")
+    write_parquet(predictions, out / "predictions.parquet")
     metrics = compute_metrics(predictions)
     write_json(out / "metrics.json", metrics)
     log(f"cross-validation: {metrics_summary_line(metrics)}")
