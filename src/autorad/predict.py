@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,21 +201,18 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
 
 
 def _crop_png(crop_hu: np.ndarray, crop_mask: np.ndarray) -> bytes:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from autorad.evaluate.plots import figure_png
 
-    fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=150)
+    fig = Figure(figsize=(3.2, 3.2))
+    ax = fig.add_subplot()
     ax.imshow(crop_hu, cmap="gray", vmin=-1000, vmax=400, interpolation="nearest")
     if crop_mask.any():
         ax.contour(crop_mask.astype(float), levels=[0.5], colors=["#e69f00"], linewidths=1.2)
     ax.set_axis_off()
     ax.set_title("crop, window -1000..400 HU", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def write_prediction_report(path: Path, result: dict[str, Any], crop_hu: np.ndarray, crop_mask: np.ndarray) -> None:

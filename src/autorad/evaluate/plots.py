@@ -45,13 +45,18 @@ STYLE: dict[str, Any] = {
 }
 
 
-def save_figure(fig: Figure, path: str | Path) -> bytes:
-    """Render ``fig`` to PNG bytes (no Software / date metadata), write them atomically and return them."""
+def figure_png(fig: Figure) -> bytes:
+    """Render ``fig`` to deterministic PNG bytes (no Software / date metadata), without pyplot."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight",
                 facecolor="white")
-    data = buf.getvalue()
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path) -> bytes:
+    """Render ``fig`` to PNG bytes, write them atomically and return them."""
+    data = figure_png(fig)
     atomic_write_bytes(Path(path), data)
     return data
 
