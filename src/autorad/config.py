@@ -106,6 +106,10 @@ class TrainConfig(_Strict):
     warmup_epochs: int = Field(1, ge=0)
     class_weighting: Literal["none", "balanced"] = "none"
     val_fraction: float = Field(0.0, ge=0, lt=0.5)  # >0: select the best epoch on a patient-level split
+    # quality levers of the prompt learners (autorad.train.losses; 0 = the paper's cross-entropy)
+    soft_targets: float = Field(0.0, ge=0, le=1)  # weight of the readers' own class distribution in the target
+    ordinal_weight: float = Field(0.0, ge=0)  # expected |class distance| penalty (benign < unsure < malignant)
+    aux_attributes: float = Field(0.0, ge=0)  # weight of the 8 radiologist attributes as auxiliary targets
     seed: int = 0
     device: str = "cpu"
     final_model: bool = True  # also train on all data after cross-validation

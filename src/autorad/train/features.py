@@ -11,6 +11,7 @@ from autorad import CLASS_NAMES
 from autorad.config import ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
+from autorad.train.targets import reader_attributes, reader_distribution
 
 NEEDS_RADIOMICS = {"autorad", "autorad_image", "radiomics_logreg", "radiomics_gbm"}
 NEEDS_IMAGE = {"autorad", "autorad_image", "coop", "cocoop", "linear_probe"}
@@ -28,6 +29,8 @@ class FeatureTable:
     radiomics_names: list[str] | None = None
     radiomics_status: np.ndarray | None = None
     image: np.ndarray | None = None  # (N, D) frozen embeddings
+    soft: np.ndarray | None = None  # (N, 3) readers' class distribution: a training target, never an input
+    attributes: np.ndarray | None = None  # (N, 8) mean radiologist attributes: a training target, never an input
 
     def __len__(self) -> int:
         return len(self.nodule_ids)
@@ -38,7 +41,8 @@ class FeatureTable:
             return None if a is None else a[idx]
         return replace(self, nodule_ids=self.nodule_ids[idx], patient_ids=self.patient_ids[idx],
                        folds=self.folds[idx], y=self.y[idx], radiomics=take(self.radiomics),
-                       radiomics_status=take(self.radiomics_status), image=take(self.image))
+                       radiomics_status=take(self.radiomics_status), image=take(self.image),
+                       soft=take(self.soft), attributes=take(self.attributes))
 
 
 def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> FeatureTable:
@@ -52,6 +56,7 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
                          patient_ids=m["patient_id"].astype(str).to_numpy(),
                          folds=m["fold"].to_numpy(dtype=np.int64),
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
+    table.soft, table.attributes = reader_distribution(m), reader_attributes(m)
     kind = cfg.model.kind
     if kind in NEEDS_RADIOMICS:
         table.radiomics, table.radiomics_names, table.radiomics_status = load_radiomics_matrix(ds, cfg)
