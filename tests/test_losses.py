@@ -13,8 +13,8 @@ from torch import nn
 
 from autorad.config import TrainConfig
 from autorad.prompts.metanet import MetaNet
-from autorad.train.losses import Objective
 from autorad.train.loop import TrainInputs, predict_logits, train_learner
+from autorad.train.losses import Objective
 from autorad.train.targets import ATTRIBUTE_NAMES, reader_attributes, reader_distribution
 
 

@@ -111,6 +111,11 @@ class TrainConfig(_Strict):
     ordinal_weight: float = Field(0.0, ge=0)  # expected |class distance| penalty (benign < unsure < malignant)
     aux_attributes: float = Field(0.0, ge=0)  # weight of the 8 radiologist attributes as auxiliary targets
     seed: int = 0
+    n_seeds: int = Field(1, ge=1)  # train seeds seed .. seed+n_seeds-1 under the same folds (autorad.train.seeds)
+    seed_ensemble: bool = False  # with n_seeds > 1: the shipped model and pooled predictions average the seeds
+    executor: Literal["local", "ray"] = "local"  # how the seeds run (independent tasks)
+    jobs: int = Field(1, ge=1)  # seeds trained at once (local worker processes or Ray CPUs)
+    ray_address: str | None = None
     device: str = "cpu"
     final_model: bool = True  # also train on all data after cross-validation
 

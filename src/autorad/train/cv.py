@@ -140,6 +140,10 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.evaluate.report import write_report
 
+    if cfg.train.n_seeds > 1:
+        from autorad.train.seeds import train_seeds
+
+        return train_seeds(dataset, cfg, out)
     t0 = time.time()
     out = Path(out)
     ds = Dataset(dataset)
@@ -168,7 +172,8 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
         tk = time.time()
         model = _fit_one(cfg, tr, fold_dir / "state", k)
         pred = prediction_frame(te, model.predict_proba(te))
-        save_model(fold_dir / "model", model, {**base_meta, "fingerprint": fp, "fold": k})
+        history = model.history.as_dict() if model.history is not None else None  # inner validation, if any
+        save_model(fold_dir / "model", model, {**base_meta, "fingerprint": fp, "fold": k, "history": history})
         write_parquet(pred, pred_file)
         shutil.rmtree(fold_dir / "state", ignore_errors=True)
         parts.append(pred)

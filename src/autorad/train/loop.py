@@ -18,7 +18,6 @@ from torch import nn
 
 from autorad.config import TrainConfig
 from autorad.errors import CheckpointError
-from autorad.train.losses import Objective
 from autorad.train.checkpoint import (
     checkpoint_exists,
     load_checkpoint,
@@ -26,6 +25,7 @@ from autorad.train.checkpoint import (
     split_prefix,
     with_prefix,
 )
+from autorad.train.losses import Objective
 
 
 @dataclass

@@ -316,6 +316,10 @@ def make_model(cfg: ModelConfig) -> Model:
 
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Model:
     """Rebuild a fitted model from checkpoint tensors and metadata; refuse tensors the model does not use."""
+    if "seed_ensemble" in meta:
+        from autorad.train.seeds import SeedEnsemble
+
+        return SeedEnsemble.from_tensors(cfg, tensors, meta)
     model = MODEL_CLASSES[cfg.kind].from_tensors(cfg, tensors, meta)
     extra = sorted(set(tensors) - set(model.to_tensors()[0]))
     if extra:

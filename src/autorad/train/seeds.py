@@ -1,0 +1,165 @@
+"""Several training seeds of one config under the same folds: numbers that hold, and the seed ensemble.
+
+With ``train.n_seeds = k > 1``, ``autorad train`` trains seeds ``seed .. seed+k-1`` (each a complete run under
+``seeds/<s>/``, the same patient folds, independent of each other: local in sequence, or Ray tasks with
+``train.executor: ray``). The run folder's own files then describe
+
+- ``metrics.json["seeds"]``: every seed's pooled metrics, their mean and sample std over seeds;
+- ``predictions.parquet`` / ``metrics.json`` pooled: the seed ensemble (probabilities averaged over seeds) when
+  ``train.seed_ensemble`` is true, else the first seed's run;
+- ``final/model``: the ensemble of every seed's final model (:class:`SeedEnsemble`), or the first seed's.
+
+A seed's run is exactly ``autorad train`` with ``train.seed = s`` and ``n_seeds = 1``: a finished seed is reused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autorad import CLASS_NAMES
+from autorad.config import ExperimentConfig, ModelConfig
+from autorad.errors import CheckpointError
+from autorad.train.checkpoint import split_prefix, with_prefix
+from autorad.train.features import FeatureTable
+from autorad.train.models import Model
+
+PROB_COLUMNS = [f"prob_{c}" for c in CLASS_NAMES]
+SUMMARY_KEYS = ("accuracy", "macro_auc", "macro_f1", "per_class.benign.f1", "per_class.unsure.f1",
+                "per_class.malignant.f1", "ece")
+
+
+def seed_values(cfg: ExperimentConfig) -> list[int]:
+    """The seeds a config trains: ``seed, seed+1, ..., seed+n_seeds-1``."""
+    return [cfg.train.seed + i for i in range(cfg.train.n_seeds)]
+
+
+def single_seed_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """The config of one seed's run (the same config with ``seed`` and ``n_seeds = 1``)."""
+    one = cfg.model_copy(deep=True)
+    one.train.seed, one.train.n_seeds, one.train.seed_ensemble = seed, 1, False
+    return one
+
+
+def average_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Row-aligned (by nodule_id) mean of the class probabilities of several prediction tables."""
+    base = frames[0].set_index("nodule_id")
+    probs = np.mean([f.set_index("nodule_id").loc[base.index, PROB_COLUMNS].to_numpy() for f in frames], axis=0)
+    out = base.copy()
+    out[PROB_COLUMNS] = probs
+    out["pred"] = [CLASS_NAMES[i] for i in probs.argmax(axis=1)]
+    return out.reset_index()[frames[0].columns]
+
+
+def seed_summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Pooled metrics of every seed, with their mean and sample standard deviation over seeds."""
+    from autorad.evaluate.metrics import flatten_scalars
+
+    flats = {s: flatten_scalars(m["pooled"]) for s, m in per_seed.items()}
+    values = {k: [flats[s].get(k) for s in flats] for k in SUMMARY_KEYS}
+    mean, std = {}, {}
+    for k, v in values.items():
+        arr = np.array([x for x in v if x is not None], dtype=np.float64)
+        mean[k] = round(float(arr.mean()), 6) if arr.size else None
+        std[k] = round(float(arr.std(ddof=1)), 6) if arr.size >= 2 else None
+    return {"seeds": list(flats), "values": values, "mean": mean, "std": std}
+
+
+def train_seed_task(task: tuple[str, str, str]) -> str:
+    """One seed's run (a Ray- and process-pool-friendly task: plain strings in, the run folder out)."""
+    from autorad.config import config_from_dict
+    from autorad.train.cv import train
+
+    dataset, cfg_json, out = task
+    return str(train(dataset, config_from_dict(json.loads(cfg_json)), out))
+
+
+class SeedEnsemble(Model):
+    """The mean of several fitted models' probabilities (the same kind trained with different seeds)."""
+
+    kind = "seed_ensemble"
+
+    def __init__(self, cfg: ModelConfig, members: list[Model] | None = None):
+        super().__init__(cfg)
+        self.members = members or []
+
+    def fit(self, train: FeatureTable, tcfg, val=None, state_dir=None, fold=-1) -> None:
+        raise NotImplementedError("a seed ensemble is assembled from trained runs, not fitted")
+
+    def predict_proba(self, data: FeatureTable) -> np.ndarray:
+        return np.mean([m.predict_proba(data) for m in self.members], axis=0)
+
+    def to_tensors(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        tensors: dict[str, np.ndarray] = {}
+        metas = []
+        for i, m in enumerate(self.members):
+            t, meta = m.to_tensors()
+            tensors.update(with_prefix(t, f"member{i}"))
+            metas.append(meta)
+        return tensors, {"seed_ensemble": metas}
+
+    @classmethod
+    def from_tensors(cls, cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> SeedEnsemble:
+        from autorad.train.models import model_from_tensors
+
+        metas = meta.get("seed_ensemble")
+        if not isinstance(metas, list) or not metas:
+            raise CheckpointError("seed ensemble checkpoint lists no members")
+        members = [model_from_tensors(cfg, split_prefix(tensors, f"member{i}"), m) for i, m in enumerate(metas)]
+        extra = sorted(k for k in tensors if not k.startswith(tuple(f"member{i}." for i in range(len(metas)))))
+        if extra:
+            raise CheckpointError(f"seed ensemble checkpoint has unexpected key(s) {', '.join(extra[:5])}")
+        return cls(cfg, members)
+
+
+def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
+    """Train every seed of ``cfg`` (see the module docstring) and write the run folder's combined files."""
+    import time
+
+    from autorad.config import dump_config
+    from autorad.data.dataset import Dataset
+    from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
+    from autorad.evaluate.report import write_report
+    from autorad.io import atomic_write_text, write_json, write_parquet
+    from autorad.radiomics.executors import run_tasks
+    from autorad.train.cv import load_model, log, run_metadata, save_model
+
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    seeds = seed_values(cfg)
+    tasks = [(str(dataset), json.dumps(single_seed_config(cfg, s).model_dump(mode="json")), str(out / "seeds" / str(s)))
+             for s in seeds]
+    log(f"{cfg.name}: {len(seeds)} seeds {seeds} under the same folds ({cfg.train.executor})")
+    list(run_tasks(train_seed_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
+                   address=cfg.train.ray_address))
+    runs = {s: out / "seeds" / str(s) for s in seeds}
+    per_seed = {s: json.loads((runs[s] / "metrics.json").read_text()) for s in seeds}
+    frames = {s: pd.read_parquet(runs[s] / "predictions.parquet") for s in seeds}
+    predictions = average_predictions(list(frames.values())) if cfg.train.seed_ensemble else frames[seeds[0]]
+    write_parquet(predictions, out / "predictions.parquet")
+    metrics = compute_metrics(predictions)
+    metrics["seeds"] = seed_summary(per_seed)
+    metrics["seed_ensemble"] = bool(cfg.train.seed_ensemble)
+    write_json(out / "metrics.json", metrics)
+    s = metrics["seeds"]
+    log(f"{'seed ensemble' if cfg.train.seed_ensemble else f'seed {seeds[0]}'}: {metrics_summary_line(metrics)}")
+    log("over seeds: " + ", ".join(f"{k} {s['mean'][k]:.3f} ± {s['std'][k]:.3f}" for k in
+                                   ("accuracy", "macro_auc", "per_class.unsure.f1")
+                                   if s["mean"][k] is not None and s["std"][k] is not None))
+    if cfg.train.final_model:
+        loaded = [load_model(runs[k] / "final" / "model") for k in seeds]
+        meta = {**loaded[0][1], "fold": None, "seeds": seeds}
+        model = SeedEnsemble(cfg.model, [m for m, _ in loaded]) if cfg.train.seed_ensemble else loaded[0][0]
+        meta["config"] = cfg.model_dump(mode="json")
+        save_model(out / "final" / "model", model, meta)
+    ds = Dataset(dataset)
+    run_meta = run_metadata(cfg, ds, [], time.time() - t0)
+    write_json(out / "run.json", run_meta)
+    write_report(out, metrics, predictions, run_meta)
+    return out
