@@ -89,15 +89,15 @@ def test_all_levers_train_resume_exactly_and_leave_no_attribute_in_the_model(tmp
     assert set(full.learnable_state_dict()) == set(_Learner().learnable_state_dict())  # no attribute head kept
     assert not full.projection._forward_hooks and not full.metanet.relu._forward_hooks  # hooks removed
 
-    class Stop(RuntimeError):
+    class StopError(RuntimeError):
         pass
 
     def stop(epoch, loss):
         if epoch == 2:
-            raise Stop
+            raise StopError
 
     torch.manual_seed(0)
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         train_learner(_Learner(), _data(), cfg, tmp_path / "part", "fp", fold=0, on_epoch=stop)
     torch.manual_seed(5)
     resumed = _Learner()

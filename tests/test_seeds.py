@@ -56,4 +56,5 @@ def test_summary_and_average_helpers():
     assert np.allclose(avg.loc["x", PROBS].to_numpy(dtype=float), [0.4, 0.25, 0.35])
     assert avg.loc["x", "pred"] == "benign" and avg.loc["y", "pred"] == "unsure"
     s = seed_summary({0: {"pooled": {"accuracy": 0.5}}, 1: {"pooled": {"accuracy": 0.7}}})
-    assert s["mean"]["accuracy"] == pytest.approx(0.6) and s["std"]["accuracy"] == pytest.approx(np.std([.5, .7], ddof=1), abs=1e-6)
+    assert s["mean"]["accuracy"] == pytest.approx(0.6)
+    assert s["std"]["accuracy"] == pytest.approx(np.std([0.5, 0.7], ddof=1), abs=1e-6)
