@@ -80,6 +80,9 @@ class ModelConfig(_Strict):
     metanet_hidden: int | None = None  # None = input_dim // 16 as in CoCoOp
     logit_scale_init: float = Field(4.6052, description="log(100), CLIP's value")
     learn_logit_scale: bool = True
+    # late fusion with the radiomics GBM (autorad.train.fusion): weight of the GBM, or auto (inner validation)
+    fusion: Literal["none", "gbm"] = "none"
+    fusion_weight: float | Literal["auto"] = 0.5
     # baselines (scikit-learn)
     logreg_c: float = Field(0.05, gt=0)  # inverse L2 strength of the logistic-regression baselines
     gbm_max_iter: int = Field(300, ge=1)

@@ -58,7 +58,7 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
     table.soft, table.attributes = reader_distribution(m), reader_attributes(m)
     kind = cfg.model.kind
-    if kind in NEEDS_RADIOMICS:
+    if kind in NEEDS_RADIOMICS or cfg.model.fusion != "none":
         table.radiomics, table.radiomics_names, table.radiomics_status = load_radiomics_matrix(ds, cfg)
     if kind in NEEDS_IMAGE:
         table.image = load_image_matrix(ds, cfg)

@@ -310,7 +310,11 @@ MODEL_CLASSES: dict[str, type[Model]] = {
 
 
 def make_model(cfg: ModelConfig) -> Model:
-    """A fresh, unfitted model of ``cfg.kind``."""
+    """A fresh, unfitted model of ``cfg.kind`` (fused with the radiomics GBM when ``cfg.fusion`` says so)."""
+    if cfg.fusion == "gbm":
+        from autorad.train.fusion import FusedModel
+
+        return FusedModel(cfg, MODEL_CLASSES[cfg.kind](cfg), GradientBoostingModel(cfg))
     return MODEL_CLASSES[cfg.kind](cfg)
 
 
@@ -320,7 +324,13 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: d
         from autorad.train.seeds import SeedEnsemble
 
         return SeedEnsemble.from_tensors(cfg, tensors, meta)
-    model = MODEL_CLASSES[cfg.kind].from_tensors(cfg, tensors, meta)
+    if "fusion" in meta:
+        from autorad.train.fusion import FusedModel
+
+        cls: type[Model] = FusedModel
+    else:
+        cls = MODEL_CLASSES[cfg.kind]
+    model = cls.from_tensors(cfg, tensors, meta)
     extra = sorted(set(tensors) - set(model.to_tensors()[0]))
     if extra:
         raise CheckpointError(f"checkpoint has unexpected key(s) {', '.join(extra[:5])} for a {cfg.kind} model")
