@@ -10,9 +10,11 @@ import pytest
 
 from autorad.config import load_config
 from autorad.data.dataset import Dataset
+from autorad.evaluate.metrics import compute_metrics
 from autorad.train.cv import load_model, train
 from autorad.train.features import build_features
-from autorad.train.seeds import SeedEnsemble, average_predictions, seed_summary
+from autorad.train.fusion import FusedModel
+from autorad.train.seeds import SeedEnsemble, average_predictions, fuse, seed_summary
 
 pytestmark = pytest.mark.shared_data
 
@@ -23,24 +25,27 @@ PROBS = ["prob_benign", "prob_unsure", "prob_malignant"]
 
 def test_seed_ensemble_run(small_maxslice_dataset, tmp_path):
     ds = Dataset(small_maxslice_dataset)
-    cfg = load_config("offline", [*TINY, "train.seed_ensemble=true", "train.soft_targets=0.5"])
+    cfg = load_config("offline", [*TINY, "train.seed_ensemble=true", "train.soft_targets=0.5", "model.fusion=gbm",
+                                  "model.fusion_weight=0.25", "model.gbm_max_iter=20"])
     run = train(ds.path, cfg, tmp_path / "run")
     seeds = [pd.read_parquet(run / "seeds" / s / "predictions.parquet") for s in ("0", "1")]
     assert not np.allclose(seeds[0][PROBS], seeds[1][PROBS])  # the seeds really differ
     pred = pd.read_parquet(run / "predictions.parquet").set_index("nodule_id")
+    gbm = pd.read_parquet(run / "gbm" / "predictions.parquet").set_index("nodule_id")  # trained once, no seed
     mean = (seeds[0].set_index("nodule_id")[PROBS] + seeds[1].set_index("nodule_id")[PROBS]) / 2
-    assert np.allclose(pred.loc[mean.index, PROBS], mean, atol=1e-9)
+    assert np.allclose(pred.loc[mean.index, PROBS], 0.75 * mean + 0.25 * gbm.loc[mean.index, PROBS], atol=1e-9)
     m = json.loads((run / "metrics.json").read_text())
-    per_seed = [json.loads((run / "seeds" / s / "metrics.json").read_text())["pooled"]["accuracy"] for s in "01"]
+    per_seed = [compute_metrics(fuse(f, gbm.reset_index(), 0.25))["pooled"]["accuracy"] for f in seeds]
     assert m["seeds"]["values"]["accuracy"] == per_seed
     assert m["seeds"]["mean"]["accuracy"] == pytest.approx(np.mean(per_seed), abs=1e-6)
     assert m["seeds"]["std"]["accuracy"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-6)
     # the shipped model is the ensemble of both seeds' final models and predicts their mean
     model, _ = load_model(run / "final" / "model")
-    assert isinstance(model, SeedEnsemble) and len(model.members) == 2
+    assert isinstance(model, FusedModel) and isinstance(model.base, SeedEnsemble) and len(model.base.members) == 2
     table = build_features(ds, cfg)
     members = [load_model(run / "seeds" / s / "final" / "model")[0] for s in "01"]
-    expect = (members[0].predict_proba(table) + members[1].predict_proba(table)) / 2
+    g = load_model(run / "gbm" / "final" / "model")[0].predict_proba(table)
+    expect = 0.75 * (members[0].predict_proba(table) + members[1].predict_proba(table)) / 2 + 0.25 * g
     assert np.allclose(model.predict_proba(table), expect, atol=1e-6)
     # a rerun reuses every finished seed and gives the same numbers
     again = json.loads((train(ds.path, cfg, tmp_path / "run") / "metrics.json").read_text())

@@ -64,11 +64,11 @@ class FusedModel(Model):
 
     @classmethod
     def from_tensors(cls, cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> FusedModel:
-        from autorad.train.models import MODEL_CLASSES
+        from autorad.train.models import model_from_tensors
 
         try:
             f = meta["fusion"]
-            base = MODEL_CLASSES[cfg.kind].from_tensors(cfg, split_prefix(tensors, "base"), f["base"])
+            base = model_from_tensors(cfg, split_prefix(tensors, "base"), f["base"])
             gbm = GradientBoostingModel.from_tensors(cfg, split_prefix(tensors, "gbm"), f["gbm"])
             weight = float(f["weight"])
         except (KeyError, TypeError, ValueError) as err:

@@ -116,31 +116,65 @@ class SeedEnsemble(Model):
         return cls(cfg, members)
 
 
+def _gbm_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The radiomics GBM that a fused multi-seed run trains once (it has no random state to vary)."""
+    gbm = single_seed_config(cfg, cfg.train.seed)
+    gbm.model.kind, gbm.model.fusion = "radiomics_gbm", "none"
+    return gbm
+
+
+def fuse(base: pd.DataFrame, gbm: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """(1 - weight) base + weight gbm, row-aligned by nodule_id (the late fusion of autorad.train.fusion)."""
+    g = gbm.set_index("nodule_id").loc[base["nodule_id"], PROB_COLUMNS].to_numpy()
+    out = base.copy()
+    out[PROB_COLUMNS] = (1 - weight) * base[PROB_COLUMNS].to_numpy() + weight * g
+    out["pred"] = [CLASS_NAMES[i] for i in out[PROB_COLUMNS].to_numpy().argmax(axis=1)]
+    return out
+
+
 def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
-    """Train every seed of ``cfg`` (see the module docstring) and write the run folder's combined files."""
+    """Train every seed of ``cfg`` (see the module docstring) and write the run folder's combined files.
+
+    With ``model.fusion: gbm`` the radiomics GBM is trained once (``gbm/``) and fused with each seed and with
+    the seed ensemble; the fusion weight must then be a number.
+    """
     import time
 
     from autorad.config import dump_config
     from autorad.data.dataset import Dataset
+    from autorad.errors import ConfigError
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.evaluate.report import write_report
     from autorad.io import atomic_write_text, write_json, write_parquet
     from autorad.radiomics.executors import run_tasks
     from autorad.train.cv import load_model, log, run_metadata, save_model
 
+    fused = cfg.model.fusion == "gbm"
+    if fused and cfg.model.fusion_weight == "auto":
+        raise ConfigError("model.fusion_weight: auto is chosen per training run; with train.n_seeds > 1 give a "
+                          "number (e.g. 0.5)")
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
     seeds = seed_values(cfg)
-    tasks = [(str(dataset), json.dumps(single_seed_config(cfg, s).model_dump(mode="json")), str(out / "seeds" / str(s)))
-             for s in seeds]
-    log(f"{cfg.name}: {len(seeds)} seeds {seeds} under the same folds ({cfg.train.executor})")
+    configs = {str(s): single_seed_config(cfg, s) for s in seeds}
+    for c in configs.values():
+        c.model.fusion = "none"
+    runs = {k: out / "seeds" / k for k in configs}
+    if fused:
+        configs["gbm"], runs["gbm"] = _gbm_config(cfg), out / "gbm"
+    tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(runs[k])) for k, c in configs.items()]
+    log(f"{cfg.name}: {len(seeds)} seeds {seeds} under the same folds{' + the radiomics GBM' if fused else ''} "
+        f"({cfg.train.executor})")
     list(run_tasks(train_seed_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
                    address=cfg.train.ray_address))
-    runs = {s: out / "seeds" / str(s) for s in seeds}
-    per_seed = {s: json.loads((runs[s] / "metrics.json").read_text()) for s in seeds}
-    frames = {s: pd.read_parquet(runs[s] / "predictions.parquet") for s in seeds}
+    frames = {s: pd.read_parquet(runs[str(s)] / "predictions.parquet") for s in seeds}
+    weight = float(cfg.model.fusion_weight) if fused else 0.0
+    if fused:
+        gbm = pd.read_parquet(runs["gbm"] / "predictions.parquet")
+        frames = {s: fuse(f, gbm, weight) for s, f in frames.items()}
+    per_seed = {s: compute_metrics(f) for s, f in frames.items()}
     predictions = average_predictions(list(frames.values())) if cfg.train.seed_ensemble else frames[seeds[0]]
     write_parquet(predictions, out / "predictions.parquet")
     metrics = compute_metrics(predictions)
@@ -153,13 +187,15 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> 
                                    ("accuracy", "macro_auc", "per_class.unsure.f1")
                                    if s["mean"][k] is not None and s["std"][k] is not None))
     if cfg.train.final_model:
-        loaded = [load_model(runs[k] / "final" / "model") for k in seeds]
-        meta = {**loaded[0][1], "fold": None, "seeds": seeds}
+        loaded = [load_model(runs[str(k)] / "final" / "model") for k in seeds]
         model = SeedEnsemble(cfg.model, [m for m, _ in loaded]) if cfg.train.seed_ensemble else loaded[0][0]
-        meta["config"] = cfg.model_dump(mode="json")
-        save_model(out / "final" / "model", model, meta)
-    ds = Dataset(dataset)
-    run_meta = run_metadata(cfg, ds, [], time.time() - t0)
+        if fused:
+            from autorad.train.fusion import FusedModel
+
+            model = FusedModel(cfg.model, model, load_model(runs["gbm"] / "final" / "model")[0], weight)
+        save_model(out / "final" / "model", model,
+                   {**loaded[0][1], "fold": None, "seeds": seeds, "config": cfg.model_dump(mode="json")})
+    run_meta = run_metadata(cfg, Dataset(dataset), [], time.time() - t0)
     write_json(out / "run.json", run_meta)
     write_report(out, metrics, predictions, run_meta)
     return out
