@@ -56,10 +56,6 @@ class ServeSettings:
     max_volumes: int = 4
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
 class BodySizeLimit:
     """ASGI middleware: answer 413 to a request body larger than ``max_bytes`` (declared or streamed), before the
     multipart parser spools it. Starlette has no such setting; this is the smallest way to bound what is read."""
@@ -83,28 +79,27 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         seen = 0
-        started = False
+        refused = False
 
         async def limited_receive() -> Any:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLargeError
+                if seen > self.max_bytes:  # answer 413 now; the app sees a disconnect and its answer is dropped
+                    log.info("%s %s -> 413 (streamed size over the limit)", scope["method"], scope["path"])
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Any) -> None:
+            if not refused:
+                await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLargeError:
-            log.info("%s %s -> 413 (streamed size over the limit)", scope["method"], scope["path"])
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, limited_receive, guarded_send)
 
 
 def _error(status: int, message: str) -> JSONResponse:
