@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autorad import __version__
 from autorad.errors import InputError
-from autorad.serve.model import ServedModel
+from autorad.serve.model import DOWNLOADS, ServedModel
 from autorad.serve.uploads import MB, UploadLimits, UploadTooLargeError, load_volume, private_workdir, stage_upload
 from autorad.serve.volumes import VolumeStore, mask_payload, volume_info, voxels_int16
 
@@ -54,6 +54,7 @@ class ServeSettings:
 
     limits: UploadLimits = UploadLimits()
     max_volumes: int = 4
+    warm_up: bool = True
 
 
 class BodySizeLimit:
@@ -125,6 +126,9 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
 
     settings = settings or ServeSettings()
     model = ServedModel(run)
+    if settings.warm_up:
+        with private_workdir() as work:
+            model.warm_up(work)
     store = VolumeStore(settings.max_volumes)
     app = FastAPI(title="autorad viewer", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.model, app.state.store, app.state.settings = model, store, settings
@@ -215,14 +219,19 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
             pred = model.predict(item.volume, c, d, work)
         item.prediction = pred
         return {"prediction": pred.result, "mask": mask_payload(pred.mask),
-                "downloads": {name: f"/api/volumes/{key}/files/{name}" for name in pred.files}}
+                "downloads": {name: f"/api/volumes/{key}/files/{name}" for name in DOWNLOADS}}
 
     @app.get("/api/volumes/{key}/files/{name}")
     def download(key: str, name: str) -> Response:
-        pred = _open(key).prediction
-        if pred is None or name not in pred.files:
+        item = _open(key)
+        pred = item.prediction
+        if name not in DOWNLOADS:
+            raise StarletteHTTPException(404, f"no download named {name!r}")
+        if pred is None:
             raise StarletteHTTPException(404, f"no {name} yet: click a nodule first")
-        return Response(pred.files[name], media_type=DOWNLOAD_TYPES.get(name, "application/octet-stream"),
+        with private_workdir() as work:
+            content = model.download(item.volume, pred, name, work)
+        return Response(content, media_type=DOWNLOAD_TYPES.get(name, "application/octet-stream"),
                         headers={"Content-Disposition": f'attachment; filename="autorad-{name}"',
                                  "Cache-Control": "no-store"})
 

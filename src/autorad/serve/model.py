@@ -22,13 +22,19 @@ CV_METRICS = ("accuracy", "macro_auc", "ece", "balanced_accuracy", "macro_f1")
 SIMULATED_SOURCES = {"phantom"}
 
 
+DOWNLOADS = ("report.html", "mask.nii.gz")
+
+
 @dataclass
 class Prediction:
-    """One answer: the JSON ``autorad predict`` prints, the mask it used and the files offered for download."""
+    """One answer: the JSON ``autorad predict`` prints, the mask it used, and what is needed to make the downloads
+    (made on request, so a click does not wait for a report nobody asked for)."""
 
     result: dict[str, Any]
     mask: np.ndarray
-    files: dict[str, bytes] = field(default_factory=dict)  # download name -> content
+    center: tuple[int, int, int]
+    diameter_mm: float | None
+    files: dict[str, bytes] = field(default_factory=dict)  # download name -> content, once made
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -46,6 +52,7 @@ def run_summary(run: Path) -> dict[str, Any]:
     source = (meta.get("data") or {}).get("source")
     return {
         "run": run.name,
+        "name": meta.get("name"),
         "kind": meta.get("model_kind"),
         "encoders": meta.get("encoders") or [],
         "trained_with_autorad": meta.get("autorad_version"),
@@ -67,11 +74,22 @@ class ServedModel:
         self.summary = run_summary(self.loaded.run)
         self._lock = threading.Lock()
 
+    def warm_up(self, workdir: Path) -> None:
+        """One prediction on a small synthetic slab, so the first user click does not pay for lazy imports and
+        first-call set-up (radiomics, encoders)."""
+        d, h, w = 3, 64, 64
+        rows, cols = np.ogrid[:h, :w]
+        hu = np.full((d, h, w), -800, dtype=np.int16)
+        hu[:, ((rows - 32) ** 2 + (cols - 32) ** 2) <= 36] = 40
+        vol = CTVolume(hu=hu, spacing_mm=(2.0, 0.7, 0.7), z_positions=np.arange(d) * 2.0, sop_uids=[""] * d,
+                       series_uid="warm-up", patient_id="warm-up")
+        self.predict(vol, (32, 32, 1), 8.0, workdir)
+
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "autorad_version": __version__, "model": self.summary}
 
     def predict(self, vol: CTVolume, center: tuple[int, int, int], diameter_mm: float | None,
-                workdir: Path) -> Prediction:
+                workdir: Path, report: Path | None = None) -> Prediction:
         """Predict for the nodule at ``center`` of ``vol``; ``workdir`` is a private folder the caller removes."""
         import SimpleITK as sitk  # noqa: N813
 
@@ -79,18 +97,29 @@ class ServedModel:
 
         if diameter_mm is None:
             raise InputError("diameter_mm is required by this autorad version (click segmentation is not here yet)")
-        img = vol.to_sitk()
-        image_file, report_file, mask_file = workdir / "ct.nii", workdir / "report.html", workdir / "mask.nii.gz"
-        sitk.WriteImage(img, str(image_file))
+        image_file = workdir / "ct.nii"
+        sitk.WriteImage(vol.to_sitk(), str(image_file))
         mask = round_mask(vol.hu.shape, center, diameter_mm, (vol.spacing_mm[1], vol.spacing_mm[2]))
         with self._lock:
             t0 = time.time()
             result = predict(self.loaded.run, image=image_file, center=center, diameter_mm=diameter_mm,
-                             report=report_file)
+                             report=report)
             result["seconds"] = round(time.time() - t0, 3)
         result.pop("report", None)  # a path inside the private folder, gone after the request
-        m = sitk.GetImageFromArray(mask.astype(np.uint8))
-        m.CopyInformation(img)
-        sitk.WriteImage(m, str(mask_file), useCompression=True)
-        files = {"report.html": report_file.read_bytes(), "mask.nii.gz": mask_file.read_bytes()}
-        return Prediction(result, mask, files)
+        return Prediction(result, mask, center, diameter_mm)
+
+    def download(self, vol: CTVolume, pred: Prediction, name: str, workdir: Path) -> bytes:
+        """The content of download ``name`` (see :data:`DOWNLOADS`) for ``pred``, made once and kept."""
+        import SimpleITK as sitk  # noqa: N813
+
+        if name not in pred.files:
+            if name == "report.html":
+                self.predict(vol, pred.center, pred.diameter_mm, workdir, report=workdir / name)
+            elif name == "mask.nii.gz":
+                m = sitk.GetImageFromArray(pred.mask.astype(np.uint8))
+                m.CopyInformation(vol.to_sitk())
+                sitk.WriteImage(m, str(workdir / name), useCompression=True)
+            else:
+                raise KeyError(name)
+            pred.files[name] = (workdir / name).read_bytes()
+        return pred.files[name]

@@ -186,7 +186,8 @@ async function predictAt(x, y, z) {
   render();
   view.lastClickMs = performance.now() - t0;
   showPrediction(answer, view.lastClickMs);
-  setState("done", `Nodule at X=${x}, Y=${y}, Z=${z}: outline on slices ${m.z0}–${m.z0 + m.depth - 1}.`);
+  const where = m.depth > 1 ? `slices ${m.z0}–${m.z0 + m.depth - 1}` : `slice ${m.z0}`;
+  setState("done", `Nodule at X=${x}, Y=${y}, Z=${z}: outline on ${where}.`);
 }
 
 function fmt(v, std) {
@@ -199,7 +200,8 @@ async function loadHealth() {
     const h = await (await fetch("/api/health")).json();
     const m = h.model;
     const enc = (m.encoders || []).map((e) => `${e.role} ${e.name}`).join(", ");
-    $("model-line").textContent = `model: ${m.kind} (run ${m.run})${enc ? `, ${enc}` : ""}, ` +
+    $("model-line").textContent = `model: ${m.kind}${m.name && m.name !== m.kind ? ` (${m.name})` : ""}` +
+      `${enc ? `, ${enc}` : ""}, ` +
       `trained on ${m.data_source || "unknown data"} · autorad ${h.autorad_version}`;
     $("sim-banner").hidden = !m.simulated_data;
     const cv = m.cv || {}, sd = cv.fold_std || {};
