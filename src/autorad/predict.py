@@ -22,7 +22,8 @@ from autorad.config import config_from_dict
 from autorad.data.crop import crop_nodule, equivalent_diameter_mm
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
-from autorad.train.features import NEEDS_IMAGE, NEEDS_RADIOMICS, FeatureTable
+from autorad.train.features import FeatureTable
+from autorad.train.kinds import get_kind
 
 
 def parse_center(text: str) -> tuple[int, int, int]:
@@ -98,7 +99,7 @@ def load_run(run: str | Path) -> LoadedRun:
         model, meta = load_model(final)
         cfg = config_from_dict(meta["config"], source=str(final / "model.json"))
         encoder = None
-        if cfg.model.kind in NEEDS_IMAGE:
+        if get_kind(cfg.model.kind).needs_image:
             from autorad.encoders import load_encoder
 
             encoder = load_encoder(cfg.model.vision_encoder, weights=cfg.model.vision_weights)
@@ -136,10 +137,11 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
     crop_cfg = loaded.meta.get("dataset", {}).get("crop") or {"factor": 2.0, "min_px": 16}
     crop_hu, crop_mask, _ = crop_nodule(slice_hu, slice_mask, spacing_mm, crop_cfg["factor"], crop_cfg["min_px"])
     kind = loaded.cfg.model.kind
+    needs = get_kind(kind)
     table = FeatureTable(nodule_ids=np.array(["new"]), patient_ids=np.array(["new"]), folds=np.array([0]),
                          y=np.array([0]))
     status = "not used"
-    if kind in NEEDS_RADIOMICS:
+    if needs.needs_radiomics:
         from autorad.radiomics.extract import extract_one, resolve_params
 
         if loaded.cfg.radiomics.mode == "3d":
@@ -153,7 +155,7 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
         table.radiomics = np.array([[feats.get(n, np.nan) for n in names]], dtype=np.float64)
         table.radiomics_names = list(names)
         table.radiomics_status = np.array([status])
-    if kind in NEEDS_IMAGE:
+    if needs.needs_image:
         from autorad.encoders.embed import encoder_input
 
         arrays = {"crop_hu": crop_hu, "crop_mask": crop_mask, "slice_hu": slice_hu, "slice_mask": slice_mask}
@@ -162,7 +164,7 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
         table.image = np.asarray(loaded.encoder.embed([encoder_input(arrays, loaded.encoder)]), dtype=np.float32)
     proba = loaded.model.predict_proba(table)[0]
     warnings = []
-    if kind in NEEDS_RADIOMICS and status != "ok":
+    if needs.needs_radiomics and status != "ok":
         warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
                         "medians, so the radiomics part of this prediction says little about the nodule")
     return {
@@ -171,9 +173,8 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
         "predicted_class": CLASS_NAMES[int(np.argmax(proba))],
         "radiomics_status": status,
         "model": {"run": loaded.run.name, "kind": kind},
-        "encoders": {"vision": loaded.cfg.model.vision_encoder if kind in NEEDS_IMAGE else None,
-                     "text": loaded.cfg.model.text_encoder if kind in NEEDS_IMAGE and kind != "linear_probe"
-                     else None},
+        "encoders": {"vision": loaded.cfg.model.vision_encoder if needs.needs_image else None,
+                     "text": loaded.cfg.model.text_encoder if needs.needs_text else None},
         "equivalent_diameter_mm": round(equivalent_diameter_mm(slice_mask, spacing_mm), 3),
         "_crop": (crop_hu, crop_mask),
     }
