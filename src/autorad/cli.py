@@ -123,6 +123,13 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(a: argparse.Namespace) -> int:
+    from autorad.serve import serve
+
+    serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_volumes=a.max_volumes)
+    return 0
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
     from autorad.pipeline import run
 
@@ -289,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", help="write an HTML report to this new file (never inside the run)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_predict, outputs={"report": "--report"})
+
+    s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction",
+                       epilog=EPILOG)
+    s.add_argument("run", help="trained run folder (the one holding final/model)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
+                   "see docs/viewer.md before exposing it)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", type=positive(int), default=1024, help="largest upload accepted (MB)")
+    s.add_argument("--max-volumes", type=positive(int), default=4, help="open volumes kept in memory")
+    s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report",
                        epilog=EPILOG)
