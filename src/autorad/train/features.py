@@ -11,10 +11,8 @@ from autorad import CLASS_NAMES
 from autorad.config import ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
+from autorad.train.kinds import get_kind
 from autorad.train.targets import reader_attributes, reader_distribution
-
-NEEDS_RADIOMICS = {"autorad", "autorad_image", "radiomics_logreg", "radiomics_gbm"}
-NEEDS_IMAGE = {"autorad", "autorad_image", "coop", "cocoop", "linear_probe"}
 
 
 @dataclass
@@ -57,10 +55,10 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
                          folds=m["fold"].to_numpy(dtype=np.int64),
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
     table.soft, table.attributes = reader_distribution(m), reader_attributes(m)
-    kind = cfg.model.kind
-    if kind in NEEDS_RADIOMICS or cfg.model.fusion != "none":
+    kind = get_kind(cfg.model.kind)
+    if kind.needs_radiomics or cfg.model.fusion != "none":  # fusion adds the radiomics GBM
         table.radiomics, table.radiomics_names, table.radiomics_status = load_radiomics_matrix(ds, cfg)
-    if kind in NEEDS_IMAGE:
+    if kind.needs_image:
         table.image = load_image_matrix(ds, cfg)
     return table
 

@@ -16,7 +16,7 @@ from autorad.config import ModelConfig
 from autorad.errors import CheckpointError, ConfigError
 from autorad.train.checkpoint import split_prefix, with_prefix
 from autorad.train.features import FeatureTable
-from autorad.train.models import GradientBoostingModel, Model
+from autorad.train.kinds.base import Model
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -64,12 +64,12 @@ class FusedModel(Model):
 
     @classmethod
     def from_tensors(cls, cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> FusedModel:
-        from autorad.train.models import model_from_tensors
+        from autorad.train.kinds import get_kind, model_from_tensors
 
         try:
             f = meta["fusion"]
             base = model_from_tensors(cfg, split_prefix(tensors, "base"), f["base"])
-            gbm = GradientBoostingModel.from_tensors(cfg, split_prefix(tensors, "gbm"), f["gbm"])
+            gbm = get_kind("radiomics_gbm").from_tensors(cfg, split_prefix(tensors, "gbm"), f["gbm"])
             weight = float(f["weight"])
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"fusion checkpoint is incomplete ({err})") from None

@@ -26,7 +26,7 @@ from autorad.config import ExperimentConfig, ModelConfig
 from autorad.errors import CheckpointError
 from autorad.train.checkpoint import split_prefix, with_prefix
 from autorad.train.features import FeatureTable
-from autorad.train.models import Model
+from autorad.train.kinds.base import Model
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASS_NAMES]
 SUMMARY_KEYS = ("accuracy", "macro_auc", "macro_f1", "per_class.benign.f1", "per_class.unsure.f1",
@@ -104,7 +104,7 @@ class SeedEnsemble(Model):
 
     @classmethod
     def from_tensors(cls, cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> SeedEnsemble:
-        from autorad.train.models import model_from_tensors
+        from autorad.train.kinds import model_from_tensors
 
         metas = meta.get("seed_ensemble")
         if not isinstance(metas, list) or not metas:
@@ -132,7 +132,7 @@ def fuse(base: pd.DataFrame, gbm: pd.DataFrame, weight: float) -> pd.DataFrame:
     return out
 
 
-def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
+def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite: bool = False) -> Path:
     """Train every seed of ``cfg`` (see the module docstring) and write the run folder's combined files.
 
     With ``model.fusion: gbm`` the radiomics GBM is trained once (``gbm/``) and fused with each seed and with
@@ -146,8 +146,9 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> 
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.evaluate.report import write_report
     from autorad.io import atomic_write_text, write_json, write_parquet
+    from autorad.outputs import prepare_output_dir
     from autorad.radiomics.executors import run_tasks
-    from autorad.train.cv import load_model, log, run_metadata, save_model
+    from autorad.train.cv import check_resumable, load_model, log, run_metadata, save_model
 
     fused = cfg.model.fusion == "gbm"
     if fused and cfg.model.fusion_weight == "auto":
@@ -155,7 +156,9 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> 
                           "number (e.g. 0.5)")
     t0 = time.time()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
+    check_resumable(out, cfg, overwrite)
+    prepare_output_dir(out, kind="run", inputs=(dataset,), overwrite=overwrite, resume=not overwrite)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
     seeds = seed_values(cfg)
     configs = {str(s): single_seed_config(cfg, s) for s in seeds}
