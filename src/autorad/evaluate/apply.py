@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from autorad.config import config_from_dict
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
@@ -46,3 +49,36 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     write_json(out / "run.json", info)
     write_report(out, metrics, predictions, info)
     return out
+
+
+def out_of_fold(run: str | Path, data: str | Path) -> pd.DataFrame:
+    """Each fold model of a cross-validated ``run`` applied to its own test fold of ``data``.
+
+    ``data`` holds the same nodules and folds as the run's dataset, with other inputs (e.g. each mask grown by one
+    pixel and the radiomics extracted again): this measures how the cross-validated result moves with those
+    inputs, without any model seeing its test nodules. A run trained with several seeds is averaged over its
+    seeds (the seed ensemble). Returns the predictions table (metrics via :func:`compute_metrics`).
+    """
+    from autorad.train.seeds import average_predictions
+
+    run = Path(run)
+    seed_runs = sorted((run / "seeds").iterdir()) if (run / "seeds").is_dir() else [run]
+    ds = Dataset(data)
+    frames = []
+    for seed_run in seed_runs:
+        parts, table = [], None
+        for fold_dir in sorted((seed_run / "folds").iterdir(), key=lambda p: int(p.name)):
+            model, meta = load_model(fold_dir / "model")
+            if table is None:
+                table = build_features(ds, config_from_dict(meta["config"], source=str(fold_dir)))
+            test = table.subset(table.folds == int(fold_dir.name))
+            if not len(test):
+                raise InputError(f"{ds.path} has no nodule in fold {fold_dir.name} of {run}")
+            parts.append(prediction_frame(test, model.predict_proba(test)))
+        if table is None:
+            raise InputError(f"{seed_run} has no fold models")
+        frames.append(pd.concat(parts, ignore_index=True))
+    pred = average_predictions(frames) if len(frames) > 1 else frames[0]
+    if not np.isfinite(pred.filter(like="prob_").to_numpy()).all():
+        raise InputError(f"{run}: non-finite probabilities on {ds.path}")
+    return pred.sort_values(["fold", "nodule_id"], kind="stable").reset_index(drop=True)

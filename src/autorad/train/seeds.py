@@ -39,9 +39,11 @@ def seed_values(cfg: ExperimentConfig) -> list[int]:
 
 
 def single_seed_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
-    """The config of one seed's run (the same config with ``seed`` and ``n_seeds = 1``)."""
+    """The config of one seed's run: the same config with ``seed``, ``n_seeds = 1`` and the scheduling settings
+    (executor, jobs) at their defaults, so a seed's run and its checkpoints do not depend on how it was scheduled."""
     one = cfg.model_copy(deep=True)
     one.train.seed, one.train.n_seeds, one.train.seed_ensemble = seed, 1, False
+    one.train.executor, one.train.jobs, one.train.ray_address = "local", 1, None
     return one
 
 
