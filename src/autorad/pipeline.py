@@ -12,6 +12,7 @@ from autorad.config import DataConfig, ExperimentConfig, load_config
 from autorad.data.dataset import Dataset, class_count_line
 from autorad.errors import ConfigError, InputError
 from autorad.io import hash_json, write_json
+from autorad.outputs import prepare_output_dir
 from autorad.paths import SHARED_DATA_ENV, shared_data_dir
 from autorad.train.cv import log
 
@@ -33,7 +34,8 @@ def resolve_data_path(path: str | None) -> Path | None:
 
 def resolve_out_dir(cfg: ExperimentConfig, out: str | Path | None) -> Path:
     """The run's output folder. A config's own ``out_dir`` must stay under the current folder (a shared config
-    cannot write elsewhere); ``--out`` given by the user is taken as is."""
+    cannot write elsewhere); ``--out`` given by the user may be anywhere that passes
+    :func:`autorad.outputs.prepare_output_dir`."""
     if out is not None:
         return Path(out)
     p = Path(cfg.out_dir)
@@ -63,20 +65,26 @@ def prepare_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
         ds = Dataset(ds_dir)
         log(f"dataset: reused {ds_dir} ({class_count_line(ds.class_counts)})")
         return ds
-    ds = ingest(data.source, ds_dir, resolve_data_path(data.path), data)
+    # the pipeline folder is autorad's (checked by run()): its dataset stage is replaced when the data changes
+    ds = ingest(data.source, ds_dir, resolve_data_path(data.path), data, overwrite=True)
     write_json(stamp, {"key": key})
     log(f"dataset: {class_count_line(ds.class_counts)}")
     return ds
 
 
 def run(config: str | Path | None = None, out: str | Path | None = None,
-        overrides: list[str] | None = None) -> Path:
-    """Run the whole pipeline for ``config`` (default: the embedded demo); return the report's path."""
+        overrides: list[str] | None = None, overwrite: bool = False) -> Path:
+    """Run the whole pipeline for ``config`` (default: the embedded demo); return the report's path.
+
+    A rerun into the same folder resumes; ``overwrite`` empties an earlier autorad output folder first.
+    """
     from autorad.train.cv import train
 
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, overrides)
     out_dir = resolve_out_dir(cfg, out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = Path(config) if config is not None and Path(config).is_file() else None
+    prepare_output_dir(out_dir, kind="pipeline", inputs=(config_path, resolve_data_path(cfg.data.path)),
+                       overwrite=overwrite, resume=not overwrite, option="--out" if out is not None else "out_dir")
     ds = prepare_dataset(cfg, out_dir)
     run_dir = train(ds.path, cfg, out_dir / "run")
     return run_dir / "report.html"

@@ -9,12 +9,18 @@ from autorad.config import config_from_dict
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
 from autorad.io import write_json, write_parquet
+from autorad.outputs import prepare_output_dir
 from autorad.train.cv import load_model, log, prediction_frame, run_metadata
 from autorad.train.features import build_features
 
 
-def evaluate(run: str | Path, data: str | Path, out: str | Path) -> Path:
-    """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report."""
+def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report.
+
+    ``out`` is a new or empty folder (or, with ``overwrite``, an earlier evaluation); it may not be, contain or
+    lie inside the run or the dataset, so a run's own files are never touched.
+    """
+    prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.evaluate.report import write_report
 
@@ -30,8 +36,7 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path) -> Path:
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
     predictions = prediction_frame(table, model.predict_proba(table))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite)
     write_parquet(predictions, out / "predictions.parquet")
     metrics = compute_metrics(predictions)
     write_json(out / "metrics.json", metrics)

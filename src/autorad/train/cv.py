@@ -4,14 +4,16 @@ Run folder::
 
     config.yaml              the full config (defaults included)
     run.json                 what ran: model, encoders (real or random weights), data, versions, time, warnings
-    folds/<k>/model.*        the fold's model (safetensors + JSON); folds/<k>/predictions.parquet
+    folds/<k>/model/model.*  the fold's model (safetensors + JSON); folds/<k>/predictions.parquet
     folds/<k>/state/         epoch checkpoint while a prompt learner trains (removed when the fold is done)
     predictions.parquet      every out-of-fold prediction
     metrics.json             pooled and per-fold metrics
-    final/model.*            the model trained on all nodules (used by evaluate and predict)
+    final/model/model.*      the model trained on all nodules (used by evaluate and predict)
     report.html, figures/    the report
 
-A rerun with the same config resumes: finished folds are loaded, an interrupted fold continues from its last epoch.
+A rerun with the same config into the same folder resumes: finished folds are loaded, an interrupted fold
+continues from its last epoch. A folder holding a run of another config is refused unless ``overwrite`` (which
+empties it first); a folder autorad did not make is never used (:func:`autorad.outputs.prepare_output_dir`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from autorad.data.dataset import Dataset
 from autorad.data.folds import assign_folds
 from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_json, write_parquet
+from autorad.outputs import prepare_output_dir, read_marker
 from autorad.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from autorad.train.features import FeatureTable, build_features
 from autorad.train.kinds import get_kind, make_model, model_from_tensors
@@ -135,18 +138,42 @@ def encoder_info(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     return infos
 
 
-def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
-    """Cross-validate ``cfg`` on ``dataset``, train the final model, write metrics and the report into ``out``."""
+def _check_resumable(out: Path, cfg: ExperimentConfig, overwrite: bool) -> None:
+    """Refuse to resume into a run folder whose config differs from ``cfg`` (unless ``overwrite``)."""
+    import yaml
+
+    if overwrite or read_marker(out) is None or not (out / "config.yaml").is_file():
+        return
+    try:
+        old = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        old = None
+    new = cfg.model_dump(mode="json")
+    if not isinstance(old, dict) or {k: v for k, v in old.items() if k not in ("name", "out_dir")} != \
+            {k: v for k, v in new.items() if k not in ("name", "out_dir")}:
+        raise InputError(f"--out {out} holds a run of another config; pass --overwrite to replace it, "
+                         f"or choose another folder")
+
+
+def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite: bool = False) -> Path:
+    """Cross-validate ``cfg`` on ``dataset``, train the final model, write metrics and the report into ``out``.
+
+    ``out`` must be new or empty, an earlier run of the same config (resumed), or with ``overwrite`` any run
+    folder autorad wrote (emptied first). Checked before any work.
+    """
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.evaluate.report import write_report
 
     t0 = time.time()
     out = Path(out)
+    prepare_output_dir(out, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
+    _check_resumable(out, cfg, overwrite)
     ds = Dataset(dataset)
     log(f"{cfg.name}: model {cfg.model.kind} on {ds.path} ({len(ds)} nodules)")
     table = build_features(ds, cfg)
     warnings = check_trainable(table, f"dataset {ds.path}")
-    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be trainable: no half-written run
+    # only once the data is known to be trainable: no half-written run
+    prepare_output_dir(out, kind="run", inputs=(dataset,), overwrite=overwrite, resume=not overwrite)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
     for w in warnings:
         log(f"warning: {w}")
