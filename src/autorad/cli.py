@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -119,11 +120,32 @@ def _cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_verbosity(p: argparse.ArgumentParser, default: object) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="also print debug messages")
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="print only warnings and errors")
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Progress messages of every autorad module go to stderr (stdout stays machine-readable)."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logger = logging.getLogger("autorad")
+    for h in [h for h in logger.handlers if getattr(h, "autorad_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[autorad] %(message)s"))
+    handler.setLevel(level)
+    handler.autorad_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     p = argparse.ArgumentParser(prog="autorad", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    _add_verbosity(p, False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("ingest", help="build a dataset from LIDC DICOM, the max-slice NPZ or the phantom")
@@ -207,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="override the config's out_dir")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     s.set_defaults(func=_cmd_run)
+    for command in sub.choices.values():  # -v / -q also after the command name
+        _add_verbosity(command, argparse.SUPPRESS)
     return p
 
 
@@ -214,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``autorad`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -1,19 +1,29 @@
-"""``autorad run``: the main job — ingest, radiomics, embeddings, cross-validation and the report, resuming
-whatever is already done. With no config it runs the offline embedded default (``demo``: phantom data, real
-offline encoders)."""
+"""``autorad run``: the main job, as its stages
+
+    ingest -> radiomics -> embeddings -> cross-validation -> final -> report
+
+each a function that reads the previous stage's files, writes its own and is a cached no-op when they are already
+there (:func:`ensure_dataset`, :func:`autorad.train.features.ensure_radiomics`,
+:func:`autorad.train.features.ensure_embeddings`, :func:`autorad.train.cv.cross_validate`,
+:func:`autorad.train.cv.fit_final`, :func:`autorad.train.cv.write_run_report`). With no config it runs the offline
+embedded default (``demo``: phantom data, real offline encoders)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from autorad.config import DataConfig, ExperimentConfig, load_config
 from autorad.data.dataset import Dataset, class_count_line
+from autorad.devices import resolve_device
 from autorad.errors import ConfigError, InputError
 from autorad.io import hash_json, write_json
 from autorad.paths import SHARED_DATA_ENV, shared_data_dir
-from autorad.train.cv import log
+from autorad.train.run import Run
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "demo"
 
@@ -46,8 +56,8 @@ def _data_key(data: DataConfig) -> str:
     return hash_json(data.model_dump(mode="json"), 16)
 
 
-def prepare_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
-    """Ingest the configured source into ``out_dir/dataset`` unless an identical ingest is already there."""
+def ensure_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
+    """Stage: ingest the configured source into ``out_dir/dataset`` unless an identical ingest is already there."""
     from autorad.data.ingest import ingest
 
     data = cfg.data
@@ -61,22 +71,26 @@ def prepare_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
     key = _data_key(data)
     if ds_dir.is_dir() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
         ds = Dataset(ds_dir)
-        log(f"dataset: reused {ds_dir} ({class_count_line(ds.class_counts)})")
+        log.info("dataset: reused %s (%s)", ds_dir, class_count_line(ds.class_counts))
         return ds
     ds = ingest(data.source, ds_dir, resolve_data_path(data.path), data)
     write_json(stamp, {"key": key})
-    log(f"dataset: {class_count_line(ds.class_counts)}")
+    log.info("dataset: %s", class_count_line(ds.class_counts))
     return ds
 
 
 def run(config: str | Path | None = None, out: str | Path | None = None,
         overrides: list[str] | None = None) -> Path:
-    """Run the whole pipeline for ``config`` (default: the embedded demo); return the report's path."""
+    """Run every stage for ``config`` (default: the embedded demo); return the report's path."""
     from autorad.train.cv import train
+    from autorad.train.features import ensure_embeddings, ensure_radiomics
 
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, overrides)
+    resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
     out_dir = resolve_out_dir(cfg, out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ds = prepare_dataset(cfg, out_dir)
-    run_dir = train(ds.path, cfg, out_dir / "run")
-    return run_dir / "report.html"
+    ds = ensure_dataset(cfg, out_dir)
+    ensure_radiomics(ds, cfg)
+    ensure_embeddings(ds, cfg)
+    run_dir = train(ds.path, cfg, out_dir / "run")  # cross-validation -> final -> report
+    return Run(run_dir).report_file
