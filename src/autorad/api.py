@@ -12,6 +12,7 @@ autorad sweep          :func:`sweep`
 autorad evaluate       :func:`evaluate`
 autorad compare        :func:`compare`
 autorad predict        :func:`predict`
+autorad serve          :func:`serve` (and :func:`create_app` for the ASGI app)
 autorad run            :func:`run`
 =====================  =============================================
 
@@ -42,6 +43,8 @@ _EXPORTS = {
     "compare": "autorad.evaluate.compare",
     "compute_metrics": "autorad.evaluate.metrics",
     "predict": "autorad.predict",
+    "serve": "autorad.serve",
+    "create_app": "autorad.serve",
     "run": "autorad.pipeline",
 }
 
