@@ -20,6 +20,7 @@ from autorad.data.dataset import Dataset, class_count_line
 from autorad.devices import resolve_device
 from autorad.errors import ConfigError, InputError
 from autorad.io import hash_json, write_json
+from autorad.outputs import prepare_output_dir
 from autorad.paths import SHARED_DATA_ENV, shared_data_dir
 from autorad.train.run import Run
 
@@ -43,7 +44,8 @@ def resolve_data_path(path: str | None) -> Path | None:
 
 def resolve_out_dir(cfg: ExperimentConfig, out: str | Path | None) -> Path:
     """The run's output folder. A config's own ``out_dir`` must stay under the current folder (a shared config
-    cannot write elsewhere); ``--out`` given by the user is taken as is."""
+    cannot write elsewhere); ``--out`` given by the user may be anywhere that passes
+    :func:`autorad.outputs.prepare_output_dir`."""
     if out is not None:
         return Path(out)
     p = Path(cfg.out_dir)
@@ -73,22 +75,28 @@ def ensure_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
         ds = Dataset(ds_dir)
         log.info("dataset: reused %s (%s)", ds_dir, class_count_line(ds.class_counts))
         return ds
-    ds = ingest(data.source, ds_dir, resolve_data_path(data.path), data)
+    # the pipeline folder is autorad's (checked by run()): its dataset stage is replaced when the data changes
+    ds = ingest(data.source, ds_dir, resolve_data_path(data.path), data, overwrite=True)
     write_json(stamp, {"key": key})
     log.info("dataset: %s", class_count_line(ds.class_counts))
     return ds
 
 
 def run(config: str | Path | None = None, out: str | Path | None = None,
-        overrides: list[str] | None = None) -> Path:
-    """Run every stage for ``config`` (default: the embedded demo); return the report's path."""
+        overrides: list[str] | None = None, overwrite: bool = False) -> Path:
+    """Run every stage for ``config`` (default: the embedded demo); return the report's path.
+
+    A rerun into the same folder resumes; ``overwrite`` empties an earlier autorad output folder first.
+    """
     from autorad.train.cv import train
     from autorad.train.features import ensure_embeddings, ensure_radiomics
 
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, overrides)
     resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
     out_dir = resolve_out_dir(cfg, out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = Path(config) if config is not None and Path(config).is_file() else None
+    prepare_output_dir(out_dir, kind="pipeline", inputs=(config_path, resolve_data_path(cfg.data.path)),
+                       overwrite=overwrite, resume=not overwrite, option="--out" if out is not None else "out_dir")
     ds = ensure_dataset(cfg, out_dir)
     ensure_radiomics(ds, cfg)
     ensure_embeddings(ds, cfg)

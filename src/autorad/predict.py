@@ -23,6 +23,7 @@ from autorad.data.crop import crop_nodule, equivalent_diameter_mm
 from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
+from autorad.outputs import prepare_output_file, record_output_file
 from autorad.train.features import FeatureTable
 from autorad.train.kinds import get_kind
 
@@ -185,8 +186,15 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
 
 def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path | None = None,
             mask: str | Path | None = None, center: tuple[int, int, int] | None = None,
-            diameter_mm: float | None = None, report: str | Path | None = None) -> dict[str, Any]:
-    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring)."""
+            diameter_mm: float | None = None, report: str | Path | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
+    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring).
+
+    ``report`` must be a new file outside the run and the inputs (or, with ``overwrite``, a report autorad
+    wrote); it is checked before anything is loaded.
+    """
+    if report is not None:
+        prepare_output_file(report, inputs=(run, dicom, image, mask), overwrite=overwrite, option="--report")
     loaded = load_run(run)
     vol, m = _load_inputs(dicom, image, mask, center, diameter_mm)
     t0 = time.time()
@@ -200,6 +208,7 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
     result["seconds"] = round(time.time() - t0, 3)
     if report is not None:
         write_prediction_report(Path(report), result, crop_hu, crop_mask)
+        record_output_file(report)
         result["report"] = str(report)
     return result
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
+from autorad.outputs import prepare_output_dir
 from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
 from autorad.train.run import Run
@@ -15,8 +16,13 @@ from autorad.train.run import Run
 log = logging.getLogger(__name__)
 
 
-def evaluate(run: str | Path, data: str | Path, out: str | Path) -> Path:
-    """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report."""
+def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report.
+
+    ``out`` is a new or empty folder (or, with ``overwrite``, an earlier evaluation); it may not be, contain or
+    lie inside the run or the dataset, so a run's own files are never touched.
+    """
+    prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
 
     t0 = time.time()
@@ -27,9 +33,8 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path) -> Path:
     table = build_features(ds, cfg)
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
-    evaluated = Run(out)
-    evaluated.path.mkdir(parents=True, exist_ok=True)
     predictions = prediction_frame(table, model.predict_proba(table))
+    evaluated = Run(prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite))
     evaluated.write_predictions(predictions)
     metrics = compute_metrics(predictions)
     evaluated.write_metrics(metrics)

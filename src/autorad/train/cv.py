@@ -3,6 +3,8 @@
 :func:`train` reads as its stages: features -> :func:`cross_validate` -> :func:`fit_final` -> :func:`write_run_report`.
 Each stage writes into the :class:`~autorad.train.run.Run` folder (see there for the layout) and can run alone.
 A rerun with the same config resumes: finished folds are loaded, an interrupted fold continues from its last epoch.
+A folder holding a run of another config is refused unless ``overwrite`` (which empties it first); a folder
+autorad did not make is never used (:func:`autorad.outputs.prepare_output_dir`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from autorad.data.folds import assign_folds
 from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.io import hash_json
+from autorad.outputs import prepare_output_dir, read_marker
 from autorad.train.features import FeatureTable, build_features
 from autorad.train.kinds import get_kind, make_model
 from autorad.train.kinds.base import Model
@@ -97,6 +100,23 @@ def encoder_info(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     return infos
 
 
+def _check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
+    """Refuse to resume into a run folder whose config differs from ``cfg`` (unless ``overwrite``)."""
+    import yaml
+
+    if overwrite or read_marker(run.path) is None or not run.config_file.is_file():
+        return
+    try:
+        old = yaml.safe_load(run.config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        old = None
+    new = cfg.model_dump(mode="json")
+    if not isinstance(old, dict) or {k: v for k, v in old.items() if k not in ("name", "out_dir")} != \
+            {k: v for k, v in new.items() if k not in ("name", "out_dir")}:
+        raise InputError(f"--out {run.path} holds a run of another config; pass --overwrite to replace it, "
+                         f"or choose another folder")
+
+
 def _checkpoint_meta(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable) -> dict[str, Any]:
     """What every saved model of this run records besides its tensors."""
     return {"autorad_version": __version__, "config": cfg.model_dump(mode="json"),
@@ -158,15 +178,23 @@ def write_run_report(run: Run, cfg: ExperimentConfig, ds: Dataset, warnings: lis
     write_report(run.path, run.read_metrics(), run.read_predictions(), meta)
 
 
-def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
-    """Cross-validate ``cfg`` on ``dataset``, train the final model, write metrics and the report into ``out``."""
+def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite: bool = False) -> Path:
+    """Cross-validate ``cfg`` on ``dataset``, train the final model, write metrics and the report into ``out``.
+
+    ``out`` must be new or empty, an earlier run of the same config (resumed), or with ``overwrite`` any run
+    folder autorad wrote (emptied first). Checked before any work.
+    """
     t0 = time.time()
     resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
-    run, ds = Run(out), Dataset(dataset)
+    run = Run(out)
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
+    _check_resumable(run, cfg, overwrite)
+    ds = Dataset(dataset)
     log.info("%s: model %s on %s (%d nodules)", cfg.name, cfg.model.kind, ds.path, len(ds))
     table = build_features(ds, cfg)
     warnings = check_trainable(table, f"dataset {ds.path}")
-    run.path.mkdir(parents=True, exist_ok=True)  # only once the data is known to be trainable: no half-written run
+    # only once the data is known to be trainable: no half-written run
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=not overwrite)
     with run.logging_to_file():
         run.write_config(cfg)
         for w in warnings:
