@@ -145,6 +145,14 @@ def _add_verbosity(p: argparse.ArgumentParser, default: object) -> None:
     group.add_argument("-q", "--quiet", action="store_true", default=default, help="print only warnings and errors")
 
 
+class _LogFormatter(logging.Formatter):
+    """``[autorad] message``; warnings and errors say so (``[autorad] warning: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        return f"[autorad] {prefix}{record.getMessage()}"
+
+
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Progress messages of every autorad module go to stderr (stdout stays machine-readable)."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
@@ -152,7 +160,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     for h in [h for h in logger.handlers if getattr(h, "autorad_cli", False)]:
         logger.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[autorad] %(message)s"))
+    handler.setFormatter(_LogFormatter())
     handler.setLevel(level)
     handler.autorad_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
