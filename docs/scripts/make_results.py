@@ -96,8 +96,9 @@ def perturbed_dataset(ds: Dataset, variant: str, out: Path, jobs: int) -> Path:
     extracted again; the crops and their embeddings are the originals (only the radiomics see the mask)."""
     import shutil
 
-    from autorad.radiomics.extract import run_radiomics
     from autorad.robustness import variant_mask
+
+    from autorad.radiomics.extract import run_radiomics
 
     dst = out / f"dataset_{variant}"
     if not (dst / "manifest.parquet").is_file():

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
 
 
@@ -127,7 +128,7 @@ class TrainConfig(_Strict):
     executor: Literal["local", "ray"] = "local"  # how the seeds run (independent tasks)
     jobs: int = Field(1, ge=1)  # seeds trained at once (local worker processes or Ray CPUs)
     ray_address: str | None = None
-    device: str = "cpu"
+    device: str = Field("cpu", pattern=DEVICE_PATTERN)  # embedding, training and prediction
     final_model: bool = True  # also train on all data after cross-validation
 
 

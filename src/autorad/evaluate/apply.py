@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from autorad.config import config_from_dict
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
-from autorad.io import write_json, write_parquet
 from autorad.outputs import prepare_output_dir
-from autorad.train.cv import load_model, log, prediction_frame, run_metadata
+from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
+from autorad.train.run import Run
+
+log = logging.getLogger(__name__)
 
 
 def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool = False) -> Path:
@@ -25,30 +27,23 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     """
     prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
-    from autorad.evaluate.report import write_report
 
     t0 = time.time()
-    run = Path(run)
-    final = run / "final" / "model"
-    if not final.is_dir():
-        raise InputError(f"{run} has no final model (train with train.final_model: true)")
-    model, meta = load_model(final)
-    cfg = config_from_dict(meta["config"], source=str(final / "model.json"))
+    trained = Run(run)
+    model, meta = trained.load_model()
+    cfg = trained.model_config(meta)
     ds = Dataset(data)
     table = build_features(ds, cfg)
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
     predictions = prediction_frame(table, model.predict_proba(table))
-    out = prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite)
-    write_parquet(predictions, out / "predictions.parquet")
+    evaluated = Run(prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite))
+    evaluated.write_predictions(predictions)
     metrics = compute_metrics(predictions)
-    write_json(out / "metrics.json", metrics)
-    log(f"evaluation of {run.name} on {ds.path.name}: {metrics_summary_line(metrics)}")
-    info = run_metadata(cfg, ds, [], time.time() - t0)
-    info["evaluated_run"] = run.name
-    write_json(out / "run.json", info)
-    write_report(out, metrics, predictions, info)
-    return out
+    evaluated.write_metrics(metrics)
+    log.info("evaluation of %s on %s: %s", trained.path.name, ds.path.name, metrics_summary_line(metrics))
+    write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
+    return evaluated.path
 
 
 def out_of_fold(run: str | Path, data: str | Path) -> pd.DataFrame:
@@ -65,18 +60,19 @@ def out_of_fold(run: str | Path, data: str | Path) -> pd.DataFrame:
     seed_runs = sorted((run / "seeds").iterdir()) if (run / "seeds").is_dir() else [run]
     ds = Dataset(data)
     frames = []
-    for seed_run in seed_runs:
-        parts, table = [], None
-        for fold_dir in sorted((seed_run / "folds").iterdir(), key=lambda p: int(p.name)):
-            model, meta = load_model(fold_dir / "model")
+    for seed_path in seed_runs:
+        trained, parts, table = Run(seed_path), [], None
+        folds = sorted(int(p.name) for p in (seed_path / "folds").iterdir()) if (seed_path / "folds").is_dir() else []
+        for k in folds:
+            model, meta = trained.load_model(k)
             if table is None:
-                table = build_features(ds, config_from_dict(meta["config"], source=str(fold_dir)))
-            test = table.subset(table.folds == int(fold_dir.name))
+                table = build_features(ds, trained.model_config(meta))
+            test = table.subset(table.folds == k)
             if not len(test):
-                raise InputError(f"{ds.path} has no nodule in fold {fold_dir.name} of {run}")
+                raise InputError(f"{ds.path} has no nodule in fold {k} of {run}")
             parts.append(prediction_frame(test, model.predict_proba(test)))
-        if table is None:
-            raise InputError(f"{seed_run} has no fold models")
+        if not parts:
+            raise InputError(f"{seed_path} has no fold models")
         frames.append(pd.concat(parts, ignore_index=True))
     pred = average_predictions(frames) if len(frames) > 1 else frames[0]
     if not np.isfinite(pred.filter(like="prob_").to_numpy()).all():

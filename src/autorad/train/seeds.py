@@ -140,67 +140,69 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     With ``model.fusion: gbm`` the radiomics GBM is trained once (``gbm/``) and fused with each seed and with
     the seed ensemble; the fusion weight must then be a number.
     """
+    import logging
     import time
 
-    from autorad.config import dump_config
     from autorad.data.dataset import Dataset
     from autorad.errors import ConfigError
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
-    from autorad.evaluate.report import write_report
-    from autorad.io import atomic_write_text, write_json, write_parquet
     from autorad.outputs import prepare_output_dir
     from autorad.radiomics.executors import run_tasks
-    from autorad.train.cv import check_resumable, load_model, log, run_metadata, save_model
+    from autorad.train.cv import check_resumable, write_run_report
+    from autorad.train.run import Run
 
+    log = logging.getLogger(__name__)
     fused = cfg.model.fusion == "gbm"
     if fused and cfg.model.fusion_weight == "auto":
         raise ConfigError("model.fusion_weight: auto is chosen per training run; with train.n_seeds > 1 give a "
                           "number (e.g. 0.5)")
     t0 = time.time()
-    out = Path(out)
-    prepare_output_dir(out, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
-    check_resumable(out, cfg, overwrite)
-    prepare_output_dir(out, kind="run", inputs=(dataset,), overwrite=overwrite, resume=not overwrite)
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
-    seeds = seed_values(cfg)
-    configs = {str(s): single_seed_config(cfg, s) for s in seeds}
-    for c in configs.values():
-        c.model.fusion = "none"
-    runs = {k: out / "seeds" / k for k in configs}
-    if fused:
-        configs["gbm"], runs["gbm"] = _gbm_config(cfg), out / "gbm"
-    tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(runs[k])) for k, c in configs.items()]
-    log(f"{cfg.name}: {len(seeds)} seeds {seeds} under the same folds{' + the radiomics GBM' if fused else ''} "
-        f"({cfg.train.executor})")
-    list(run_tasks(train_seed_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
-                   address=cfg.train.ray_address))
-    frames = {s: pd.read_parquet(runs[str(s)] / "predictions.parquet") for s in seeds}
-    weight = float(cfg.model.fusion_weight) if fused else 0.0
-    if fused:
-        gbm = pd.read_parquet(runs["gbm"] / "predictions.parquet")
-        frames = {s: fuse(f, gbm, weight) for s, f in frames.items()}
-    per_seed = {s: compute_metrics(f) for s, f in frames.items()}
-    predictions = average_predictions(list(frames.values())) if cfg.train.seed_ensemble else frames[seeds[0]]
-    write_parquet(predictions, out / "predictions.parquet")
-    metrics = compute_metrics(predictions)
-    metrics["seeds"] = seed_summary(per_seed)
-    metrics["seed_ensemble"] = bool(cfg.train.seed_ensemble)
-    write_json(out / "metrics.json", metrics)
-    s = metrics["seeds"]
-    log(f"{'seed ensemble' if cfg.train.seed_ensemble else f'seed {seeds[0]}'}: {metrics_summary_line(metrics)}")
-    log("over seeds: " + ", ".join(f"{k} {s['mean'][k]:.3f} ± {s['std'][k]:.3f}" for k in
-                                   ("accuracy", "macro_auc", "per_class.unsure.f1")
-                                   if s["mean"][k] is not None and s["std"][k] is not None))
-    if cfg.train.final_model:
-        loaded = [load_model(runs[str(k)] / "final" / "model") for k in seeds]
-        model = SeedEnsemble(cfg.model, [m for m, _ in loaded]) if cfg.train.seed_ensemble else loaded[0][0]
+    run = Run(out)
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
+    check_resumable(run, cfg, overwrite)
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=not overwrite)
+    with run.logging_to_file():
+        run.write_config(cfg)
+        seeds = seed_values(cfg)
+        configs = {str(s): single_seed_config(cfg, s) for s in seeds}
+        for c in configs.values():
+            c.model.fusion = "none"
+        paths = {k: run.path / "seeds" / k for k in configs}
         if fused:
-            from autorad.train.fusion import FusedModel
+            configs["gbm"], paths["gbm"] = _gbm_config(cfg), run.path / "gbm"
+        tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(paths[k])) for k, c in configs.items()]
+        log.info("%s: %d seeds %s under the same folds%s (%s)", cfg.name, len(seeds), seeds,
+                 " + the radiomics GBM" if fused else "", cfg.train.executor)
+        list(run_tasks(train_seed_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
+                       address=cfg.train.ray_address))
+        runs = {k: Run(v) for k, v in paths.items()}
+        frames = {s: runs[str(s)].read_predictions() for s in seeds}
+        weight = float(cfg.model.fusion_weight) if fused else 0.0
+        if fused:
+            gbm = runs["gbm"].read_predictions()
+            frames = {s: fuse(f, gbm, weight) for s, f in frames.items()}
+        per_seed = {s: compute_metrics(f) for s, f in frames.items()}
+        predictions = average_predictions(list(frames.values())) if cfg.train.seed_ensemble else frames[seeds[0]]
+        run.write_predictions(predictions)
+        metrics = compute_metrics(predictions)
+        metrics["seeds"] = seed_summary(per_seed)
+        metrics["seed_ensemble"] = bool(cfg.train.seed_ensemble)
+        run.write_metrics(metrics)
+        summary = metrics["seeds"]
+        log.info("%s: %s", "seed ensemble" if cfg.train.seed_ensemble else f"seed {seeds[0]}",
+                 metrics_summary_line(metrics))
+        log.info("over seeds: %s", ", ".join(
+            f"{k} {summary['mean'][k]:.3f} ± {summary['std'][k]:.3f}" for k in
+            ("accuracy", "macro_auc", "per_class.unsure.f1")
+            if summary["mean"][k] is not None and summary["std"][k] is not None))
+        if cfg.train.final_model:
+            loaded = [runs[str(k)].load_model() for k in seeds]
+            model = SeedEnsemble(cfg.model, [m for m, _ in loaded]) if cfg.train.seed_ensemble else loaded[0][0]
+            if fused:
+                from autorad.train.fusion import FusedModel
 
-            model = FusedModel(cfg.model, model, load_model(runs["gbm"] / "final" / "model")[0], weight)
-        save_model(out / "final" / "model", model,
-                   {**loaded[0][1], "fold": None, "seeds": seeds, "config": cfg.model_dump(mode="json")})
-    run_meta = run_metadata(cfg, Dataset(dataset), [], time.time() - t0)
-    write_json(out / "run.json", run_meta)
-    write_report(out, metrics, predictions, run_meta)
-    return out
+                model = FusedModel(cfg.model, model, runs["gbm"].load_model()[0], weight)
+            run.save_model(None, model, {**loaded[0][1], "fold": None, "seeds": seeds,
+                                         "config": cfg.model_dump(mode="json")})
+        write_run_report(run, cfg, Dataset(dataset), [], time.time() - t0)
+    return run.path
