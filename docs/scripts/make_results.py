@@ -66,8 +66,17 @@ MASKS = ("grow1", "shrink1")
 KEYS = (("accuracy", "accuracy"), ("per_class.unsure.f1", "unsure F1"), ("macro_auc", "macro AUC"))
 
 
-def run_folder_metrics(run: Path) -> tuple[dict, pd.DataFrame]:
-    return json.loads((run / "metrics.json").read_text()), pd.read_parquet(run / "predictions.parquet")
+def row_metrics(preds: list[pd.DataFrame]) -> dict:
+    """Pooled metrics of the seed ensemble, with mean ± std over the seeds when there are several."""
+    from autorad.train.seeds import average_predictions, seed_summary
+
+    m = compute_metrics(average_predictions(preds) if len(preds) > 1 else preds[0])
+    m["seeds"] = seed_summary({i: compute_metrics(p) for i, p in enumerate(preds)}) if len(preds) > 1 else None
+    return m
+
+
+def has_predictions(run: Path) -> bool:
+    return (run / "predictions.parquet").is_file() or any((run / "seeds").glob("*/predictions.parquet"))
 
 
 def fmt_seeds(m: dict, key: str) -> str:
@@ -78,16 +87,10 @@ def fmt_seeds(m: dict, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
 
 
-def seed_metrics_of(preds: list[pd.DataFrame]) -> dict:
-    """mean ± std over seeds of already fused per-seed predictions (same layout as metrics.json['seeds'])."""
-    from autorad.train.seeds import seed_summary
-
-    return seed_summary({i: compute_metrics(p) for i, p in enumerate(preds)})
-
-
 def seed_predictions(run: Path) -> list[pd.DataFrame]:
+    """Every finished seed's out-of-fold predictions (one table for an unseeded run)."""
     if (run / "seeds").is_dir():
-        return [pd.read_parquet(d / "predictions.parquet") for d in sorted((run / "seeds").iterdir())]
+        return [pd.read_parquet(f) for f in sorted((run / "seeds").glob("*/predictions.parquet"))]
     return [pd.read_parquet(run / "predictions.parquet")]
 
 
@@ -162,7 +165,7 @@ def main() -> int:
         cfg.name = row.name
         train(ds.path, cfg, run)
 
-    done = [r for r in ROWS if (out / r.name / "metrics.json").is_file()]
+    done = [r for r in ROWS if has_predictions(out / r.name)]
     missing = [r for r in ROWS if r not in done]
     lines = table_lines(out, done)
     fusion = fusion_lines(out)
@@ -196,24 +199,20 @@ HEAD = ("| row | seeds | accuracy (seeds) | unsure F1 (seeds) | macro AUC (seeds
 def table_lines(out: Path, rows: list[Row]) -> list[str]:
     lines = [HEAD]
     for r in rows:
-        m, _ = run_folder_metrics(out / r.name)
-        n = len(m["seeds"]["seeds"]) if m.get("seeds") else 1
-        lines.append(f"| `{r.name}` | " + " | ".join(row_cells(m, n, run_time_of(out / r.name))) + " |")
+        preds = seed_predictions(out / r.name)
+        m = row_metrics(preds)
+        lines.append(f"| `{r.name}` | " + " | ".join(row_cells(m, len(preds), run_time_of(out / r.name))) + " |")
     return lines
 
 
 def fusion_lines(out: Path) -> list[str]:
     lines = []
     for base, other, w in FUSIONS:
-        if not ((out / base / "metrics.json").is_file() and (out / other / "metrics.json").is_file()):
+        if not (has_predictions(out / base) and has_predictions(out / other)):
             continue
         g = pd.read_parquet(out / other / "predictions.parquet")
         per_seed = [fuse(p, g, w) for p in seed_predictions(out / base)]
-        from autorad.train.seeds import average_predictions
-
-        ens = average_predictions(per_seed) if len(per_seed) > 1 else per_seed[0]
-        m = compute_metrics(ens)
-        m["seeds"] = seed_metrics_of(per_seed) if len(per_seed) > 1 else None
+        m = row_metrics(per_seed)
         lines.append(f"| `{base}` ⊕ `{other}` (w {w}) | " + " | ".join(row_cells(m, len(per_seed), None)) + " |")
     return lines
 
@@ -227,12 +226,9 @@ def mask_lines(out: Path, ds: Dataset, rows: list[Row], jobs: int) -> list[str]:
     cache = out / "masks.json"
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     for r in rows:
-        if r.name not in known:
-            res = {"consensus": compute_metrics(pd.read_parquet(out / r.name / "predictions.parquet"))["pooled"]}
-            if (out / r.name / "seeds").is_dir():  # the seed ensemble, like the perturbed rows
-                from autorad.train.seeds import average_predictions
-
-                res["consensus"] = compute_metrics(average_predictions(seed_predictions(out / r.name)))["pooled"]
+        n_seeds = len(seed_predictions(out / r.name))
+        if known.get(r.name, {}).get("n_seeds") != n_seeds:
+            res = {"consensus": row_metrics(seed_predictions(out / r.name))["pooled"], "n_seeds": n_seeds}
             for v, path in variants.items():
                 res[v] = compute_metrics(out_of_fold(out / r.name, path))["pooled"]
             known[r.name] = res
