@@ -94,12 +94,20 @@ def seed_predictions(run: Path) -> list[pd.DataFrame]:
     return [pd.read_parquet(run / "predictions.parquet")]
 
 
-def perturbed_dataset(ds: Dataset, variant: str, out: Path, jobs: int) -> Path:
-    """A copy of ``ds`` with every stored mask changed by ``variant`` (autorad.robustness.morph), radiomics
-    extracted again; the crops and their embeddings are the originals (only the radiomics see the mask)."""
-    import shutil
+def one_pixel(mask: np.ndarray, variant: str) -> np.ndarray:
+    """The mask grown (``grow1``) or shrunk (``shrink1``) by one pixel: dilation / erosion by the 4-connected
+    cross (scikit-image's disk of radius 1, as ``autorad robustness`` does); a mask eroded away is kept as it is."""
+    from scipy import ndimage
 
-    from autorad.robustness import variant_mask
+    cross = ndimage.generate_binary_structure(2, 1)
+    new = ndimage.binary_dilation(mask, cross) if variant == "grow1" else ndimage.binary_erosion(mask, cross)
+    return new if new.any() else mask
+
+
+def perturbed_dataset(ds: Dataset, variant: str, out: Path, jobs: int) -> Path:
+    """A copy of ``ds`` with every stored mask changed by ``variant``, radiomics extracted again; the crops and
+    their embeddings are the originals (only the radiomics see the mask)."""
+    import shutil
 
     from autorad.radiomics.extract import run_radiomics
 
@@ -114,8 +122,8 @@ def perturbed_dataset(ds: Dataset, variant: str, out: Path, jobs: int) -> Path:
         for _, row in ds.manifest.iterrows():
             with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
-            a["slice_mask"] = variant_mask(variant, a["slice_hu"], a["slice_mask"].astype(bool),
-                                           float(row["pixel_spacing_mm"])).astype(a["slice_mask"].dtype)
+            for key in ("slice_mask", "crop_mask"):
+                a[key] = one_pixel(a[key].astype(bool), variant).astype(a[key].dtype)
             np.savez(tmp / row["array_file"], **a)
         tmp.rename(dst)
     run_radiomics(dst, RadiomicsConfig(jobs=jobs))
