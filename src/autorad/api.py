@@ -12,6 +12,7 @@ autorad sweep          :func:`sweep`
 autorad evaluate       :func:`evaluate`
 autorad compare        :func:`compare`
 autorad predict        :func:`predict`
+autorad segment        :func:`segment` (and :func:`segment_click`, :func:`segment_click_2d` on arrays)
 autorad run            :func:`run`
 =====================  =============================================
 
@@ -40,6 +41,9 @@ _EXPORTS = {
     "compare": "autorad.evaluate.compare",
     "compute_metrics": "autorad.evaluate.metrics",
     "predict": "autorad.predict",
+    "segment": "autorad.segment.command",
+    "segment_click": "autorad.segment",
+    "segment_click_2d": "autorad.segment",
     "run": "autorad.pipeline",
 }
 

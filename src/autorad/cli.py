@@ -111,6 +111,15 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment(a: argparse.Namespace) -> int:
+    from autorad.predict import parse_center
+    from autorad.segment.command import segment
+
+    print(json.dumps(segment(parse_center(a.center), a.out, dicom=a.dicom, image=a.image,
+                             diameter_mm=a.diameter_mm), indent=2))
+    return 0
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
     from autorad.pipeline import run
 
@@ -201,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--diameter-mm", type=float, help="with --center: diameter of the round mask")
     s.add_argument("--report", help="write an HTML report here")
     s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("segment", help="segment one nodule of a CT from a click; write the mask as NIfTI")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dicom", help="folder holding one CT series")
+    src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
+    s.add_argument("--center", required=True, help="X,Y,Z voxel indices (column, row, slice in position order)")
+    s.add_argument("--diameter-mm", type=float, help="optional hint: the nodule's diameter (2-100 mm)")
+    s.add_argument("--out", required=True, help="mask file to write (.nii.gz, .nii or .nrrd; must not exist)")
+    s.set_defaults(func=_cmd_segment)
 
     s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the offline embedded demo)")
