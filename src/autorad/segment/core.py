@@ -6,8 +6,8 @@ probability at 0.5, keeps the connected part at (or nearest to) the seed and fil
 the window's edge the slice is segmented again at half the resolution (up to 1/:data:`MAX_SCALE`). In 3D the seed
 slice is segmented first, then each neighbouring slice in turn, seeded at the previous slice's mask centre and kept
 inside that mask grown by one slice step (the previous slice is the prior), until the nodule ends: nothing found,
-a slice that grows again after shrinking, a slice much fainter than the seed slice (a partial-volume cap), or a
-z-extent beyond what the in-plane size makes plausible.
+a slice under a tenth of the largest one, a slice that grows again after shrinking, a slice much fainter than the
+seed slice (a partial-volume cap), or a z-extent beyond what the in-plane size makes plausible.
 
 Seeds follow ``autorad predict --center``: X = column, Y = row, Z = slice index (0-based, position order).
 """
@@ -34,6 +34,7 @@ HINT_LIMIT = 1.0  # with a diameter hint, the mask is kept within hint x HINT_LI
 MAX_SEED_DISTANCE_MM = 3.0  # a network part farther than this from the seed is not the clicked nodule
 Z_EXTENT_FACTOR = 0.75  # 3D: stop beyond this x the largest in-plane diameter (+ one slice) from the seed slice
 MIN_SLICE_PX = 2  # 3D: a neighbouring slice with fewer pixels ends the nodule
+MIN_AREA_FRACTION = 0.1  # 3D: so does a slice smaller than this fraction of the largest slice so far
 MIN_CONTRAST_HU = 30.0  # a nodule is denser than the 2 mm ring around it (median HU), as 99.8% of dev nodules are
 RING_MM = 2.0
 LUNG_HU = -850.0  # typical lung parenchyma
@@ -162,8 +163,13 @@ class ClickSegmenter:
         if scale > 1:
             hu = hu.reshape(size, scale, size, scale).mean(axis=(1, 3))
         x = torch.from_numpy(net_input(hu)[None])
-        with torch.inference_mode():
-            prob = torch.sigmoid(self.net(x))[0, 0].numpy()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a 48x48 window gains nothing from threads, and loses a lot on a busy machine
+        try:
+            with torch.inference_mode():
+                prob = torch.sigmoid(self.net(x))[0, 0].numpy()
+        finally:
+            torch.set_num_threads(threads)
         if scale > 1:
             prob = ndi.zoom(prob, scale, order=1, mode="nearest", grid_mode=True)
         return prob
@@ -262,6 +268,7 @@ class ClickSegmenter:
         prev = mask[z]
         contrast_seed = max(float(np.median(vol[z][prev])) - LUNG_HU, 50.0)
         area_prev, shrinking = int(prev.sum()), False
+        area_max = area_prev
         max_diam = 2.0 * math.sqrt(area_prev * inplane[0] * inplane[1] / math.pi)
         k = z + step
         while 0 <= k < vol.shape[0]:
@@ -273,12 +280,12 @@ class ClickSegmenter:
             seed = seed_from_mask(prev)
             cur = self._window_mask(vol[k], seed, inplane, prior)  # type: ignore[arg-type]
             area = int(cur.sum())
-            if area < MIN_SLICE_PX or (shrinking and area > 1.2 * area_prev):
+            if area < max(MIN_SLICE_PX, MIN_AREA_FRACTION * area_max) or (shrinking and area > 1.2 * area_prev):
                 break
             if float(np.median(vol[k][cur])) - LUNG_HU < CAP_CONTRAST * contrast_seed:
                 break  # a faint partial-volume cap, which readers do not outline
             shrinking = shrinking or area < area_prev
             mask[k] = cur
             max_diam = max(max_diam, 2.0 * math.sqrt(area * inplane[0] * inplane[1] / math.pi))
-            prev, area_prev = cur, area
+            prev, area_prev, area_max = cur, area, max(area_max, area)
             k += step
