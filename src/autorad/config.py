@@ -153,6 +153,8 @@ def _resolve_config_path(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists() and p.suffix == "" and (shipped := shipped_config_path(str(path))) is not None:
         return shipped
+    if p.is_dir():
+        raise ConfigError(f"--config {path} is a folder; give a YAML file or a shipped config name")
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     return p

@@ -8,8 +8,8 @@ from pathlib import Path
 from autorad.config import config_from_dict
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
-from autorad.io import write_json, write_parquet
-from autorad.outputs import prepare_output_dir
+from autorad.io import atomic_dir, write_json, write_parquet
+from autorad.outputs import prepare_output_dir, write_marker
 from autorad.train.cv import load_model, log, prediction_frame, run_metadata
 from autorad.train.features import build_features
 
@@ -36,13 +36,15 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
     predictions = prediction_frame(table, model.predict_proba(table))
-    out = prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite)
-    write_parquet(predictions, out / "predictions.parquet")
     metrics = compute_metrics(predictions)
-    write_json(out / "metrics.json", metrics)
     log(f"evaluation of {run.name} on {ds.path.name}: {metrics_summary_line(metrics)}")
     info = run_metadata(cfg, ds, [], time.time() - t0)
     info["evaluated_run"] = run.name
-    write_json(out / "run.json", info)
-    write_report(out, metrics, predictions, info)
-    return out
+    prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)  # again
+    with atomic_dir(Path(out)) as tmp:  # all or nothing: a failure (disk full...) leaves no half evaluation
+        write_marker(tmp, "evaluation")
+        write_parquet(predictions, tmp / "predictions.parquet")
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "run.json", info)
+        write_report(tmp, metrics, predictions, info)
+    return Path(out)
