@@ -128,8 +128,23 @@ def run_batch(argvs: list[list[str] | dict], workdir: Path, env: dict[str, str] 
     if proc.returncode != 0:
         raise RuntimeError(f"cli_batch failed: {proc.stderr[-2000:]}")
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    return [CliResult(c["argv"], rc, Path(c["stdout"]).read_text(), Path(c["stderr"]).read_text(), sec, rss)
-            for c, rc, sec, rss in zip(cases, got["codes"], got["seconds"], got["max_rss_kb"], strict=True)]
+    results = [CliResult(c["argv"], rc, Path(c["stdout"]).read_text(), Path(c["stderr"]).read_text(), sec, rss)
+               for c, rc, sec, rss in zip(cases, got["codes"], got["seconds"], got["max_rss_kb"], strict=True)]
+    _record(results, [bool(c.get("inject")) for c in cases])
+    return results
+
+
+def _record(results: list[CliResult], injected: list[bool] | None = None) -> None:
+    """With $AUTORAD_CLI_CASE_LOG set (docs/scripts/make_reliability.py sets it), append one JSON line per
+    command line run: the command, exit code, whether a traceback was printed, seconds."""
+    log = os.environ.get("AUTORAD_CLI_CASE_LOG")
+    if not log:
+        return
+    with open(log, "a", encoding="utf-8") as f:
+        for r, fault in zip(results, injected or [False] * len(results), strict=True):
+            f.write(json.dumps({"command": r.argv[0] if r.argv else "", "rc": r.rc, "seconds": r.seconds,
+                                "injected_fault": fault,
+                                "traceback": "Traceback" in r.err or "Traceback" in r.out}) + "\n")
 
 
 def run_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -139,7 +154,9 @@ def run_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | No
     proc = subprocess.run([sys.executable, "-m", "autorad", *argv], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd,
                           env={**os.environ, "AUTORAD_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", **(env or {})})
-    return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+    result = CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+    _record([result])
+    return result
 
 
 if __name__ == "__main__":
