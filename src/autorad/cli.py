@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import sys
 import traceback
@@ -138,6 +139,34 @@ def _cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_verbosity(p: argparse.ArgumentParser, default: object) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="also print debug messages")
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="print only warnings and errors")
+
+
+class _LogFormatter(logging.Formatter):
+    """``[autorad] message``; warnings and errors say so (``[autorad] warning: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        return f"[autorad] {prefix}{record.getMessage()}"
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Progress messages of every autorad module go to stderr (stdout stays machine-readable)."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logger = logging.getLogger("autorad")
+    for h in [h for h in logger.handlers if getattr(h, "autorad_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    handler.setLevel(level)
+    handler.autorad_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``autorad: error: autorad ingest: argument --folds: ...``, exit 2."""
 
@@ -193,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
     p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error here")
+    _add_verbosity(p, False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("ingest", help="build a dataset from LIDC DICOM, the max-slice NPZ or the phantom",
@@ -315,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_run, outputs={"out": "--out"})
+    for command in sub.choices.values():  # -v / -q also after the command name
+        _add_verbosity(command, argparse.SUPPRESS)
     return p
 
 
@@ -373,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``autorad`` command."""
     parser = build_parser()
     args = parser.parse_args(_join_dash_values(parser, list(sys.argv[1:] if argv is None else argv)))
+    configure_logging(args.verbose, args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

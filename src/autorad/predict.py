@@ -20,6 +20,7 @@ import numpy as np
 from autorad import CLASS_NAMES
 from autorad.config import config_from_dict
 from autorad.data.crop import crop_nodule, equivalent_diameter_mm
+from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
 from autorad.outputs import prepare_output_file, record_output_file
@@ -90,20 +91,22 @@ _RUNS: dict[Path, LoadedRun] = {}
 
 def load_run(run: str | Path) -> LoadedRun:
     """Load (once per process) a run's final model and its vision encoder."""
-    from autorad.train.cv import load_model
+    from autorad.train.run import Run, load_model
 
     key = Path(run).resolve()
     if key not in _RUNS:
-        final = key / "final" / "model"
+        final = Run(key).model_dir()
         if not final.is_dir():
             raise InputError(f"{run} is not a trained run with a final model (no final/model folder)")
         model, meta = load_model(final)
         cfg = config_from_dict(meta["config"], source=str(final / "model.json"))
+        device = resolve_device(cfg.train.device)
+        model.to(device)
         encoder = None
         if get_kind(cfg.model.kind).needs_image:
             from autorad.encoders import load_encoder
 
-            encoder = load_encoder(cfg.model.vision_encoder, weights=cfg.model.vision_weights)
+            encoder = load_encoder(cfg.model.vision_encoder, weights=cfg.model.vision_weights, device=device)
         _RUNS[key] = LoadedRun(key, model, meta, cfg, encoder)
     return _RUNS[key]
 
