@@ -581,3 +581,53 @@ def test_unexpected_error_points_at_a_log(cases):
     log = Path(line.split("details in ")[1].split(";")[0])
     assert log.is_file() and "Traceback" in log.read_text() and "injected fault" in log.read_text()
     assert not (ctx["t"] / "r_bug").exists()
+
+
+# -------------------------------------------------------------------------------------------------- --help
+
+
+def _commands() -> list[list[str]]:
+    import argparse
+
+    from autorad.cli import build_parser
+
+    found: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        found.append(path)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_help_speaks_to_users(tmp_path):
+    """`autorad --help` and every command's --help: exit 0, what the tool does, the exit codes, every option
+    explained, no developer notes (no 'Thin', 'Python API', module or argparse names)."""
+    import argparse
+
+    from autorad.cli import build_parser
+
+    commands = _commands()
+    results = run_batch([[*c, "--help"] for c in commands], tmp_path / "help")
+    for cmd, r in zip(commands, results, strict=True):
+        assert r.rc == 0 and r.err == "", (cmd, r.err)
+        for word in ("Thin", "Python API", "argparse", "Namespace", "_cmd_", "autorad.cli"):
+            assert word not in r.out, (cmd, word)
+    top = results[0].out
+    assert "benign, unsure or malignant" in top and "Exit codes" in top and "--overwrite" in top
+
+    def undocumented(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    missing += undocumented(sub, f"{path} {name}")
+            elif not a.help and not isinstance(a, argparse._HelpAction):
+                missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+        return missing
+
+    assert undocumented(build_parser(), "autorad") == []
