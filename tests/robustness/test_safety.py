@@ -56,6 +56,14 @@ def _edit_sidecar(run: Path, dest: Path, change, reseal: bool) -> Path:
     return dest
 
 
+def _nifti_like(path: Path) -> Path:
+    import numpy as np
+    import SimpleITK as sitk  # noqa: N813
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 16, 16), np.int16)), str(path))
+    return path
+
+
 def _try_mount(target: Path, options: str) -> bool:
     target.mkdir(parents=True, exist_ok=True)
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
@@ -112,6 +120,17 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     nobody_home = perm_base / "home"
     nobody_home.mkdir(mode=0o777)
     os.chmod(nobody_home, 0o777)
+    shared_run = perm_base / "run"  # inputs readable by anyone, but for one file each
+    shutil.copytree(logreg_run, shared_run)
+    locked_series = make_ct_series(perm_base / "series")
+    _nifti_like(perm_base / "ct.nrrd")
+    (perm_base / "c.yaml").write_text("extends: radiomics_logreg\n")
+    for p in perm_base.rglob("*"):
+        if p != locked:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    for p in (locked_series.files[3], perm_base / "ct.nrrd", perm_base / "c.yaml"):
+        os.chmod(p, 0)
+    nobody = {"unprivileged": True, "env": {"AUTORAD_HOME": str(nobody_home)}}
 
     c: dict[str, dict | list] = {
         # ---- output folders
@@ -185,8 +204,12 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "sidecar_other_format": ["predict", edited["other_format"], "--dicom", series, *CENTER],
         "sidecar_edited_evaluate": ["evaluate", edited["classes"], "--data", ds, "--out", t / "ev_edited"],
         # ---- environment
-        "env_permission_denied": {"argv": PHANTOM + ["--out", locked / "ds"], "unprivileged": True,
-                                  "env": {"AUTORAD_HOME": str(nobody_home)}},
+        "env_permission_denied": {"argv": PHANTOM + ["--out", locked / "ds"], **nobody},
+        "env_unreadable_dicom": {"argv": ["predict", shared_run, "--dicom", locked_series.folder, *CENTER], **nobody},
+        "env_unreadable_image": {"argv": ["predict", shared_run, "--image", perm_base / "ct.nrrd", "--center",
+                                          "2,2,2", "--diameter-mm", "3"], **nobody},
+        "env_unreadable_config": {"argv": ["train", ds, "--config", perm_base / "c.yaml", "--out", t / "r_perm"],
+                                  **nobody},
         "env_unexpected_error": {"argv": ["train", ds, "--config", "radiomics_logreg", "--out", t / "r_bug"],
                                  "inject": "autorad.train.cv:train"},
         "baseline_version": ["--version"],
@@ -567,6 +590,14 @@ def test_permission_denied(cases):
     """ingest into a folder the user may not write (mode 0555; run as 'nobody' when the suite runs as root):
     refused ('permission denied'), naming --out."""
     refused(cases, "env_permission_denied", "--out", "permission denied")
+
+
+def test_unreadable_inputs(cases):
+    """A DICOM slice, an NRRD image and a config the user may not read (mode 0000, as 'nobody'): refused, each
+    naming the file and the cause."""
+    refused(cases, "env_unreadable_dicom", "img0003.dcm", "PermissionError")
+    refused(cases, "env_unreadable_image", "ct.nrrd", "permission denied")
+    refused(cases, "env_unreadable_config", "c.yaml", "permission denied")
 
 
 def test_unexpected_error_points_at_a_log(cases):
