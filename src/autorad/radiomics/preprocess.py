@@ -27,6 +27,7 @@ import pandas as pd
 
 from autorad.errors import CheckpointError, InputError
 from autorad.radiomics.table import feature_columns, select_feature_columns
+from autorad.strict import check_state, shapes_of
 
 __all__ = ["RadiomicsPreprocessor", "feature_columns", "preprocess_fold", "select_feature_columns", "signed_log1p"]
 
@@ -149,10 +150,7 @@ class RadiomicsPreprocessor:
         """Rebuild a fitted preprocessor; :class:`CheckpointError` on missing, extra or inconsistent entries."""
         if config.get("kind") != "radiomics_preprocessor" or config.get("version") != _VERSION:
             raise CheckpointError(f"not a version-{_VERSION} radiomics preprocessor config")
-        keys = set(state_dict)
-        if keys != set(_STATE_KEYS):
-            raise CheckpointError(f"radiomics preprocessor state: missing {sorted(set(_STATE_KEYS) - keys)}, "
-                                  f"unexpected {sorted(keys - set(_STATE_KEYS))}")
+        check_state(shapes_of(state_dict), dict.fromkeys(_STATE_KEYS), "radiomics preprocessor state")
         st = {k: np.asarray(state_dict[k]) for k in _STATE_KEYS}
         n = len(st["columns"])
         names = list(config["feature_names_in"])
