@@ -17,6 +17,15 @@ SKIP_REASON = (f"real LIDC data not found: set ${SHARED_DATA_ENV} to the folder 
                "lidc_dicom_sample/ (../shared/data beside the checkout in CI)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _autorad_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """autorad's private state folder (pseudonym key, error logs, record of outputs) lives in a temporary
+    folder during the tests, never in the user's home."""
+    home = tmp_path_factory.mktemp("autorad_home")
+    os.environ["AUTORAD_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real-data folder; skips the test when it is absent."""
@@ -51,3 +60,15 @@ def small_maxslice_dataset(maxslice_npz: Path, tmp_path_factory: pytest.TempPath
     out = tmp_path_factory.mktemp("ds") / "maxslice150"
     ingest("maxslice", out, maxslice_npz, DataConfig(source="maxslice", limit=150))
     return out
+
+
+@pytest.fixture(scope="session")
+def phantom_logreg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small trained run with no real data needed: 40 phantom nodules, radiomics + logistic regression (~15 s)."""
+    from autorad.config import DataConfig, load_config
+    from autorad.data.ingest import ingest
+    from autorad.train.cv import train
+
+    root = tmp_path_factory.mktemp("phantom_run")
+    ds = ingest("phantom", root / "dataset", None, DataConfig(source="phantom", phantom_n=40))
+    return train(ds.path, load_config("radiomics_logreg"), root / "run")

@@ -12,6 +12,7 @@ autorad sweep          :func:`sweep`
 autorad evaluate       :func:`evaluate`
 autorad compare        :func:`compare`
 autorad predict        :func:`predict`
+autorad serve          :func:`serve` (and :func:`create_app` for the ASGI app)
 autorad segment        :func:`segment` (and :func:`segment_click`, :func:`segment_click_2d` on arrays)
 autorad run            :func:`run`
 =====================  =============================================
@@ -33,9 +34,11 @@ _EXPORTS = {
     "list_encoders": "autorad.encoders.registry",
     "load_encoder": "autorad.encoders",
     "embed_dataset": "autorad.encoders.embed",
-    "load_embeddings": "autorad.encoders.embed",
+    "read_embeddings": "autorad.encoders.embed",
     "train": "autorad.train.cv",
-    "load_model": "autorad.train.cv",
+    "load_model": "autorad.train.run",
+    "Run": "autorad.train.run",
+    "kind_names": "autorad.train.kinds",
     "sweep": "autorad.train.sweep",
     "evaluate": "autorad.evaluate.apply",
     "compare": "autorad.evaluate.compare",
@@ -44,6 +47,8 @@ _EXPORTS = {
     "segment": "autorad.segment.command",
     "segment_click": "autorad.segment",
     "segment_click_2d": "autorad.segment",
+    "serve": "autorad.serve",
+    "create_app": "autorad.serve",
     "run": "autorad.pipeline",
 }
 

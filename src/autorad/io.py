@@ -58,9 +58,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions of a new file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # a failed write() names no file: name it
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 
@@ -102,6 +104,17 @@ def hash_arrays(*arrays: np.ndarray, extra: Any = None) -> str:
     if extra is not None:
         h.update(json.dumps(extra, sort_keys=True, default=_json_default).encode())
     return h.hexdigest()
+
+
+def json_roundtrip(obj: Any) -> Any:
+    """``obj`` as JSON would read it back (numpy scalars and arrays, paths turned into plain values)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def hash_json(obj: Any, length: int | None = None) -> str:
+    """SHA-256 of ``obj`` as key-sorted JSON (the fingerprint of settings; first ``length`` hex digits)."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()
+    return digest[:length] if length else digest
 
 
 def hash_file(path: Path, chunk: int = 1 << 20) -> str:

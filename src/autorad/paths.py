@@ -5,9 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from autorad.errors import ConfigError
-
 SHARED_DATA_ENV = "AUTORAD_SHARED_DATA"
+STATE_ENV = "AUTORAD_HOME"
+
+
+def state_dir() -> Path:
+    """autorad's private folder on this machine (the pseudonym key, the log of unexpected errors, the record of
+    written output files): ``$AUTORAD_HOME``, else ``$XDG_STATE_HOME/autorad``, else ``~/.local/state/autorad``.
+    Nothing in it is ever copied into an output, and no output may be written inside it."""
+    env = os.environ.get(STATE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "autorad"
 
 
 def shared_data_dir() -> Path | None:
@@ -24,11 +35,3 @@ def shared_data_dir() -> Path | None:
     candidate = repo_root.parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
 
-
-def inside(base: Path, relative: str | Path) -> Path:
-    """Resolve ``relative`` under ``base`` and refuse paths that escape it (``..``, absolute paths, links)."""
-    base = Path(base).resolve()
-    target = (base / relative).resolve()
-    if target != base and base not in target.parents:
-        raise ConfigError(f"path {str(relative)!r} points outside the output directory {base}")
-    return target

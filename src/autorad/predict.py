@@ -20,9 +20,12 @@ import numpy as np
 from autorad import CLASS_NAMES
 from autorad.config import config_from_dict
 from autorad.data.crop import crop_nodule, equivalent_diameter_mm
+from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
-from autorad.train.features import NEEDS_IMAGE, NEEDS_RADIOMICS, FeatureTable
+from autorad.outputs import prepare_output_file, record_output_file
+from autorad.train.features import FeatureTable
+from autorad.train.kinds import get_kind
 
 
 def parse_center(text: str) -> tuple[int, int, int]:
@@ -88,20 +91,22 @@ _RUNS: dict[Path, LoadedRun] = {}
 
 def load_run(run: str | Path) -> LoadedRun:
     """Load (once per process) a run's final model and its vision encoder."""
-    from autorad.train.cv import load_model
+    from autorad.train.run import Run, load_model
 
     key = Path(run).resolve()
     if key not in _RUNS:
-        final = key / "final" / "model"
+        final = Run(key).model_dir()
         if not final.is_dir():
             raise InputError(f"{run} is not a trained run with a final model (no final/model folder)")
         model, meta = load_model(final)
         cfg = config_from_dict(meta["config"], source=str(final / "model.json"))
+        device = resolve_device(cfg.train.device)
+        model.to(device)
         encoder = None
-        if cfg.model.kind in NEEDS_IMAGE:
+        if get_kind(cfg.model.kind).needs_image:
             from autorad.encoders import load_encoder
 
-            encoder = load_encoder(cfg.model.vision_encoder, weights=cfg.model.vision_weights)
+            encoder = load_encoder(cfg.model.vision_encoder, weights=cfg.model.vision_weights, device=device)
         _RUNS[key] = LoadedRun(key, model, meta, cfg, encoder)
     return _RUNS[key]
 
@@ -136,10 +141,11 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
     crop_cfg = loaded.meta.get("dataset", {}).get("crop") or {"factor": 2.0, "min_px": 16}
     crop_hu, crop_mask, _ = crop_nodule(slice_hu, slice_mask, spacing_mm, crop_cfg["factor"], crop_cfg["min_px"])
     kind = loaded.cfg.model.kind
+    needs = get_kind(kind)
     table = FeatureTable(nodule_ids=np.array(["new"]), patient_ids=np.array(["new"]), folds=np.array([0]),
                          y=np.array([0]))
     status = "not used"
-    if kind in NEEDS_RADIOMICS:
+    if needs.needs_radiomics:
         from autorad.radiomics.extract import extract_one, resolve_params
 
         if loaded.cfg.radiomics.mode == "3d":
@@ -153,7 +159,7 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
         table.radiomics = np.array([[feats.get(n, np.nan) for n in names]], dtype=np.float64)
         table.radiomics_names = list(names)
         table.radiomics_status = np.array([status])
-    if kind in NEEDS_IMAGE:
+    if needs.needs_image:
         from autorad.encoders.embed import encoder_input
 
         arrays = {"crop_hu": crop_hu, "crop_mask": crop_mask, "slice_hu": slice_hu, "slice_mask": slice_mask}
@@ -161,8 +167,10 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
             arrays.update(volume_hu=volume_hu, volume_mask=volume_mask)
         table.image = np.asarray(loaded.encoder.embed([encoder_input(arrays, loaded.encoder)]), dtype=np.float32)
     proba = loaded.model.predict_proba(table)[0]
-    warnings = []
-    if kind in NEEDS_RADIOMICS and status != "ok":
+    from autorad.train.checkpoint import version_note
+
+    warnings = [note] if (note := version_note(loaded.meta)) else []
+    if needs.needs_radiomics and status != "ok":
         warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
                         "medians, so the radiomics part of this prediction says little about the nodule")
     return {
@@ -171,9 +179,8 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
         "predicted_class": CLASS_NAMES[int(np.argmax(proba))],
         "radiomics_status": status,
         "model": {"run": loaded.run.name, "kind": kind},
-        "encoders": {"vision": loaded.cfg.model.vision_encoder if kind in NEEDS_IMAGE else None,
-                     "text": loaded.cfg.model.text_encoder if kind in NEEDS_IMAGE and kind != "linear_probe"
-                     else None},
+        "encoders": {"vision": loaded.cfg.model.vision_encoder if needs.needs_image else None,
+                     "text": loaded.cfg.model.text_encoder if needs.needs_text else None},
         "equivalent_diameter_mm": round(equivalent_diameter_mm(slice_mask, spacing_mm), 3),
         "_crop": (crop_hu, crop_mask),
     }
@@ -181,8 +188,15 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
 
 def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path | None = None,
             mask: str | Path | None = None, center: tuple[int, int, int] | None = None,
-            diameter_mm: float | None = None, report: str | Path | None = None) -> dict[str, Any]:
-    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring)."""
+            diameter_mm: float | None = None, report: str | Path | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
+    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring).
+
+    ``report`` must be a new file outside the run and the inputs (or, with ``overwrite``, a report autorad
+    wrote); it is checked before anything is loaded.
+    """
+    if report is not None:
+        prepare_output_file(report, inputs=(run, dicom, image, mask), overwrite=overwrite, option="--report")
     loaded = load_run(run)
     vol, m = _load_inputs(dicom, image, mask, center, diameter_mm)
     t0 = time.time()
@@ -196,6 +210,7 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
     result["seconds"] = round(time.time() - t0, 3)
     if report is not None:
         write_prediction_report(Path(report), result, crop_hu, crop_mask)
+        record_output_file(report)
         result["report"] = str(report)
     return result
 

@@ -29,15 +29,15 @@ from autorad import CLASS_NAMES
 from autorad.config import CropConfig, FoldConfig, LabelConfig
 from autorad.data.crop import crop_nodule, equivalent_diameter_mm
 from autorad.data.folds import assign_folds
-from autorad.data.labels import label_from_ratings, malignancy_score
+from autorad.data.labels import MAX_READERS, label_from_ratings, malignancy_score
 from autorad.errors import InputError
 from autorad.io import atomic_dir, hash_file, write_json
+from autorad.outputs import write_marker
 from autorad.progress import progress
 
 FORMAT_VERSION = 1
 RATING_NAMES: tuple[str, ...] = ("subtlety", "internalstructure", "calcification", "sphericity", "margin",
                                  "lobulation", "spiculation", "texture", "malignancy")
-MAX_READERS = 4
 
 
 def rating_columns() -> list[str]:
@@ -102,6 +102,7 @@ def write_dataset(records: Iterable[NoduleRecord | Skip], out: Path, source: str
     skipped: list[Skip] = []
     seen: set[str] = set()
     with atomic_dir(Path(out)) as tmp:
+        write_marker(tmp, "dataset")
         (tmp / "arrays").mkdir()
         for rec in progress(records, desc=f"ingest {source}", unit="nodule", total=total):
             if isinstance(rec, Skip):

@@ -6,16 +6,14 @@ hash is part of every cache key, so changing a parameter (or upgrading PyRadiomi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from autorad.errors import ConfigError, MissingDependencyError
+from autorad.io import hash_json
 
 PARAMS_DIR = Path(__file__).parent / "params"
 DEFAULT_PARAMS = {"2d": "autorad_2d", "3d": "autorad_3d"}
@@ -52,9 +50,8 @@ class RadiomicsParams:
     @cached_property
     def key(self) -> str:
         """Hash of the settings, the PyRadiomics version and autorad's extraction version."""
-        blob = json.dumps({"settings": self.settings, "pyradiomics": pyradiomics_version(),
-                           "autorad_extraction": EXTRACTION_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return hash_json({"settings": self.settings, "pyradiomics": pyradiomics_version(),
+                          "autorad_extraction": EXTRACTION_VERSION})
 
     @property
     def image_types(self) -> dict[str, Any]:
@@ -90,10 +87,9 @@ def load_params(params: str | Path | dict[str, Any] | RadiomicsParams = "autorad
         if not p.is_file():
             raise ConfigError(f"radiomics parameter file not found: {params} "
                               f"(shipped: {', '.join(shipped_params())})")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+        from autorad.safe_yaml import load_yaml_file
+
+        raw = load_yaml_file(p) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"radiomics parameters {name}: expected a mapping at the top level")
     p = RadiomicsParams(name=name, settings=json.loads(json.dumps(raw)))

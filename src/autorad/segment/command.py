@@ -1,7 +1,7 @@
 """``autorad segment``: segment one nodule of a CT from a click and write the mask (NIfTI with the CT's geometry).
 
-Everything the command needs is checked before segmenting: the output path (a NIfTI/NRRD name in an existing
-folder, not an existing file: autorad never overwrites what it did not create), the seed and the hint.
+Everything the command needs is checked before segmenting: the output path (a NIfTI/NRRD name; an existing file
+only with ``--overwrite`` and only if autorad wrote it, see :mod:`autorad.outputs`), the seed and the hint.
 """
 
 from __future__ import annotations
@@ -16,36 +16,26 @@ from autorad.errors import InputError
 from autorad.segment.core import check_hint
 
 
-def check_output_path(out: str | Path, option: str = "--out") -> Path:
-    """Refuse an output that exists, whose folder is missing, or that is not a .nii/.nii.gz/.nrrd name."""
-    from autorad.data.dicom import MASK_WRITE_SUFFIXES
-
-    p = Path(out)
-    if not p.name.lower().endswith(MASK_WRITE_SUFFIXES):
-        raise InputError(f"{option} {p} must end in .nii.gz, .nii or .nrrd")
-    if p.exists() or p.is_symlink():
-        raise InputError(f"{option} {p} already exists; autorad does not overwrite files: choose a new name")
-    if not p.parent.is_dir():
-        raise InputError(f"{option} {p}: folder {p.parent} does not exist")
-    return p
-
-
 def segment(center: tuple[int, int, int], out: str | Path, dicom: str | Path | None = None,
-            image: str | Path | None = None, diameter_mm: float | None = None) -> dict[str, Any]:
+            image: str | Path | None = None, diameter_mm: float | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
     """Segment the nodule at ``center`` (X=column, Y=row, Z=slice index) and write the mask to ``out``.
 
     Returns a summary (no identifiers): mask file, method, warnings, voxel count, volume, slice extent, the
     middle slice and its equivalent diameter.
     """
     from autorad.data.crop import equivalent_diameter_mm
-    from autorad.data.dicom import load_image_file, load_series, write_mask_file
+    from autorad.data.dicom import MASK_WRITE_SUFFIXES, load_image_file, load_series, write_mask_file
+    from autorad.outputs import prepare_output_file, record_output_file
     from autorad.predict import middle_slice
     from autorad.segment import segment_click
 
-    out_path = check_output_path(out)
-    check_hint(diameter_mm)
     if (dicom is None) == (image is None):
         raise InputError("give the CT as --dicom SERIES_DIR or --image FILE (one of them)")
+    if not str(out).lower().endswith(MASK_WRITE_SUFFIXES):
+        raise InputError(f"--out {out} must end in .nii.gz, .nii or .nrrd")
+    out_path = prepare_output_file(out, inputs=(dicom, image), overwrite=overwrite, option="--out")
+    check_hint(diameter_mm)
     vol = load_series(dicom) if dicom is not None else load_image_file(image)  # type: ignore[arg-type]
     res = segment_click(vol.hu, vol.spacing_mm, center, diameter_mm)
     warnings = list(res.warnings)
@@ -53,6 +43,7 @@ def segment(center: tuple[int, int, int], out: str | Path, dicom: str | Path | N
         warnings.append(f"the series has {len(vol.gaps)} gap(s) in z (missing slices); the 3D mask does not "
                         "cross them reliably")
     write_mask_file(res.mask, vol, out_path)
+    record_output_file(out_path)
     slices = np.flatnonzero(res.mask.any(axis=(1, 2)))
     mid = middle_slice(res.mask)
     voxel_mm3 = math.prod(vol.spacing_mm)
