@@ -22,7 +22,6 @@ from autorad.config import RadiomicsConfig
 from autorad.errors import ConfigError, InputError
 from autorad.progress import progress
 from autorad.radiomics.cache import FeatureCache, nodule_key
-from autorad.radiomics.executors import run_tasks
 from autorad.radiomics.quiet import quiet_radiomics, quiet_warnings
 from autorad.radiomics.settings import (
     DEFAULT_PARAMS,
@@ -38,6 +37,7 @@ from autorad.radiomics.table import (
     radiomics_path,
     write_radiomics_table,
 )
+from autorad.tasks import run_tasks
 
 if TYPE_CHECKING:
     from autorad.data.dataset import Dataset
