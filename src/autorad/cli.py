@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a dataset folder (crops, masks, labels, patient-level folds) from LIDC "
                                    "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.",
                        epilog=EPILOG)
-    s.add_argument("source", choices=["lidc", "maxslice", "phantom"])
+    s.add_argument("source", choices=["lidc", "maxslice", "phantom"],
+                   help="lidc: DICOM with reader XML; maxslice: the LIDC max-slice NPZ; phantom: synthetic nodules")
     s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
     s.add_argument("--out", required=True, help="dataset folder to write (new or empty)")
     s.add_argument("--label-rule", **config_option(LabelConfig, "rule",
@@ -288,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
     s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
     s.add_argument("--batch-size", type=positive(int), default=32, help="images per batch, at least 1")
-    s.add_argument("--executor", choices=["local", "ray"], default="local")
+    s.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="embed in this process or as Ray tasks (default: local)")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     s.set_defaults(func=_cmd_embed, outputs={"dataset": "DATASET"})
 
@@ -347,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="trained run folder (the one holding final/model)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "see docs/viewer.md before exposing it)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="TCP port, 1-65535 (default: 8000)")
     s.add_argument("--max-upload-mb", type=positive(int), default=1024, help="largest upload accepted (MB)")
     s.add_argument("--max-volumes", type=positive(int), default=4, help="open volumes kept in memory")
     s.set_defaults(func=_cmd_serve)
