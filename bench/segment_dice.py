@@ -5,7 +5,8 @@
 Every crop with a non-empty consensus mask is clicked at its mask's centre (the centroid, or the mask pixel
 nearest to it). Rows:
   * click U-Net, held-out patients: crop i is segmented by the fold model that never saw its patient
-    (``CV/fold{k}``, written by bench/segment_train.py; patient-level 5-fold) - the honest number;
+    (``CV/fold{k}``, written by bench/segment_train.py; patient-level 5-fold) - the honest number; also without
+    test-time augmentation (the mean over 8 flips/rotations, which was added after seeing that row);
   * shipped U-Net on its own training crops (trained on all dev patients; for information only);
   * references: a disk with the true centre and the true equivalent diameter (which a user does not have);
     HU > -500 with the connected component at the click, alone and limited to 1.5x the true radius; the single
@@ -30,7 +31,7 @@ from scipy import ndimage as ndi  # noqa: E402
 from autorad.data.consensus import dice  # noqa: E402
 from autorad.data.crop import equivalent_diameter_mm  # noqa: E402
 from autorad.paths import shared_data_dir  # noqa: E402
-from autorad.segment import load_segmenter, seed_from_mask  # noqa: E402
+from autorad.segment import ClickSegmenter, load_segmenter, seed_from_mask  # noqa: E402
 from autorad.segment.evaluation import lidc_volumes, score_crops  # noqa: E402
 from autorad.segment.training import CropSet, load_crops, patient_folds  # noqa: E402
 
@@ -62,13 +63,15 @@ def threshold_reference(crops: CropSet, limit_factor: float | None) -> np.ndarra
     return np.array(out)
 
 
-def cv_scores(crops: CropSet, cv: Path, n_folds: int, seed: int) -> np.ndarray:
+def cv_scores(crops: CropSet, cv: Path, n_folds: int, seed: int, tta: bool = True) -> np.ndarray:
     folds = patient_folds(crops.patient_ids, n_folds, seed)
     out = np.full(len(crops), np.nan)
     for f in range(n_folds):
         rows = np.flatnonzero(folds == f)
         sub = crops.subset(rows)
-        out[rows] = score_crops(load_segmenter(cv / f"fold{f}"), sub.images, sub.masks, sub.spacing_mm)
+        trained = load_segmenter(cv / f"fold{f}")
+        seg = trained if tta else ClickSegmenter(trained.net, trained.meta, tta=False)
+        out[rows] = score_crops(seg, sub.images, sub.masks, sub.spacing_mm)
     return out
 
 
@@ -118,6 +121,7 @@ def main() -> int:
         reader = z["reader_outline_mask"][crops.index].astype(bool)
     rows = {
         "click U-Net, held-out patients (5-fold CV)": cv_scores(crops, Path(a.cv), a.folds, a.seed),
+        "  same, without test-time augmentation": cv_scores(crops, Path(a.cv), a.folds, a.seed, tta=False),
         "shipped U-Net on its training crops": score_crops(load_segmenter(), crops.images, crops.masks,
                                                            crops.spacing_mm),
         "disk, true centre + true equiv. diameter": disk_reference(crops),

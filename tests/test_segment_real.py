@@ -46,3 +46,28 @@ def test_lidc_0001_3d_against_consensus(lidc_dicom_root):
     assert abs(middle_slice(res.mask) - middle_slice(truth)) <= 1
     k = middle_slice(truth)
     assert dice(res.mask[k], truth[k]) > 0.85
+
+
+def test_cli_segment_dicom_writes_the_series_geometry(lidc_dicom_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk  # noqa: N813
+
+    from autorad.data.dicom import load_series
+    from autorad.data.lidc import find_series_folders
+
+    series = next(f.path for f in find_series_folders(lidc_dicom_root) if "0001" in str(f.path))
+    out = tmp_path / "mask.nii.gz"
+    run = subprocess.run([sys.executable, "-m", "autorad", "segment", "--dicom", str(series), "--center", "316,367,7",
+                          "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["slices"][0] <= 4 and summary["slices"][1] >= 9 and "LIDC" not in run.stdout
+    ref = load_series(series).to_sitk()
+    m = sitk.ReadImage(str(out))
+    assert m.GetSize() == ref.GetSize()
+    assert np.allclose(m.GetOrigin(), ref.GetOrigin()) and np.allclose(m.GetSpacing(), ref.GetSpacing())
+    assert np.allclose(m.GetDirection(), ref.GetDirection())
+    assert int(sitk.GetArrayFromImage(m).sum()) == summary["voxels"]

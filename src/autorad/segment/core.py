@@ -143,8 +143,9 @@ def _disk(shape: tuple[int, ...], centre_rc: tuple[int, int], spacing_rc: tuple[
 class ClickSegmenter:
     """A trained click segmenter (a U-Net on square windows around the seed) with its 2D and 3D steps."""
 
-    def __init__(self, net: Any, meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, net: Any, meta: dict[str, Any] | None = None, tta: bool = True) -> None:
         self.net = net.eval()
+        self.tta = tta  # average over the 8 flips/rotations (False: the window as it is, for comparison)
         self.meta = dict(meta or {})
         self.method = str(self.meta.get("method", "unet-click"))
         self.window_px = int(self.meta.get("window_px", WINDOW_PX))
@@ -164,8 +165,10 @@ class ClickSegmenter:
         if scale > 1:
             hu = hu.reshape(size, scale, size, scale).mean(axis=(1, 3))
         x = net_input(hu)
-        views = [np.rot90(x, k, axes=(1, 2)) for k in range(4)]
-        views += [v[:, :, ::-1] for v in views]  # the 8 flips/rotations of training, in one batch
+        n_rot = 4 if self.tta else 1
+        views = [np.rot90(x, k, axes=(1, 2)) for k in range(n_rot)]
+        if self.tta:
+            views += [v[:, :, ::-1] for v in views]  # the 8 flips/rotations of training, in one batch
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a 48x48 window gains nothing from threads, and loses a lot on a busy machine
         try:
@@ -173,7 +176,9 @@ class ClickSegmenter:
                 out = torch.sigmoid(self.net(torch.from_numpy(np.ascontiguousarray(np.stack(views)))))[:, 0].numpy()
         finally:
             torch.set_num_threads(threads)
-        back = [np.rot90(out[k], -k) for k in range(4)] + [np.rot90(out[4 + k][:, ::-1], -k) for k in range(4)]
+        back = [np.rot90(out[k], -k) for k in range(n_rot)]
+        if self.tta:
+            back += [np.rot90(out[4 + k][:, ::-1], -k) for k in range(4)]
         prob = np.mean(back, axis=0)
         if scale > 1:
             prob = ndi.zoom(prob, scale, order=1, mode="nearest", grid_mode=True)
