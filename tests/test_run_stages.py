@@ -37,6 +37,8 @@ def test_cuda_without_a_gpu_is_one_clear_error_before_any_work(tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err == [err[0]] and "no CUDA GPU" in err[0] and "train.device" in err[0]
     assert not (tmp_path / "run").exists()
+    assert main(["embed", str(tmp_path), "--encoder", "tiny-vit-2d", "--device", "cuda"]) == 2
+    assert "--device is 'cuda'" in capsys.readouterr().err and not (tmp_path / "embeddings").exists()
 
 
 @pytest.mark.shared_data

@@ -72,10 +72,11 @@ def _cmd_encoders(a: argparse.Namespace) -> int:
 
 
 def _cmd_embed(a: argparse.Namespace) -> int:
+    from autorad.devices import resolve_device
     from autorad.encoders.embed import embed_dataset
 
     out = embed_dataset(a.dataset, a.encoder, weights=a.weights, batch_size=a.batch_size,
-                        executor=a.executor, ray_address=a.address)
+                        executor=a.executor, ray_address=a.address, device=resolve_device(a.device, "--device"))
     print(f"embeddings written to {out}")
     return 0
 
@@ -166,6 +167,8 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.autorad_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+    if quiet:
+        os.environ["AUTORAD_NO_PROGRESS"] = "1"  # no progress bars either
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,7 +234,7 @@ def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Call
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig
+    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig, TrainConfig
 
     p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
@@ -289,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
     s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
     s.add_argument("--batch-size", type=positive(int), default=32, help="images per batch, at least 1")
+    s.add_argument("--device", **config_option(TrainConfig, "device", "cpu, cuda, cuda:N or auto (the local "
+                                               "executor; Ray workers use their CPU)"))
     s.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="embed in this process or as Ray tasks (default: local)")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
