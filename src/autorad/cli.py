@@ -72,10 +72,11 @@ def _cmd_encoders(a: argparse.Namespace) -> int:
 
 
 def _cmd_embed(a: argparse.Namespace) -> int:
+    from autorad.devices import resolve_device
     from autorad.encoders.embed import embed_dataset
 
     out = embed_dataset(a.dataset, a.encoder, weights=a.weights, batch_size=a.batch_size,
-                        executor=a.executor, ray_address=a.address)
+                        executor=a.executor, ray_address=a.address, device=resolve_device(a.device, "--device"))
     print(f"embeddings written to {out}")
     return 0
 
@@ -125,6 +126,15 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment(a: argparse.Namespace) -> int:
+    from autorad.predict import parse_center
+    from autorad.segment.command import segment
+
+    print(json.dumps(segment(parse_center(a.center), a.out, dicom=a.dicom, image=a.image,
+                             diameter_mm=a.diameter_mm, overwrite=a.overwrite), indent=2))
+    return 0
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     from autorad.serve import serve
 
@@ -166,6 +176,8 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.autorad_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+    if quiet:
+        os.environ["AUTORAD_NO_PROGRESS"] = "1"  # no progress bars either
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,7 +243,7 @@ def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Call
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig
+    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig, TrainConfig
 
     p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
@@ -289,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
     s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
     s.add_argument("--batch-size", type=positive(int), default=32, help="images per batch, at least 1")
+    s.add_argument("--device", **config_option(TrainConfig, "device", "cpu, cuda, cuda:N or auto (the local "
+                                               "executor; Ray workers use their CPU)"))
     s.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="embed in this process or as Ray tasks (default: local)")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -343,6 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", help="write an HTML report to this new file (never inside the run)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_predict, outputs={"report": "--report"})
+
+    s = sub.add_parser("segment", help="segment one nodule of a CT from a click; write the mask as NIfTI",
+                       description="Segment the nodule under a click (a seed voxel) in 3D with the shipped click "
+                                   "segmenter and write the mask with the CT's geometry. See docs/segmentation.md.",
+                       epilog=EPILOG)
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dicom", help="folder holding one CT series")
+    src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
+    s.add_argument("--center", required=True, help="X,Y,Z voxel indices (column, row, slice in position order)")
+    s.add_argument("--diameter-mm", type=float, help="optional hint: the nodule's diameter, 2-100 mm")
+    s.add_argument("--out", required=True, help="mask file to write (.nii.gz, .nii or .nrrd)")
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_segment, outputs={"out": "--out"})
 
     s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction",
                        epilog=EPILOG)
