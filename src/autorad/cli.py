@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pydantic import ValidationError
+
 from autorad import __version__
 from autorad.errors import AutoradError, describe_os_error
 from autorad.outputs import add_overwrite_argument
@@ -464,6 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autorad: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except ValidationError as err:  # a value the options did not check (they should): still the user's value
+        from autorad.config import format_validation_error
+
+        print(f"autorad: error: {_one_line(format_validation_error(err, args.command))}", file=sys.stderr)
+        return 2
     except OSError as err:
         line = describe_os_error(err, _output_options(args))
         if line is None:
