@@ -32,6 +32,7 @@ file system, permission denied) are turned into one line by :func:`autorad.error
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -46,6 +47,7 @@ from autorad.paths import state_dir
 
 MARKER = ".autorad-output.json"  # in every folder autorad creates as an output
 LEDGER = "outputs.jsonl"  # in the state folder: files autorad wrote (path, SHA-256)
+log = logging.getLogger(__name__)
 PROTECTED_KINDS = ("dataset", "run", "evaluation")  # their files are replaced only by the command that owns them
 
 
@@ -196,9 +198,13 @@ def record_output_file(path: str | Path) -> None:
     p = _abs(path)
     line = json.dumps({"path": str(p), "sha256": hash_file(p), "time": round(time.time())}) + "\n"
     ledger = state_dir() / LEDGER
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    with open(ledger, "a", encoding="utf-8") as f:  # one short line per write: appends do not interleave
-        f.write(line)
+    try:
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        with open(ledger, "a", encoding="utf-8") as f:  # one short line per write: appends do not interleave
+            f.write(line)
+    except OSError as err:  # the output itself is written; only a later --overwrite of it is lost
+        log.warning("could not record %s in %s (%s); --overwrite will not replace it later", p, ledger,
+                    err.strerror)
 
 
 def _recorded(p: Path) -> bool:
