@@ -13,12 +13,15 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from pydantic import ValidationError
 
 from autorad import __version__
 from autorad.errors import AutoradError, describe_os_error
@@ -402,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # what argparse itself already takes as a value
+
+
 def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """``--center -1,360,7`` -> ``--center=-1,360,7``: argparse would take a value starting with '-' for an
     option and say "expected one argument"; a value that is no known option is joined to its option."""
@@ -412,7 +418,7 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[
         ps = parsers.pop()
         for action in ps._actions:
             known.update(action.option_strings)
-            if action.option_strings and action.nargs != 0:
+            if action.option_strings and action.nargs is None:  # exactly one value
                 takes_value.update(action.option_strings)
             if isinstance(action, argparse._SubParsersAction):
                 parsers.extend(action.choices.values())
@@ -420,9 +426,10 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[
     i = 0
     while i < len(argv):
         tok = argv[i]
-        if tok in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--" \
-                and argv[i + 1].split("=", 1)[0] not in known:
-            out.append(f"{tok}={argv[i + 1]}")
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if tok in takes_value and nxt.startswith("-") and nxt != "--" and not NEGATIVE_NUMBER.match(nxt) \
+                and nxt.split("=", 1)[0] not in known:
+            out.append(f"{tok}={nxt}")
             i += 2
             continue
         out.append(tok)
@@ -467,6 +474,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autorad: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except ValidationError as err:  # a value the options did not check (they should): still the user's value
+        from autorad.config import format_validation_error
+
+        print(f"autorad: error: {_one_line(format_validation_error(err, args.command))}", file=sys.stderr)
+        return 2
     except OSError as err:
         line = describe_os_error(err, _output_options(args))
         if line is None:
