@@ -246,7 +246,15 @@ def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Call
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig, TrainConfig
+    from autorad.config import (
+        INGEST_SOURCES,
+        CropConfig,
+        DataConfig,
+        FoldConfig,
+        LabelConfig,
+        RadiomicsConfig,
+        TrainConfig,
+    )
 
     p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
@@ -258,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a dataset folder (crops, masks, labels, patient-level folds) from LIDC "
                                    "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.",
                        epilog=EPILOG)
-    s.add_argument("source", choices=["lidc", "maxslice", "phantom"],
+    s.add_argument("source", choices=INGEST_SOURCES,
                    help="lidc: DICOM with reader XML; maxslice: the LIDC max-slice NPZ; phantom: synthetic nodules")
     s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
     s.add_argument("--out", required=True, help="dataset folder to write (new or empty)")

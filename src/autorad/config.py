@@ -18,6 +18,8 @@ from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
 from autorad.safe_yaml import excerpt, load_yaml_file, load_yaml_text
 
+INGEST_SOURCES = ("lidc", "maxslice", "phantom")  # what `autorad ingest` reads
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
@@ -47,7 +49,7 @@ class FoldConfig(_Strict):
 class DataConfig(_Strict):
     """Which source to ingest and how."""
 
-    source: Literal["phantom", "maxslice", "lidc", "dataset"] = "phantom"
+    source: Literal[(*INGEST_SOURCES, "dataset")] = "phantom"  # "dataset": a folder ingested before
     path: str | None = None  # DICOM root, NPZ file or an existing dataset folder; None for phantom
     labels: LabelConfig = LabelConfig()
     crop: CropConfig = CropConfig()
