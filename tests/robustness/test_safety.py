@@ -223,6 +223,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "config_duplicate_key": ["train", ds, "--config", t / "dup.yaml", "--out", t / "r_dup"],
         "config_too_large": ["train", ds, "--config", t / "big.yaml", "--out", t / "r_big"],
         "config_is_folder": ["train", ds, "--config", user_dir, "--out", t / "r_dir"],
+        "npz_is_folder": ["ingest", "maxslice", user_dir, "--out", t / "ds_npz_dir"],
+        "image_is_folder": ["predict", run, "--image", user_dir, "--center", "1,1,1", "--diameter-mm", "5"],
         "config_long_value": ["train", ds, "--config", "radiomics_logreg", "--set",
                               "name=[" + ",".join(["123456789"] * 3000) + "]", "--out", t / "r_long"],
         # ---- run integrity
@@ -534,7 +536,7 @@ def test_segment_mask_over_a_user_file(cases):
     ("option_min_readers_nine", ["argument --min-readers", ">= 1 and <= 4", "got 9"]),
     ("option_jobs_zero", ["argument --jobs", ">= 1"]),
     ("option_folds_not_a_number", ["argument --folds", "expected an integer", "many"]),
-    ("option_diameter_zero", ["argument --diameter-mm", "> 0"]),
+    ("option_diameter_zero", ["argument --diameter-mm", "must be", "got 0"]),
     ("option_batch_size_zero", ["argument --batch-size", "> 0"]),
 ])
 def test_option_out_of_bounds(cases, name, words):
@@ -574,6 +576,12 @@ def test_yaml_too_large(cases):
 def test_config_is_a_folder(cases):
     """--config naming a folder: refused ('is a folder')."""
     refused(cases, "config_is_folder", "--config", "is a folder")
+
+
+def test_folder_where_a_file_is_expected(cases):
+    """ingest maxslice FOLDER and predict --image FOLDER: refused, saying a file is needed."""
+    refused(cases, "npz_is_folder", "is a folder", ".npz")
+    refused(cases, "image_is_folder", "must be a NIfTI", "file")
 
 
 def test_error_quotes_a_short_excerpt(cases):
