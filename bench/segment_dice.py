@@ -95,6 +95,12 @@ def lidc_3d(root: Path, crops: CropSet, cv: Path, n_folds: int, seed: int) -> No
             print(f"  {nodule_id}, {name}: 3D Dice {dice(res.mask, truth):.3f}; slices "
                   f"{_extent(res.mask)} vs consensus {_extent(truth)}; middle slice {k_seg} vs {k_true}; "
                   f"Dice on the consensus middle slice {dice(res.mask[k_true], truth[k_true]):.3f}")
+        per_slice = []
+        for k in np.flatnonzero(truth.any(axis=(1, 2))):  # a click on any slice of the nodule
+            r, c = seed_from_mask(truth[k])
+            per_slice.append(dice(load_segmenter().segment_3d(vol.hu, vol.spacing_mm, (c, r, int(k))).mask, truth))
+        print(f"  {nodule_id}, shipped U-Net, clicked at the centre of each of its {len(per_slice)} consensus slices: "
+              f"3D Dice {min(per_slice):.3f} to {max(per_slice):.3f} (mean {np.mean(per_slice):.3f})")
 
 
 def _extent(mask: np.ndarray) -> str:
