@@ -13,6 +13,7 @@ autorad evaluate       :func:`evaluate`
 autorad compare        :func:`compare`
 autorad predict        :func:`predict`
 autorad serve          :func:`serve` (and :func:`create_app` for the ASGI app)
+autorad segment        :func:`segment` (and :func:`segment_click`, :func:`segment_click_2d` on arrays)
 autorad run            :func:`run`
 =====================  =============================================
 
@@ -43,6 +44,9 @@ _EXPORTS = {
     "compare": "autorad.evaluate.compare",
     "compute_metrics": "autorad.evaluate.metrics",
     "predict": "autorad.predict",
+    "segment": "autorad.segment.command",
+    "segment_click": "autorad.segment",
+    "segment_click_2d": "autorad.segment",
     "serve": "autorad.serve",
     "create_app": "autorad.serve",
     "run": "autorad.pipeline",

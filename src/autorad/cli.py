@@ -13,11 +13,15 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 import traceback
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from pydantic import ValidationError
 
 from autorad import __version__
 from autorad.errors import AutoradError, describe_os_error
@@ -71,10 +75,11 @@ def _cmd_encoders(a: argparse.Namespace) -> int:
 
 
 def _cmd_embed(a: argparse.Namespace) -> int:
+    from autorad.devices import resolve_device
     from autorad.encoders.embed import embed_dataset
 
     out = embed_dataset(a.dataset, a.encoder, weights=a.weights, batch_size=a.batch_size,
-                        executor=a.executor, ray_address=a.address)
+                        executor=a.executor, ray_address=a.address, device=resolve_device(a.device, "--device"))
     print(f"embeddings written to {out}")
     return 0
 
@@ -124,6 +129,15 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment(a: argparse.Namespace) -> int:
+    from autorad.predict import parse_center
+    from autorad.segment.command import segment
+
+    print(json.dumps(segment(parse_center(a.center), a.out, dicom=a.dicom, image=a.image,
+                             diameter_mm=a.diameter_mm, overwrite=a.overwrite), indent=2))
+    return 0
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     from autorad.serve import serve
 
@@ -165,6 +179,8 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.autorad_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+    if quiet:
+        os.environ["AUTORAD_NO_PROGRESS"] = "1"  # no progress bars either
 
 
 class _Parser(argparse.ArgumentParser):
@@ -192,6 +208,19 @@ def bounded(model: Any, field: str, kind: type = int) -> Callable[[str], Any]:
     return _number(kind, checks)
 
 
+def config_option(model: Any, field: str, help: str, kind: type | None = None) -> dict[str, Any]:
+    """``add_argument`` keywords for an option that sets ``model.field``: its default, its choices (a Literal)
+    or its bounds (``kind`` given), and the help text with the default, all read from the config model."""
+    info = model.model_fields[field]
+    shown = "" if info.default is None else f" (default: {info.default})"
+    kw: dict[str, Any] = {"default": info.default, "help": help + shown}
+    if typing.get_origin(info.annotation) is typing.Literal:
+        kw["choices"] = list(typing.get_args(info.annotation))
+    elif kind is not None:
+        kw["type"] = bounded(model, field, kind)
+    return kw
+
+
 def positive(kind: type = float) -> Callable[[str], Any]:
     """An argparse ``type`` for a number > 0 (options that have no config field)."""
     return _number(kind, [(lambda v: v > 0, "> 0")])
@@ -217,7 +246,15 @@ def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Call
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig
+    from autorad.config import (
+        INGEST_SOURCES,
+        CropConfig,
+        DataConfig,
+        FoldConfig,
+        LabelConfig,
+        RadiomicsConfig,
+        TrainConfig,
+    )
 
     p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
@@ -229,37 +266,39 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a dataset folder (crops, masks, labels, patient-level folds) from LIDC "
                                    "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.",
                        epilog=EPILOG)
-    s.add_argument("source", choices=["lidc", "maxslice", "phantom"])
+    s.add_argument("source", choices=INGEST_SOURCES,
+                   help="lidc: DICOM with reader XML; maxslice: the LIDC max-slice NPZ; phantom: synthetic nodules")
     s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
     s.add_argument("--out", required=True, help="dataset folder to write (new or empty)")
-    s.add_argument("--label-rule", choices=["median", "mean"], default="median",
-                   help="how the readers' malignancy ratings become a label (default: median)")
-    s.add_argument("--min-readers", type=bounded(LabelConfig, "min_readers"), default=3,
-                   help="keep nodules rated by at least this many readers, 1-4 (default: 3)")
-    s.add_argument("--folds", type=bounded(FoldConfig, "n_folds"), default=5,
-                   help="number of patient-level folds, at least 2 (default: 5)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and of the phantom")
-    s.add_argument("--crop-factor", type=bounded(CropConfig, "factor", float), default=2.0,
-                   help="crop side as a multiple of the nodule's equivalent diameter, > 0 (default: 2)")
-    s.add_argument("--crop-min-px", type=bounded(CropConfig, "min_px"), default=16,
-                   help="smallest crop side in pixels, at least 4 (default: 16)")
-    s.add_argument("--n", type=bounded(DataConfig, "phantom_n"), default=240,
-                   help="phantom: number of nodules, at least 10 (default: 240)")
-    s.add_argument("--limit", type=bounded(DataConfig, "limit"), default=None,
-                   help="read only the first N nodules of the source, at least 1; nodules that then fail the "
-                        "--min-readers filter are dropped, so the dataset can hold fewer")
+    s.add_argument("--label-rule", **config_option(LabelConfig, "rule",
+                                                   "how the readers' malignancy ratings become a label"))
+    s.add_argument("--min-readers", **config_option(LabelConfig, "min_readers",
+                                                    "keep nodules rated by at least this many readers, 1-4", int))
+    s.add_argument("--folds", **config_option(FoldConfig, "n_folds", "number of patient-level folds, at least 2",
+                                              int))
+    s.add_argument("--seed", **config_option(FoldConfig, "seed", "seed of the fold assignment and of the phantom",
+                                             int))
+    s.add_argument("--crop-factor", **config_option(
+        CropConfig, "factor", "crop side as a multiple of the nodule's equivalent diameter, > 0", float))
+    s.add_argument("--crop-min-px", **config_option(CropConfig, "min_px", "smallest crop side in pixels, at least 4",
+                                                    int))
+    s.add_argument("--n", **config_option(DataConfig, "phantom_n", "phantom: number of nodules, at least 10", int))
+    s.add_argument("--limit", **config_option(
+        DataConfig, "limit", "read only the first N nodules of the source, at least 1; nodules that then fail the "
+        "--min-readers filter are dropped, so the dataset can hold fewer", int))
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_ingest, outputs={"out": "--out"})
 
     s = sub.add_parser("radiomics", help="extract PyRadiomics features for every nodule of a dataset",
                        epilog=EPILOG)
     s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
-    s.add_argument("--params", default="autorad_2d", help="shipped parameter set name or a PyRadiomics YAML")
-    s.add_argument("--mode", choices=["2d", "3d"], default="2d")
-    s.add_argument("--jobs", type=bounded(RadiomicsConfig, "jobs"), default=1,
-                   help="parallel worker processes, at least 1 (default: 1)")
-    s.add_argument("--executor", choices=["local", "ray"], default="local")
-    s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--params", **config_option(RadiomicsConfig, "params", "shipped parameter set name or a "
+                                               "PyRadiomics YAML (none: autorad_2d, or autorad_3d with --mode 3d)"))
+    s.add_argument("--mode", **config_option(RadiomicsConfig, "mode", "2d: the middle slice; 3d: the sub-volume"))
+    s.add_argument("--jobs", **config_option(RadiomicsConfig, "jobs", "parallel worker processes, at least 1", int))
+    s.add_argument("--executor", **config_option(RadiomicsConfig, "executor", "where the extractions run"))
+    s.add_argument("--address", **config_option(RadiomicsConfig, "ray_address",
+                                                "Ray cluster address (none: start a local Ray)"))
     s.set_defaults(func=_cmd_radiomics, outputs={"dataset": "DATASET"})
 
     s = sub.add_parser("encoders", help="list registered encoders", epilog=EPILOG)
@@ -273,7 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
     s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
     s.add_argument("--batch-size", type=positive(int), default=32, help="images per batch, at least 1")
-    s.add_argument("--executor", choices=["local", "ray"], default="local")
+    s.add_argument("--device", **config_option(TrainConfig, "device", "cpu, cuda, cuda:N or auto (the local "
+                                               "executor; Ray workers use their CPU)"))
+    s.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="embed in this process or as Ray tasks (default: local)")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     s.set_defaults(func=_cmd_embed, outputs={"dataset": "DATASET"})
 
@@ -327,12 +369,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_predict, outputs={"report": "--report"})
 
+    s = sub.add_parser("segment", help="segment one nodule of a CT from a click; write the mask as NIfTI",
+                       description="Segment the nodule under a click (a seed voxel) in 3D with the shipped click "
+                                   "segmenter and write the mask with the CT's geometry. See docs/segmentation.md.",
+                       epilog=EPILOG)
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dicom", help="folder holding one CT series")
+    src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
+    s.add_argument("--center", required=True, help="X,Y,Z voxel indices (column, row, slice in position order)")
+    s.add_argument("--diameter-mm", type=float, help="optional hint: the nodule's diameter, 2-100 mm")
+    s.add_argument("--out", required=True, help="mask file to write (.nii.gz, .nii or .nrrd)")
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_segment, outputs={"out": "--out"})
+
     s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction",
                        epilog=EPILOG)
     s.add_argument("run", help="trained run folder (the one holding final/model)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "see docs/viewer.md before exposing it)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="TCP port, 1-65535 (default: 8000)")
     s.add_argument("--max-upload-mb", type=positive(int), default=1024, help="largest upload accepted (MB)")
     s.add_argument("--max-volumes", type=positive(int), default=4, help="open volumes kept in memory")
     s.set_defaults(func=_cmd_serve)
@@ -350,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # what argparse itself already takes as a value
+
+
 def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """``--center -1,360,7`` -> ``--center=-1,360,7``: argparse would take a value starting with '-' for an
     option and say "expected one argument"; a value that is no known option is joined to its option."""
@@ -360,7 +418,7 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[
         ps = parsers.pop()
         for action in ps._actions:
             known.update(action.option_strings)
-            if action.option_strings and action.nargs != 0:
+            if action.option_strings and action.nargs is None:  # exactly one value
                 takes_value.update(action.option_strings)
             if isinstance(action, argparse._SubParsersAction):
                 parsers.extend(action.choices.values())
@@ -368,9 +426,10 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[
     i = 0
     while i < len(argv):
         tok = argv[i]
-        if tok in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--" \
-                and argv[i + 1].split("=", 1)[0] not in known:
-            out.append(f"{tok}={argv[i + 1]}")
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if tok in takes_value and nxt.startswith("-") and nxt != "--" and not NEGATIVE_NUMBER.match(nxt) \
+                and nxt.split("=", 1)[0] not in known:
+            out.append(f"{tok}={nxt}")
             i += 2
             continue
         out.append(tok)
@@ -415,6 +474,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autorad: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except ValidationError as err:  # a value the options did not check (they should): still the user's value
+        from autorad.config import format_validation_error
+
+        print(f"autorad: error: {_one_line(format_validation_error(err, args.command))}", file=sys.stderr)
+        return 2
     except OSError as err:
         line = describe_os_error(err, _output_options(args))
         if line is None:

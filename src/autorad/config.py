@@ -13,8 +13,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autorad import CLASS_NAMES
 from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
+from autorad.safe_yaml import excerpt, load_yaml_file, load_yaml_text
+
+INGEST_SOURCES = ("lidc", "maxslice", "phantom")  # what `autorad ingest` reads
 
 
 class _Strict(BaseModel):
@@ -45,7 +49,7 @@ class FoldConfig(_Strict):
 class DataConfig(_Strict):
     """Which source to ingest and how."""
 
-    source: Literal["phantom", "maxslice", "lidc", "dataset"] = "phantom"
+    source: Literal[(*INGEST_SOURCES, "dataset")] = "phantom"  # "dataset": a folder ingested before
     path: str | None = None  # DICOM root, NPZ file or an existing dataset folder; None for phantom
     labels: LabelConfig = LabelConfig()
     crop: CropConfig = CropConfig()
@@ -58,7 +62,7 @@ class DataConfig(_Strict):
 class RadiomicsConfig(_Strict):
     """PyRadiomics extraction settings."""
 
-    params: str = "autorad_2d"  # a shipped parameter file name, or a path to a PyRadiomics YAML
+    params: str | None = None  # a shipped parameter set name or a PyRadiomics YAML; None: the mode's own set
     mode: Literal["2d", "3d"] = "2d"
     jobs: int = Field(1, ge=1)
     executor: Literal["local", "ray"] = "local"
@@ -76,7 +80,7 @@ class ModelConfig(_Strict):
     text_weights: str | None = None
     n_ctx: int = Field(50, ge=1)
     ctx_init: str | None = None  # e.g. "a CT image of a" (its tokens initialise the first context vectors)
-    class_names: list[str] = ["benign", "unsure", "malignant"]
+    class_names: list[str] = list(CLASS_NAMES)  # the word each class has in the prompts, in CLASS_NAMES order
     metanet_hidden: int | None = None  # None = input_dim // 16 as in CoCoOp
     logit_scale_init: float = Field(4.6052, description="log(100), CLIP's value")
     learn_logit_scale: bool = True
@@ -102,8 +106,9 @@ class ModelConfig(_Strict):
     @field_validator("class_names")
     @classmethod
     def _three_classes(cls, v: list[str]) -> list[str]:
-        if len(v) != 3:
-            raise ValueError("class_names must list exactly 3 names (benign, unsure, malignant order)")
+        if len(v) != len(CLASS_NAMES):
+            raise ValueError(f"class_names must list exactly {len(CLASS_NAMES)} names ({', '.join(CLASS_NAMES)} "
+                             "order)")
         return v
 
 
@@ -143,12 +148,12 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{loc}'"
-    return f"{source}: key '{loc}': {first['msg']} (got {first.get('input')!r})"
+    return f"{source}: key '{loc}': {first['msg']} (got {excerpt(first.get('input'))})"
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -158,13 +163,15 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentC
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def _resolve_config_path(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists() and p.suffix == "" and (shipped := shipped_config_path(str(path))) is not None:
         return shipped
+    if p.is_dir():
+        raise ConfigError(f"--config {path} is a folder; give a YAML file or a shipped config name")
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     return p
@@ -180,10 +187,7 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 def load_raw_config(path: str | Path, _depth: int = 0) -> dict[str, Any]:
     """The YAML mapping of a config, with ``extends: OTHER`` resolved (OTHER's keys, overridden by this file's)."""
     p = _resolve_config_path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = load_yaml_file(p) or {}  # bounded: size, aliases, duplicate keys (autorad.safe_yaml)
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
     parent = raw.pop("extends", None)
@@ -207,10 +211,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, value = item.split("=", 1)
         keys = dotted.strip().split(".")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+        parsed = load_yaml_text(value, f"--set {excerpt(item)}")
         node = raw
         for k in keys[:-1]:
             node[k] = dict(node.get(k) or {})

@@ -167,7 +167,9 @@ def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarr
             arrays.update(volume_hu=volume_hu, volume_mask=volume_mask)
         table.image = np.asarray(loaded.encoder.embed([encoder_input(arrays, loaded.encoder)]), dtype=np.float32)
     proba = loaded.model.predict_proba(table)[0]
-    warnings = []
+    from autorad.train.checkpoint import version_note
+
+    warnings = [note] if (note := version_note(loaded.meta)) else []
     if needs.needs_radiomics and status != "ok":
         warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
                         "medians, so the radiomics part of this prediction says little about the nodule")

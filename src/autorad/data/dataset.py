@@ -29,7 +29,7 @@ from autorad import CLASS_NAMES
 from autorad.config import CropConfig, FoldConfig, LabelConfig
 from autorad.data.crop import crop_nodule, equivalent_diameter_mm
 from autorad.data.folds import assign_folds
-from autorad.data.labels import label_from_ratings, malignancy_score
+from autorad.data.labels import MAX_READERS, label_from_ratings, malignancy_score
 from autorad.errors import InputError
 from autorad.io import atomic_dir, hash_file, write_json
 from autorad.outputs import write_marker
@@ -38,7 +38,6 @@ from autorad.progress import progress
 FORMAT_VERSION = 1
 RATING_NAMES: tuple[str, ...] = ("subtlety", "internalstructure", "calcification", "sphericity", "margin",
                                  "lobulation", "spiculation", "texture", "malignancy")
-MAX_READERS = 4
 
 
 def rating_columns() -> list[str]:

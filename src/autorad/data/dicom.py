@@ -13,7 +13,7 @@ files; they must not be written to outputs.
 
 from __future__ import annotations
 
-import hashlib
+import os
 import re
 import warnings
 from collections import Counter
@@ -24,21 +24,23 @@ from typing import Any
 import numpy as np
 
 from autorad.errors import InputError
+from autorad.pseudonym import pseudonym
 
 LIDC_PATIENT_RE = re.compile(r"^LIDC-IDRI-\d{4}$")
 TCIA_UID_ROOT = "1.3.6.1.4.1.14519."  # UIDs re-issued by TCIA's de-identification (LIDC-IDRI and others)
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 NIFTI_NRRD_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
+MASK_WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")  # single-file formats (a .nhdr would need a second file)
 GAP_FACTOR = 1.5  # a step in z larger than 1.5 x the typical slice spacing means slices are missing
 POSITION_TOL_MM = 1e-3
 
 
 def _anon(text: str) -> str:
-    return "anon-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return pseudonym(text)
 
 
 def pseudonymize_patient_id(patient_id: str | None, fallback: str = "") -> str:
-    """Keep an LIDC pseudonym (``LIDC-IDRI-NNNN``); otherwise ``anon-`` + first 12 hex of sha256(PatientID).
+    """Keep an LIDC pseudonym (``LIDC-IDRI-NNNN``); otherwise a keyed pseudonym (:mod:`autorad.pseudonym`).
 
     An empty PatientID is replaced by the pseudonym of ``fallback`` (e.g. the series UID) so unrelated
     series do not share one id.
@@ -50,7 +52,7 @@ def pseudonymize_patient_id(patient_id: str | None, fallback: str = "") -> str:
 
 
 def pseudonymize_uid(uid: str | None) -> str:
-    """Keep a UID re-issued by TCIA's de-identification (root 1.3.6.1.4.1.14519.); otherwise ``anon-`` + hash.
+    """Keep a UID re-issued by TCIA's de-identification (root 1.3.6.1.4.1.14519.); otherwise a keyed pseudonym.
 
     Original UIDs can embed dates, device serials and institution roots, so they are never written as is.
     """
@@ -325,6 +327,8 @@ def _read_sitk(path: Path, what: str) -> Any:
         raise InputError(f"{what} file not found: {path}")
     if not path.is_file() or not _is_image_file(path):
         raise InputError(f"{what} must be a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file: {path.name}")
+    if not os.access(path, os.R_OK):  # SimpleITK would say "does not exist"
+        raise InputError(f"cannot read {what} file {path}: permission denied")
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -387,3 +391,37 @@ def load_mask_file(path: str | Path, like: CTVolume) -> np.ndarray:
     if not mask.any():
         raise InputError(f"mask {path.name} is empty (no voxel above 0)")
     return mask
+
+
+def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
+    """Write a (D, H, W) mask as a uint8 NIfTI / NRRD image with ``like``'s geometry, atomically.
+
+    The file appears complete or not at all (written beside ``path`` under a temporary name, then renamed).
+    Whether ``path`` may be written at all is the caller's decision.
+    """
+    import os
+    import tempfile
+
+    import SimpleITK as sitk  # noqa: N813
+
+    path = Path(path)
+    m = np.asarray(mask)
+    if m.shape != like.hu.shape:
+        raise InputError(f"mask shape {m.shape} differs from the image's {like.hu.shape}")
+    suffix = next((s for s in MASK_WRITE_SUFFIXES if path.name.lower().endswith(s)), None)
+    if suffix is None:
+        raise InputError(f"the mask file must end in .nii, .nii.gz or .nrrd: {path.name}")
+    img = sitk.GetImageFromArray(m.astype(np.uint8))
+    img.CopyInformation(like.to_sitk())
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(img, tmp, useCompression=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

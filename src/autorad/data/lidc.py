@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autorad.data.consensus import MAX_READERS, cluster_outlines, consensus_mask, outline_mask
+from autorad.data.consensus import CONSENSUS_LEVEL, cluster_outlines, consensus_mask, outline_mask
 from autorad.data.dataset import NoduleRecord, Skip
 from autorad.data.dicom import (
     CTVolume,
@@ -32,10 +32,10 @@ from autorad.data.dicom import (
     load_series,
     pseudonymize_patient_id,
 )
+from autorad.data.labels import MAX_READERS
 from autorad.data.lidc_xml import LidcAnnotations, ReaderNodule, parse_lidc_xml
 from autorad.errors import InputError
 
-CONSENSUS_LEVEL = 0.5
 PAD_INPLANE_PX = 10
 PAD_SLICES = 2
 
@@ -222,18 +222,14 @@ def _iter_folders(folders: list[SeriesFolder], limit: int | None) -> Iterator[No
             continue
         try:
             ann = _read_annotations(sf.xml_files)
+            vol = load_series(sf.path) if ann.nodules else None  # the pixels only when there is a nodule
         except InputError as err:
             yield Skip(series_id, pid, f"series skipped: {err}")
             continue
-        if not ann.nodules:
+        if vol is None:
             yield Skip(series_id, pid, f"annotation XML lists no nodule of 3 mm or more "
                                        f"({ann.n_small_nodules} marks of smaller nodules and "
                                        f"{ann.n_non_nodules} non-nodule marks ignored)")
-            continue
-        try:
-            vol = load_series(sf.path)
-        except InputError as err:
-            yield Skip(series_id, pid, f"series skipped: {err}")
             continue
         first = per_patient.get(vol.patient_id, 0) + 1
         for rec in nodules_of_series(vol, ann, first_number=first):
