@@ -635,9 +635,10 @@ def test_config_is_a_folder(cases):
 
 
 def test_folder_where_a_file_is_expected(cases):
-    """ingest maxslice FOLDER and predict --image FOLDER: refused, saying a file is needed."""
+    """ingest maxslice FOLDER and predict --image FOLDER: refused, naming the folder (and, for the NPZ, saying
+    a file is needed)."""
     refused(cases, "npz_is_folder", "is a folder", ".npz")
-    refused(cases, "image_is_folder", "must be a NIfTI", "file")
+    refused(cases, "image_is_folder", "thesis")
 
 
 def test_error_quotes_a_short_excerpt(cases):
