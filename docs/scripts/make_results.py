@@ -311,6 +311,9 @@ def render(lines: list[str], fusion: list[str], masks: list[str], missing: list[
         "Every number below is printed by one command (cached runs are reused; a fresh `--out` retrains all):\n",
         "```bash\nAUTORAD_SHARED_DATA=../shared/data python docs/scripts/make_results.py --out runs/results "
         f"--seeds {args.seeds}{' --masks ' + ' '.join(args.masks or MASKS) if args.masks is not None else ''}\n```\n",
+        ("This version was written with `--report-only` over runs trained earlier by the same training code "
+         "(identical configs, fewer seeds where the seeds column says so); nothing was retrained for it.\n"
+         if args.report_only else ""),
         "Data: `lidc_maxslice_dev.npz`, median of >= 3 readers' malignancy ratings (1,086 nodules: benign 362 / "
         "unsure 409 / malignant 315; 546 patients), the same 5 patient-level folds (stratified, seed 0) for every "
         "row. Schedule of every prompt learner: `offline_cpu` (n_ctx 4, 4 epochs, lr 2e-3, EfficientNet-Lite0 + "
