@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from autorad import __version__
+from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
 from autorad.errors import AutoradError
 
 
@@ -102,11 +103,31 @@ def _cmd_compare(a: argparse.Namespace) -> int:
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from autorad.predict import parse_center, predict
+    from autorad.predict import parse_center, predict, predict_batch
+    from autorad.predictor import warn_stderr
 
+    if a.nodules is not None:
+        single = [o for o, v in (("--mask", a.mask), ("--center", a.center), ("--diameter-mm", a.diameter_mm),
+                                 ("--label", a.label), ("--report", a.report), ("--save-mask", a.save_mask),
+                                 ("--dicom-seg", a.dicom_seg), ("--dicom-sr", a.dicom_sr)) if v is not None]
+        if single or a.disk:
+            raise AutoradError(f"--nodules takes the nodules from its CSV; {', '.join(single) or '--disk'} "
+                               "belongs to a single prediction")
+        if a.out is None:
+            raise AutoradError("--nodules needs --out FOLDER for the table and the per-nodule JSON files")
+        table = predict_batch(a.run, a.nodules, a.out)
+        ok = int((table["error"] == "").sum())
+        print(f"{ok} of {len(table)} nodules predicted; table: {Path(a.out) / 'predictions.csv'}")
+        for _, row in table[table["error"] != ""].iterrows():
+            print(f"autorad: warning: nodule {row['id']}: {row['error']}", file=sys.stderr)
+        return 0
+    if a.out is not None:
+        raise AutoradError("--out is for --nodules; a single prediction prints its JSON (use --report etc.)")
     result = predict(a.run, dicom=a.dicom, image=a.image, mask=a.mask,
                      center=parse_center(a.center) if a.center else None, diameter_mm=a.diameter_mm,
-                     report=a.report)
+                     label=a.label, disk=a.disk, report=a.report, save_mask=a.save_mask, dicom_seg=a.dicom_seg,
+                     dicom_sr=a.dicom_sr)
+    warn_stderr(result)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -134,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-readers", type=int, default=3)
     s.add_argument("--folds", type=int, default=5)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--crop-factor", type=float, default=2.0)
-    s.add_argument("--crop-min-px", type=int, default=16)
+    s.add_argument("--crop-factor", type=float, default=CROP_FACTOR)
+    s.add_argument("--crop-min-px", type=int, default=CROP_MIN_PX)
     s.add_argument("--n", type=int, default=240, help="phantom: number of nodules")
     s.add_argument("--limit", type=int, default=None, help="keep only the first N nodules")
     s.set_defaults(func=_cmd_ingest)
@@ -191,15 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="write the table here (.md and .csv)")
     s.set_defaults(func=_cmd_compare)
 
-    s = sub.add_parser("predict", help="run a trained model on one nodule of a new CT")
+    s = sub.add_parser("predict", help="run a trained model on nodules of new CTs")
     s.add_argument("run")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--dicom", help="folder holding one CT series")
     src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
-    s.add_argument("--mask", help="nodule mask with the image's geometry")
-    s.add_argument("--center", help="X,Y,Z voxel indices (column, row, slice in position order)")
-    s.add_argument("--diameter-mm", type=float, help="with --center: diameter of the round mask")
-    s.add_argument("--report", help="write an HTML report here")
+    src.add_argument("--nodules", help="CSV with one nodule per row (columns ct, center or mask; optional id, "
+                                       "diameter_mm, label, disk); writes a table and JSON per nodule to --out")
+    s.add_argument("--mask", help="nodule mask with the image's geometry (binary, or a label map with --label)")
+    s.add_argument("--label", type=int, help="with --mask: the label of the nodule in a label map")
+    s.add_argument("--center", help="X,Y,Z voxel indices (column, row, slice in position order) of a click inside "
+                                    "the nodule; the nodule is segmented from it")
+    s.add_argument("--diameter-mm", type=float, help="with --center: the nodule's size as a hint to the "
+                                                      "segmentation (2-100 mm), or the disk's diameter with --disk")
+    s.add_argument("--disk", action="store_true", help="with --center and --diameter-mm: use a drawn disk instead "
+                                                        "of segmenting (stated as such in every output)")
+    s.add_argument("--report", help="write an HTML report here (.html)")
+    s.add_argument("--save-mask", help="write the mask used here (.nii.gz / .nii / .nrrd, the CT's geometry)")
+    s.add_argument("--dicom-seg", help="with --dicom: write the mask as a DICOM SEG file (.dcm)")
+    s.add_argument("--dicom-sr", help="with --dicom: write a DICOM SR measurement report (TID 1500, .dcm)")
+    s.add_argument("--out", help="with --nodules: the output folder (new or empty)")
     s.set_defaults(func=_cmd_predict)
 
     s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")

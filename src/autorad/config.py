@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
 from autorad.errors import ConfigError
 
 
@@ -30,8 +31,8 @@ class LabelConfig(_Strict):
 class CropConfig(_Strict):
     """The encoder crop: a square of ``factor`` x equivalent diameter around the nodule, at least ``min_px``."""
 
-    factor: float = Field(2.0, gt=0)
-    min_px: int = Field(16, ge=4)
+    factor: float = Field(CROP_FACTOR, gt=0)
+    min_px: int = Field(CROP_MIN_PX, ge=4)
 
 
 class FoldConfig(_Strict):
