@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from autorad.encoders import load_encoder
-from autorad.prompts import build_prompt_learner
+from autorad.train.kinds.prompting import build_learner
 
 
 def step(learner, forward, img, rad, y, opt) -> tuple[float, float]:
@@ -47,8 +47,8 @@ def main() -> None:
     torch.manual_seed(0)
     text = load_encoder(a.text)
     classes = ["benign", "unsure", "malignant"]
-    learner = build_prompt_learner(a.kind, text, classes, image_dim=a.image_dim, radiomics_dim=a.radiomics_dim,
-                                   n_ctx=a.n_ctx)
+    learner = build_learner(a.kind, text, classes, image_dim=a.image_dim, radiomics_dim=a.radiomics_dim,
+                            n_ctx=a.n_ctx)
     params = [p for p in learner.parameters() if p.requires_grad]
     g = torch.Generator().manual_seed(1)
     img = torch.randn(a.batch, a.image_dim, generator=g)

@@ -11,11 +11,14 @@ import torch.nn.functional as F
 
 from autorad.encoders import load_encoder
 from autorad.errors import CheckpointError, ConfigError, InputError
-from autorad.prompts import KINDS, build_prompt_learner
 from autorad.prompts.text import prompt_texts
+from autorad.train.kinds import get_kind, kind_names
+from autorad.train.kinds.prompting import PromptModel
+from autorad.train.kinds.prompting import build_learner as build_prompt_learner
 
 torch.set_num_threads(1)
 CLASSES = ["benign", "unsure", "malignant"]
+KINDS = [k for k in kind_names() if issubclass(get_kind(k), PromptModel)]  # every registered prompt learner
 
 
 @pytest.fixture(scope="module")

@@ -117,15 +117,15 @@ def test_one_class_dataset_is_refused(small_maxslice_dataset, tmp_path):
 
 def test_learner_init_does_not_depend_on_process_history(small_maxslice_dataset):
     """Same seed, same fold: identical initial prompts whether or not the text encoder was loaded before."""
-    from autorad.train import models
-    from autorad.train.models import make_model
+    from autorad.train.kinds import make_model
+    from autorad.train.kinds.prompting import load_text_encoder
 
     # the real MiniLM: loading it draws from torch's global generator (tiny-text uses its own)
     cfg = load_config("offline", ["model.kind=coop", *TINY, "model.text_encoder=minilm-l6-text", "train.epochs=1"])
     table = build_features(small_maxslice_dataset, cfg)
     states = []
     for _ in range(2):
-        models._TEXT_ENCODERS.clear()  # first fit loads the encoder, as in a fresh process
+        load_text_encoder.cache_clear()  # first fit loads the encoder, as in a fresh process
         m = make_model(cfg.model)
         m.fit(table, cfg.train, fold=0)
         states.append({k: v.clone() for k, v in m.learner.learnable_state_dict().items()})

@@ -69,8 +69,7 @@ class RadiomicsConfig(_Strict):
 class ModelConfig(_Strict):
     """The classifier: an AutoRad prompt learner or a baseline."""
 
-    kind: Literal["autorad", "coop", "cocoop", "autorad_image", "linear_probe", "radiomics_logreg",
-                  "radiomics_gbm"] = "autorad"
+    kind: str = "autorad"  # a registered model kind (autorad.train.kinds)
     vision_encoder: str = "aimv2-large-patch14-224"
     text_encoder: str = "clip-vit-b16-text"
     vision_weights: str | None = None  # local path or hub id; None = the registry entry's own source
@@ -87,6 +86,15 @@ class ModelConfig(_Strict):
     gbm_learning_rate: float = Field(0.05, gt=0)
     gbm_max_leaf_nodes: int = Field(15, ge=2)
     gbm_max_bins: int = Field(32, ge=2, le=255)  # 32 bins: ~25x faster than 255 on 1,497 features, same accuracy
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_kind(cls, v: str) -> str:
+        from autorad.train.kinds import kind_names  # the registry of model kinds is the only list of them
+
+        if v not in kind_names():
+            raise ValueError(f"unknown model kind; choose one of {', '.join(kind_names())}")
+        return v
 
     @field_validator("class_names")
     @classmethod

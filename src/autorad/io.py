@@ -104,6 +104,12 @@ def hash_arrays(*arrays: np.ndarray, extra: Any = None) -> str:
     return h.hexdigest()
 
 
+def hash_json(obj: Any, length: int | None = None) -> str:
+    """SHA-256 of ``obj`` as key-sorted JSON (the fingerprint of settings; first ``length`` hex digits)."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()
+    return digest[:length] if length else digest
+
+
 def hash_file(path: Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes."""
     h = hashlib.sha256()

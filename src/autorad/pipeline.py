@@ -4,7 +4,6 @@ offline encoders)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from autorad.config import DataConfig, ExperimentConfig, load_config
 from autorad.data.dataset import Dataset, class_count_line
 from autorad.errors import ConfigError, InputError
-from autorad.io import write_json
+from autorad.io import hash_json, write_json
 from autorad.paths import SHARED_DATA_ENV, shared_data_dir
 from autorad.train.cv import log
 
@@ -44,7 +43,7 @@ def resolve_out_dir(cfg: ExperimentConfig, out: str | Path | None) -> Path:
 
 
 def _data_key(data: DataConfig) -> str:
-    return hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    return hash_json(data.model_dump(mode="json"), 16)
 
 
 def prepare_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:

@@ -40,7 +40,8 @@ from autorad.nodule_input import (
     disk_mask,
     series_warnings,
 )
-from autorad.train.features import NEEDS_IMAGE, NEEDS_RADIOMICS, FeatureTable
+from autorad.train.features import FeatureTable
+from autorad.train.kinds import get_kind
 
 MODEL_WORDS = {
     "autorad": "AutoRad-Lung prompt learner: a frozen image encoder embeds the nodule crop, a frozen text encoder "
@@ -77,15 +78,16 @@ class Predictor:
         self.device = device
         self.cfg = config_from_dict(meta["config"], source=str(self.run_dir / "final" / "model" / "model.json"))
         self.kind = self.cfg.model.kind
+        self.needs = get_kind(self.kind)  # the registry entry: which features the model needs
         self.crop = CropConfig(**(meta.get("dataset") or {}).get("crop") or {})
         self.encoder = None
-        if self.kind in NEEDS_IMAGE:
+        if self.needs.needs_image:
             from autorad.encoders import load_encoder
 
             self.encoder = load_encoder(self.cfg.model.vision_encoder, weights=self.cfg.model.vision_weights,
                                         device=device)
         self.radiomics_params = None
-        if self.kind in NEEDS_RADIOMICS:
+        if self.needs.needs_radiomics:
             from autorad.radiomics.extract import resolve_params
 
             self.radiomics_params = resolve_params(self.cfg.radiomics)
@@ -138,11 +140,16 @@ class Predictor:
                 "macro_auc_fold_std": std.get("macro_auc"), "ece": pooled.get("ece"),
                 "unsure_f1": ((pooled.get("per_class") or {}).get("unsure") or {}).get("f1")}
 
+    def in_words(self) -> str:
+        """What the model is, for a clinician (the kind's own ``in_words``, else its docstring's first line)."""
+        words = getattr(self.needs, "in_words", None) or MODEL_WORDS.get(self.kind)
+        return words or ((self.needs.__doc__ or self.kind).strip().splitlines()[0])
+
     def describe(self) -> dict[str, Any]:
         """What the model is, in words and names (for outputs and reports)."""
-        vision = self.cfg.model.vision_encoder if self.kind in NEEDS_IMAGE else None
-        text = self.cfg.model.text_encoder if self.kind in NEEDS_IMAGE and self.kind != "linear_probe" else None
-        return {"run": self.run_dir.name, "kind": self.kind, "in_words": MODEL_WORDS.get(self.kind, self.kind),
+        vision = self.cfg.model.vision_encoder if self.needs.needs_image else None
+        text = self.cfg.model.text_encoder if self.needs.needs_text else None
+        return {"run": self.run_dir.name, "kind": self.kind, "in_words": self.in_words(),
                 "trained_on": self.trained_on, "simulated_training_data": self.simulated,
                 "autorad_version": self.meta.get("autorad_version"), "vision_encoder": vision,
                 "text_encoder": text, "cross_validation": self.cv_metrics}
@@ -153,7 +160,7 @@ class Predictor:
         n = len(nodules)
         table = FeatureTable(nodule_ids=np.array([f"new{i}" for i in range(n)]), patient_ids=np.array(["new"] * n),
                              folds=np.zeros(n, dtype=np.int64), y=np.zeros(n, dtype=np.int64))
-        if self.kind in NEEDS_RADIOMICS:
+        if self.needs.needs_radiomics:
             from autorad.radiomics.extract import extract_one, radiomics_inputs
 
             names = self.meta["radiomics_names"]
@@ -168,7 +175,7 @@ class Predictor:
             table.radiomics = np.array(rows, dtype=np.float64).reshape(n, len(names))
             table.radiomics_names = list(names)
             table.radiomics_status = np.array(statuses)
-        if self.kind in NEEDS_IMAGE:
+        if self.needs.needs_image:
             from autorad.encoders.embed import encoder_input
 
             images = [encoder_input(a, self.encoder) for a in nodules]
@@ -231,7 +238,7 @@ class Predictor:
         proba, status = self.predict_proba_arrays([arrays], [nod.pixel_spacing_mm])
         p = proba[0]
         warnings = self.model_warnings() + series_warnings(vol) + list(nm.warnings)
-        if self.kind in NEEDS_RADIOMICS and status[0] != "ok":
+        if self.needs.needs_radiomics and status[0] != "ok":
             warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
                             "medians, so the radiomics part of this prediction says little about the nodule")
         voxel_mm3 = float(np.prod(vol.spacing_mm))
@@ -248,7 +255,7 @@ class Predictor:
             "nodule_center_xyz": [int(round(cols.mean())), int(round(rows.mean())), int(nod.slice_index)],
             "equivalent_diameter_mm": round(equivalent_diameter_mm(nod.slice_mask, nod.pixel_spacing_mm), 3),
             "pixel_spacing_mm": round(float(nod.pixel_spacing_mm), 5),
-            "radiomics_status": status[0] if self.kind in NEEDS_RADIOMICS else "not used",
+            "radiomics_status": status[0] if self.needs.needs_radiomics else "not used",
             "model": self.describe(),
             "seconds": round(time.perf_counter() - t0, 3),
         }

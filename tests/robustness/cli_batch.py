@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRELOAD = ("autorad.cli", "autorad.config", "autorad.train.cv", "autorad.predict", "autorad.data.dicom",
-           "autorad.data.ingest", "autorad.evaluate.apply", "autorad.evaluate.report", "autorad.train.models",
+           "autorad.data.ingest", "autorad.evaluate.apply", "autorad.evaluate.report", "autorad.train.kinds",
            "autorad.radiomics.extract", "pydicom", "SimpleITK", "sklearn.linear_model", "torch", "pandas")
 
 

@@ -12,7 +12,6 @@ the rest. Training reads the cache and never runs the vision encoder again.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import io
 import json
@@ -27,7 +26,7 @@ from autorad.data.dataset import Dataset
 from autorad.encoders.base import VisionEncoder
 from autorad.encoders.registry import EncoderEntry, get_entry
 from autorad.errors import AutoradError, InputError, MissingDependencyError
-from autorad.io import atomic_write_bytes, hash_file, write_json
+from autorad.io import atomic_write_bytes, hash_file, hash_json, write_json
 from autorad.progress import progress
 
 CACHE_VERSION = 1
@@ -78,7 +77,7 @@ def cache_key(dataset: Dataset, entry: EncoderEntry, weights: str | None) -> dic
 def cache_paths(dataset: Dataset, entry: EncoderEntry, weights: str | None) -> tuple[Path, Path, Path, dict]:
     """(final .npz, metadata .json, partial folder, key) for this dataset / encoder / weights."""
     key = cache_key(dataset, entry, weights)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    digest = hash_json(key, 16)
     base = dataset.path / "embeddings"
     stem = f"{entry.name}-{digest}"
     return base / f"{stem}.npz", base / f"{stem}.json", base / f".partial-{stem}", key

@@ -1,6 +1,6 @@
-"""Prompt learners (CoOp, CoCoOp, AutoRad) over frozen text encoders."""
+"""Prompt learning over frozen encoders (the maths); which learner a model kind uses lives in autorad.train.kinds."""
 
-from autorad.prompts.learners import KINDS, PromptLearner, build_prompt_learner
+from autorad.prompts.learners import CONDITIONING_INPUTS, PromptLearner
 from autorad.prompts.metanet import MetaNet
 
-__all__ = ["KINDS", "MetaNet", "PromptLearner", "build_prompt_learner"]
+__all__ = ["CONDITIONING_INPUTS", "MetaNet", "PromptLearner"]

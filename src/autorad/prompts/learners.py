@@ -1,12 +1,13 @@
-"""Prompt learners over frozen encoders: CoOp, CoCoOp, AutoRad (radiomics-conditioned) and AutoRad+image.
+"""Prompt learners over frozen encoders: the prompt maths shared by CoOp, CoCoOp, AutoRad and AutoRad+image.
 
 For class c and nodule b the prompt is ``[BOS] (ctx_1 + d_b) .. (ctx_n + d_b) {class c}. [EOS]``, where the
-ctx_i are learned vectors in the text encoder's token-embedding space and d_b is
+ctx_i are learned vectors in the text encoder's token-embedding space and d_b depends on ``conditioning``, the
+inputs the MetaNet sees (each model kind in :mod:`autorad.train.kinds` names its own):
 
-- 0 for ``coop`` (so the C text features are computed once per step, not B times),
-- MetaNet(image embedding) for ``cocoop``,
-- MetaNet(preprocessed radiomics vector) for ``autorad`` (the paper),
-- MetaNet(concat(image embedding, radiomics)) for ``autorad_image``.
+- ``()``: d_b = 0 (CoOp; the C text features are computed once per step, not B times),
+- ``("image",)``: MetaNet(image embedding) (CoCoOp),
+- ``("radiomics",)``: MetaNet(preprocessed radiomics vector) (AutoRad, the paper),
+- ``("image", "radiomics")``: MetaNet(concat(image embedding, radiomics)) (AutoRad+image).
 
 logits[b, c] = exp(s) * cos(P v_b, t_{b,c}), with v_b the frozen image embedding, P a learned linear projection
 into the text space when the dimensions differ (identity otherwise), t_{b,c} the frozen text encoder's output for
@@ -30,25 +31,27 @@ from autorad.errors import CheckpointError, ConfigError, InputError
 from autorad.prompts.metanet import MetaNet
 from autorad.prompts.text import init_context, tokenize_prompts
 
-KINDS = ("coop", "cocoop", "autorad", "autorad_image")
+CONDITIONING_INPUTS = ("image", "radiomics")  # what a MetaNet may see, in concatenation order
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(s) at 100
 
 
 class PromptLearner(nn.Module):
-    """A prompt learner of one ``kind`` over a frozen text encoder (see the module docstring for the maths)."""
+    """A prompt learner over a frozen text encoder, conditioned on ``conditioning`` (see the module docstring)."""
 
-    def __init__(self, kind: str, text_encoder: TextEncoder, class_names: Sequence[str], image_dim: int,
-                 radiomics_dim: int = 0, n_ctx: int = 50, ctx_init: str | None = None,
+    def __init__(self, conditioning: Sequence[str], text_encoder: TextEncoder, class_names: Sequence[str],
+                 image_dim: int, radiomics_dim: int = 0, n_ctx: int = 50, ctx_init: str | None = None,
                  metanet_hidden: int | None = None, logit_scale_init: float = math.log(100.0),
                  learn_logit_scale: bool = True):
         super().__init__()
-        if kind not in KINDS:
-            raise ConfigError(f"unknown prompt learner {kind!r}; choose one of {', '.join(KINDS)}")
-        if kind in ("autorad", "autorad_image") and radiomics_dim < 1:
-            raise ConfigError(f"{kind} needs radiomics features (radiomics_dim={radiomics_dim})")
+        unknown = [c for c in conditioning if c not in CONDITIONING_INPUTS]
+        if unknown:
+            raise ConfigError(f"unknown conditioning input(s) {unknown}; choose from {', '.join(CONDITIONING_INPUTS)}")
+        if "radiomics" in conditioning and radiomics_dim < 1:
+            raise ConfigError(f"a prompt learner conditioned on radiomics needs radiomics features "
+                              f"(radiomics_dim={radiomics_dim})")
         if not class_names:
             raise ConfigError("class_names is empty")
-        self.kind = kind
+        self.conditioning = tuple(c for c in CONDITIONING_INPUTS if c in conditioning)
         self.class_names = list(class_names)
         self.n_ctx = n_ctx
         self.image_dim, self.radiomics_dim = int(image_dim), int(radiomics_dim)
@@ -65,8 +68,8 @@ class PromptLearner(nn.Module):
         self.register_buffer("token_suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)  # class, ".", [EOS]
 
         self.ctx = nn.Parameter(init_context(text_encoder, n_ctx, ctx_init))
-        meta_in = {"coop": 0, "cocoop": self.image_dim, "autorad": self.radiomics_dim,
-                   "autorad_image": self.image_dim + self.radiomics_dim}[kind]
+        meta_in = {"image": self.image_dim, "radiomics": self.radiomics_dim}
+        meta_in = sum(meta_in[c] for c in self.conditioning)
         self.metanet = MetaNet(meta_in, text_encoder.width, metanet_hidden) if meta_in else None
         self.projection: nn.Module = (nn.Linear(self.image_dim, text_encoder.dim, bias=False)
                                       if self.image_dim != text_encoder.dim else nn.Identity())
@@ -105,16 +108,15 @@ class PromptLearner(nn.Module):
         """(B, n_ctx, W) per-nodule context, or None for coop (shared context)."""
         if self.metanet is None:
             return None
-        if self.kind == "cocoop":
-            cond = image_emb
-        else:
+        if "radiomics" in self.conditioning:
             if radiomics is None:
-                raise InputError(f"the {self.kind} prompt learner needs the radiomics vector of every nodule")
+                raise InputError("this prompt learner needs the radiomics vector of every nodule")
             if radiomics.shape[-1] != self.radiomics_dim:
                 raise InputError(f"radiomics vector has {radiomics.shape[-1]} features, the model expects "
                                  f"{self.radiomics_dim}")
-            cond = radiomics if self.kind == "autorad" else torch.cat([image_emb, radiomics], dim=-1)
-        delta = self.metanet(cond.float())
+        inputs = {"image": image_emb, "radiomics": radiomics}
+        cond = torch.cat([inputs[c].float() for c in self.conditioning], dim=-1)
+        delta = self.metanet(cond)
         return self.ctx.unsqueeze(0) + delta.unsqueeze(1)
 
     def image_features(self, image_emb: torch.Tensor) -> torch.Tensor:
@@ -164,11 +166,3 @@ class PromptLearner(nn.Module):
             for k, p in own.items():
                 p.copy_(torch.as_tensor(state[k], dtype=p.dtype))
 
-
-def build_prompt_learner(kind: str, text_encoder: TextEncoder, class_names: Sequence[str], image_dim: int,
-                         radiomics_dim: int = 0, n_ctx: int = 50, ctx_init: str | None = None,
-                         metanet_hidden: int | None = None, logit_scale_init: float = math.log(100.0),
-                         learn_logit_scale: bool = True) -> PromptLearner:
-    """A prompt learner of ``kind`` in {coop, cocoop, autorad, autorad_image} over a frozen text encoder."""
-    return PromptLearner(kind, text_encoder, class_names, image_dim, radiomics_dim, n_ctx, ctx_init,
-                         metanet_hidden, logit_scale_init, learn_logit_scale)

@@ -6,7 +6,6 @@ hash is part of every cache key, so changing a parameter (or upgrading PyRadiomi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from autorad.errors import ConfigError, MissingDependencyError
+from autorad.io import hash_json
 
 PARAMS_DIR = Path(__file__).parent / "params"
 DEFAULT_PARAMS = {"2d": "autorad_2d", "3d": "autorad_3d"}
@@ -52,9 +52,8 @@ class RadiomicsParams:
     @cached_property
     def key(self) -> str:
         """Hash of the settings, the PyRadiomics version and autorad's extraction version."""
-        blob = json.dumps({"settings": self.settings, "pyradiomics": pyradiomics_version(),
-                           "autorad_extraction": EXTRACTION_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return hash_json({"settings": self.settings, "pyradiomics": pyradiomics_version(),
+                          "autorad_extraction": EXTRACTION_VERSION})
 
     @property
     def image_types(self) -> dict[str, Any]:

@@ -34,8 +34,9 @@ from autorad.data.folds import assign_folds
 from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_json, write_parquet
 from autorad.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
-from autorad.train.features import NEEDS_IMAGE, FeatureTable, build_features
-from autorad.train.models import Model, make_model, model_from_tensors
+from autorad.train.features import FeatureTable, build_features
+from autorad.train.kinds import get_kind, make_model, model_from_tensors
+from autorad.train.kinds.base import Model
 
 
 def log(msg: str) -> None:
@@ -119,14 +120,13 @@ def _fit_one(cfg: ExperimentConfig, train: FeatureTable, state_dir: Path, fold: 
 
 def encoder_info(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """Which encoders the model used and whether their weights are real (for run.json and the report)."""
-    if cfg.model.kind not in NEEDS_IMAGE:
-        return []
     from autorad.encoders.registry import get_entry
 
-    infos = []
-    roles = [("vision", cfg.model.vision_encoder, cfg.model.vision_weights)]
-    if cfg.model.kind not in ("linear_probe",):
+    kind = get_kind(cfg.model.kind)
+    roles = [("vision", cfg.model.vision_encoder, cfg.model.vision_weights)] if kind.needs_image else []
+    if kind.needs_text:
         roles.append(("text", cfg.model.text_encoder, cfg.model.text_weights))
+    infos = []
     for role, name, weights in roles:
         e = get_entry(name)
         random = bool(getattr(e, "random_weights", False))

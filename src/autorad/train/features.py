@@ -11,9 +11,7 @@ from autorad import CLASS_NAMES
 from autorad.config import ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
-
-NEEDS_RADIOMICS = {"autorad", "autorad_image", "radiomics_logreg", "radiomics_gbm"}
-NEEDS_IMAGE = {"autorad", "autorad_image", "coop", "cocoop", "linear_probe"}
+from autorad.train.kinds import get_kind
 
 
 @dataclass
@@ -52,10 +50,10 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
                          patient_ids=m["patient_id"].astype(str).to_numpy(),
                          folds=m["fold"].to_numpy(dtype=np.int64),
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
-    kind = cfg.model.kind
-    if kind in NEEDS_RADIOMICS:
+    kind = get_kind(cfg.model.kind)
+    if kind.needs_radiomics:
         table.radiomics, table.radiomics_names, table.radiomics_status = load_radiomics_matrix(ds, cfg)
-    if kind in NEEDS_IMAGE:
+    if kind.needs_image:
         table.image = load_image_matrix(ds, cfg)
     return table
 

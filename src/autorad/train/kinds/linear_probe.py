@@ -1,0 +1,42 @@
+"""``linear_probe``: logistic regression on standardised frozen image embeddings (CLIP's linear probe)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autorad.errors import ConfigError
+from autorad.train.kinds import register_kind
+from autorad.train.kinds._logistic import LogisticModel
+
+
+@register_kind("linear_probe")
+class LinearProbe(LogisticModel):
+    """Multinomial logistic regression on z-scored embeddings of ``model.vision_encoder``."""
+
+    needs_image = True
+
+    def _fit_inputs(self, train):
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler = StandardScaler().fit(self._embeddings(train))
+
+    @staticmethod
+    def _embeddings(data) -> np.ndarray:
+        if data.image is None:
+            raise ConfigError("linear_probe needs image embeddings")
+        return np.asarray(data.image, dtype=np.float64)
+
+    def _inputs(self, data):
+        return self.scaler.transform(self._embeddings(data))
+
+    def _input_state(self):
+        return {"scaler.mean": self.scaler.mean_, "scaler.std": self.scaler.scale_}, {}
+
+    def _load_input_state(self, tensors, meta):
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler = StandardScaler()
+        self.scaler.mean_, self.scaler.scale_ = tensors["scaler.mean"], tensors["scaler.std"]
+        self.scaler.var_ = self.scaler.scale_ ** 2
+        self.scaler.n_features_in_ = len(self.scaler.mean_)
+        return len(self.scaler.mean_)
