@@ -217,3 +217,34 @@ def test_predict_cli_prints_json_and_fails_cleanly(logreg_run, nodule_0001, tmp_
 
 def test_load_predictor_is_loaded_once(logreg_run):
     assert load_predictor(logreg_run) is load_predictor(logreg_run)
+
+
+def test_dicom_seg_and_sr_read_back(logreg_run, nodule_0001, ct_files, tmp_path):
+    """--dicom-seg holds the mask used, on the source slices; --dicom-sr holds the class, probabilities and
+    mask volume of the JSON, referencing the SEG and the series."""
+    import highdicom as hd
+    import pydicom
+
+    series, vol, *_ = nodule_0001
+    out = predict(logreg_run, dicom=series, mask=ct_files / "mask.nii.gz", dicom_seg=tmp_path / "seg.dcm",
+                  dicom_sr=tmp_path / "sr.dcm", save_mask=tmp_path / "m.nii.gz")
+    seg = hd.seg.segread(tmp_path / "seg.dcm")
+    src = pydicom.dcmread(next(series.glob("*.dcm")), stop_before_pixels=True)
+    assert seg.PatientID == src.PatientID and seg.StudyInstanceUID == src.StudyInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+    assert int(seg.get_volume().array.sum()) == out["mask"]["voxels"]
+    frame_refs = {f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                  for f in seg.PerFrameFunctionalGroupsSequence}
+    assert frame_refs == {vol.sop_uids[out["slice_index"]]}  # the one slice the mask covers
+    sr = hd.sr.srread(tmp_path / "sr.dcm")
+    assert sr.PatientID == src.PatientID
+    text = str(sr)
+    assert all(f"Probability of class {c}" in text for c in out["probabilities"])
+    groups = hd.sr.MeasurementReport.from_sequence([sr]).get_volumetric_roi_measurement_groups()
+    assert len(groups) == 1
+    values = {m.name.meaning: m.value for m in groups[0].get_measurements()}
+    assert values["Volume"] == pytest.approx(out["mask"]["volume_mm3"])
+    for c, p in out["probabilities"].items():
+        assert values[f"Probability of class {c}"] == pytest.approx(p)
+    assert groups[0].get_qualitative_evaluations()[0].value.meaning == out["predicted_class"]
+    assert seg.SOPInstanceUID in text

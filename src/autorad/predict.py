@@ -48,8 +48,9 @@ def check_output(path: str | Path | None, option: str, suffixes: tuple[str, ...]
     if p.exists():
         raise InputError(f"{option} {p} already exists; autorad does not overwrite files (remove it or choose "
                          "another name)")
-    if not p.parent.is_dir():
-        raise InputError(f"{option} {p}: folder {p.parent} does not exist")
+    parent = next((q for q in p.parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"{option} {p}: {parent} is a file, not a folder")
     return p
 
 
@@ -85,13 +86,14 @@ def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = 
         save_mask_file(pred, save_mask)
         outputs["mask"] = str(save_mask)
     if dicom_seg is not None or dicom_sr is not None:
-        from autorad.dicom_out import write_dicom_seg, write_dicom_sr
+        from autorad.dicom_out import source_datasets, write_dicom_seg, write_dicom_sr
 
+        sources, seg = source_datasets(series, pred), None
         if dicom_seg is not None:
-            write_dicom_seg(pred, series, dicom_seg)
+            seg = write_dicom_seg(pred, sources, dicom_seg)
             outputs["dicom_seg"] = str(dicom_seg)
         if dicom_sr is not None:
-            write_dicom_sr(pred, series, dicom_sr, seg_path=dicom_seg)
+            write_dicom_sr(pred, sources, dicom_sr, seg)
             outputs["dicom_sr"] = str(dicom_sr)
     if report is not None:
         from autorad.predict_report import write_prediction_report
@@ -110,6 +112,7 @@ def save_mask_file(pred: Prediction, path: Path) -> None:
     import numpy as np
     import SimpleITK as sitk  # noqa: N813
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     img = sitk.GetImageFromArray(pred.nodule_mask.mask.astype(np.uint8))
     img.CopyInformation(pred.volume.to_sitk())
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
@@ -217,8 +220,6 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path) -> pd.D
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out} already exists and is not an empty folder; autorad does not overwrite it")
-    if not out.parent.is_dir():
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
     predictor = load_predictor(run)
     (out / "nodules").mkdir(parents=True, exist_ok=True)
     table, last_ct, vol = [], None, None
