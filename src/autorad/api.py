@@ -11,7 +11,8 @@ autorad train          :func:`train`
 autorad sweep          :func:`sweep`
 autorad evaluate       :func:`evaluate`
 autorad compare        :func:`compare`
-autorad predict        :func:`predict`
+autorad predict        :func:`predict` (one nodule), :func:`predict_batch` (``--nodules``), :class:`Predictor`
+autorad robustness     :func:`robustness`
 autorad run            :func:`run`
 =====================  =============================================
 
@@ -40,6 +41,9 @@ _EXPORTS = {
     "compare": "autorad.evaluate.compare",
     "compute_metrics": "autorad.evaluate.metrics",
     "predict": "autorad.predict",
+    "predict_batch": "autorad.predict",
+    "Predictor": "autorad.predictor",
+    "robustness": "autorad.robustness",
     "run": "autorad.pipeline",
 }
 

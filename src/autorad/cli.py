@@ -132,6 +132,17 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robustness(a: argparse.Namespace) -> int:
+    from autorad.robustness import VARIANTS, robustness
+    from autorad.train.cv import log
+
+    variants = tuple(a.variants) if a.variants else VARIANTS
+    table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, log=log)
+    print(table.to_string(index=False))
+    print(f"table: {Path(a.out) / 'robustness.csv'} (and .md); figure: {Path(a.out) / 'robustness.png'}")
+    return 0
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
     from autorad.pipeline import run
 
@@ -233,6 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dicom-sr", help="with --dicom: write a DICOM SR measurement report (TID 1500, .dcm)")
     s.add_argument("--out", help="with --nodules: the output folder (new or empty)")
     s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("robustness", help="evaluate a run with each dataset mask grown, shrunk, replaced by disks "
+                                          "or by the click segmentation")
+    s.add_argument("run")
+    s.add_argument("--data", required=True, help="dataset folder (its stored slices and masks)")
+    s.add_argument("--out", required=True, help="output folder (new or empty)")
+    s.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
+                   help="mask variants (default: all: consensus grow1 grow2 shrink1 shrink2 eqdisk longaxis click)")
+    s.add_argument("--limit", type=int, default=None, help="only the first N nodules")
+    s.add_argument("--jobs", type=int, default=1, help="radiomics processes")
+    s.set_defaults(func=_cmd_robustness)
 
     s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the offline embedded demo)")

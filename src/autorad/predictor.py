@@ -155,37 +155,45 @@ class Predictor:
                 "text_encoder": text, "cross_validation": self.cv_metrics}
 
     # ------------------------------------------------------------------------------------ featurisation
-    def featurize(self, nodules: list[dict[str, np.ndarray]], pixel_spacings: list[float]) -> FeatureTable:
-        """Model inputs of nodules given as their stored arrays (:func:`nodule_arrays`), as training builds them."""
+    def featurize(self, nodules: list[dict[str, np.ndarray]], pixel_spacings: list[float], jobs: int = 1,
+                  executor: str = "local") -> FeatureTable:
+        """Model inputs of nodules given as their stored arrays (:func:`nodule_arrays`), as training builds them.
+
+        Radiomics run as :func:`autorad.radiomics.extract.compute_task` tasks, the function dataset extraction runs,
+        in this process (``jobs=1``), ``jobs`` local processes or as Ray tasks (``executor="ray"``).
+        """
         n = len(nodules)
         table = FeatureTable(nodule_ids=np.array([f"new{i}" for i in range(n)]), patient_ids=np.array(["new"] * n),
                              folds=np.zeros(n, dtype=np.int64), y=np.zeros(n, dtype=np.int64))
         if self.needs.needs_radiomics:
-            from autorad.radiomics.extract import extract_one, radiomics_inputs
+            from autorad.radiomics.executors import run_tasks
+            from autorad.radiomics.extract import NoduleTask, compute_task, radiomics_inputs
+
+            def tasks():
+                for i, (arrays, ps) in enumerate(zip(nodules, pixel_spacings, strict=True)):
+                    inputs = radiomics_inputs(arrays, ps, self.cfg.radiomics.mode)
+                    if inputs is None:
+                        raise InputError("this model uses 3D radiomics and the nodule has no 3D sub-volume")
+                    yield NoduleTask(str(i), str(i), *inputs, self.radiomics_params.settings)
 
             names = self.meta["radiomics_names"]
-            rows, statuses = [], []
-            for arrays, ps in zip(nodules, pixel_spacings, strict=True):
-                inputs = radiomics_inputs(arrays, ps, self.cfg.radiomics.mode)
-                if inputs is None:
-                    raise InputError("this model uses 3D radiomics and the nodule has no 3D sub-volume")
-                status, feats = extract_one(*inputs, self.radiomics_params)
-                rows.append([feats.get(k, np.nan) for k in names])
-                statuses.append(status)
-            table.radiomics = np.array(rows, dtype=np.float64).reshape(n, len(names))
+            done = {int(i): (status, feats) for i, _, status, feats in
+                    run_tasks(compute_task, tasks(), jobs=jobs, executor=executor)}
+            table.radiomics = np.array([[done[i][1].get(k, np.nan) for k in names] for i in range(n)],
+                                       dtype=np.float64).reshape(n, len(names))
             table.radiomics_names = list(names)
-            table.radiomics_status = np.array(statuses)
+            table.radiomics_status = np.array([done[i][0] for i in range(n)])
         if self.needs.needs_image:
             from autorad.encoders.embed import encoder_input
 
             images = [encoder_input(a, self.encoder) for a in nodules]
-            table.image = np.asarray(self.encoder.embed(images), dtype=np.float32)
+            table.image = np.asarray(self.encoder.embed(images), dtype=np.float32).reshape(n, -1)
         return table
 
-    def predict_proba_arrays(self, nodules: list[dict[str, np.ndarray]],
-                             pixel_spacings: list[float]) -> tuple[np.ndarray, list[str]]:
+    def predict_proba_arrays(self, nodules: list[dict[str, np.ndarray]], pixel_spacings: list[float],
+                             jobs: int = 1, executor: str = "local") -> tuple[np.ndarray, list[str]]:
         """(N, 3) probabilities and the radiomics status of nodules given as stored arrays."""
-        table = self.featurize(nodules, pixel_spacings)
+        table = self.featurize(nodules, pixel_spacings, jobs, executor)
         status = [str(s) for s in table.radiomics_status] if table.radiomics_status is not None \
             else ["not used"] * len(nodules)
         return np.asarray(self.model.predict_proba(table), dtype=np.float64), status
