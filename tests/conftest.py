@@ -51,3 +51,15 @@ def small_maxslice_dataset(maxslice_npz: Path, tmp_path_factory: pytest.TempPath
     out = tmp_path_factory.mktemp("ds") / "maxslice150"
     ingest("maxslice", out, maxslice_npz, DataConfig(source="maxslice", limit=150))
     return out
+
+
+@pytest.fixture(scope="session")
+def phantom_logreg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small trained run with no real data needed: 40 phantom nodules, radiomics + logistic regression (~15 s)."""
+    from autorad.config import DataConfig, load_config
+    from autorad.data.ingest import ingest
+    from autorad.train.cv import train
+
+    root = tmp_path_factory.mktemp("phantom_run")
+    ds = ingest("phantom", root / "dataset", None, DataConfig(source="phantom", phantom_n=40))
+    return train(ds.path, load_config("radiomics_logreg"), root / "run")

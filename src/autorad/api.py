@@ -13,6 +13,7 @@ autorad evaluate       :func:`evaluate`
 autorad compare        :func:`compare`
 autorad predict        :func:`predict` (one nodule), :func:`predict_batch` (``--nodules``), :class:`Predictor`
 autorad robustness     :func:`robustness`
+autorad serve          :func:`serve` (and :func:`create_app` for the ASGI app)
 autorad run            :func:`run`
 =====================  =============================================
 
@@ -44,6 +45,8 @@ _EXPORTS = {
     "predict_batch": "autorad.predict",
     "Predictor": "autorad.predictor",
     "robustness": "autorad.robustness",
+    "serve": "autorad.serve",
+    "create_app": "autorad.serve",
     "run": "autorad.pipeline",
 }
 

@@ -143,6 +143,13 @@ def _cmd_robustness(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(a: argparse.Namespace) -> int:
+    from autorad.serve import serve
+
+    serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_volumes=a.max_volumes)
+    return 0
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
     from autorad.pipeline import run
 
@@ -255,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="only the first N nodules")
     s.add_argument("--jobs", type=int, default=1, help="radiomics processes")
     s.set_defaults(func=_cmd_robustness)
+
+    s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction")
+    s.add_argument("run", help="trained run folder (the one holding final/model)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
+                   "see docs/viewer.md before exposing it)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", type=int, default=1024, help="largest upload accepted (MB)")
+    s.add_argument("--max-volumes", type=int, default=4, help="open volumes kept in memory")
+    s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the offline embedded demo)")

@@ -1,0 +1,75 @@
+"""Run the viewer app with uvicorn (``autorad serve``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from autorad.errors import AutoradError, MissingDependencyError
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: only this machine can reach the server."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_options(host: str, port: int, max_upload_mb: int, max_volumes: int) -> None:
+    """Refuse bad ``serve`` options before anything loads (one line each, exit 2)."""
+    if not 1 <= port <= 65535:
+        raise AutoradError(f"--port must be between 1 and 65535, got {port}")
+    if max_upload_mb < 1:
+        raise AutoradError(f"--max-upload-mb must be at least 1, got {max_upload_mb}")
+    if max_volumes < 1:
+        raise AutoradError(f"--max-volumes must be at least 1, got {max_volumes}")
+    if not host.strip():
+        raise AutoradError("--host must not be empty")
+
+
+def check_bind(host: str, port: int) -> None:
+    """Refuse a host that does not resolve or a port already in use, before the model loads."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise AutoradError(f"--host {host!r} cannot be resolved: {err.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as err:
+            raise AutoradError(f"cannot serve on {host}:{port}: {err.strerror}") from None
+
+
+def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: int = 1024,
+          max_volumes: int = 4) -> None:
+    """Load ``run`` once and serve the viewer on ``host:port`` until interrupted."""
+    check_options(host, port, max_upload_mb, max_volumes)
+    check_bind(host, port)
+    try:
+        import uvicorn
+
+        from autorad.serve.app import ServeSettings, create_app
+        from autorad.serve.uploads import MB, UploadLimits
+    except ImportError as err:
+        raise MissingDependencyError(f"autorad serve needs the 'serve' extra ({err.name} is missing): "
+                                     'pip install "autorad[serve]"') from None
+    limits = UploadLimits(max_upload_bytes=max_upload_mb * MB,
+                          max_unpacked_bytes=max(2 * max_upload_mb, 2048) * MB)
+    app = create_app(run, ServeSettings(limits=limits, max_volumes=max_volumes))
+    if not is_loopback(host):
+        print(f"autorad: warning: serving on {host}, reachable from other machines; there is no login and no "
+              "encryption (see docs/viewer.md before exposing CT data this way)", file=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    shown = f"[{host}]" if ":" in host else host
+    print(f"autorad viewer for {Path(run).name}: http://{shown}:{port}/  (Ctrl+C to stop)", file=sys.stderr)
+    uvicorn.run(app, host=host.strip("[]"), port=port, log_level="info", access_log=False, server_header=False)

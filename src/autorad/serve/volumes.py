@@ -1,0 +1,86 @@
+"""Decoded CT volumes kept in memory between the page's requests (open once, click many times).
+
+Only the decoded Hounsfield array and its geometry are kept (no DICOM headers, no file names: a
+:class:`~autorad.data.dicom.CTVolume` holds pseudonyms only); the uploaded files themselves are deleted when the
+upload request ends. At most ``capacity`` volumes are kept; the least recently used is dropped first. Ids are
+random (``secrets.token_urlsafe``), so one user cannot guess another's volume.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from autorad.data.dicom import CTVolume
+from autorad.errors import InputError
+from autorad.serve.model import Prediction
+
+
+@dataclass
+class OpenVolume:
+    volume: CTVolume
+    prediction: Prediction | None = None
+
+
+class VolumeStore:
+    """A thread-safe least-recently-used store of open volumes."""
+
+    def __init__(self, capacity: int = 4):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._items: OrderedDict[str, OpenVolume] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, vol: CTVolume) -> str:
+        key = secrets.token_urlsafe(16)
+        with self._lock:
+            self._items[key] = OpenVolume(vol)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> OpenVolume:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                raise KeyError(key)
+            self._items.move_to_end(key)
+            return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def volume_info(key: str, vol: CTVolume) -> dict:
+    """What the page needs to draw and address the slices (no identifiers)."""
+    d, h, w = vol.shape
+    return {"id": key, "shape": [d, h, w], "spacing_mm": [float(s) for s in vol.spacing_mm],
+            "z_mm": [round(float(z), 3) for z in vol.z_positions],
+            "gaps_mm": [[round(a, 3), round(b, 3)] for a, b in vol.gaps], "dtype": "int16-le"}
+
+
+def voxels_int16(vol: CTVolume) -> bytes:
+    """The whole volume as little-endian int16 HU, slice after slice (rows, then columns)."""
+    hu = vol.hu
+    if hu.dtype != np.int16:
+        hu = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
+    return hu.astype("<i2", copy=False).tobytes()
+
+
+def mask_payload(mask: np.ndarray) -> dict:
+    """The mask's bounding box and its bits (``np.packbits``, row-major within the box), base64-encoded."""
+    import base64
+
+    idx = np.nonzero(mask)
+    if idx[0].size == 0:
+        raise InputError("the nodule mask is empty")
+    lo = [int(i.min()) for i in idx]
+    hi = [int(i.max()) + 1 for i in idx]
+    box = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    return {"z0": lo[0], "y0": lo[1], "x0": lo[2], "depth": hi[0] - lo[0], "height": hi[1] - lo[1],
+            "width": hi[2] - lo[2], "bits": base64.b64encode(np.packbits(box.astype(bool).ravel())).decode()}
