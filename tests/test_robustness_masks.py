@@ -54,6 +54,11 @@ def test_robustness_reference_equals_evaluate_and_writes_table(small_maxslice_da
     for f in ("robustness.csv", "robustness.md", "robustness.png", "robustness.json"):
         assert (tmp_path / "rob" / f).is_file()
     assert "| consensus |" in (tmp_path / "rob" / "robustness.md").read_text()
+    oof = robustness(run, small_maxslice_dataset, tmp_path / "oof", variants=("consensus",), oof=True)
+    cv = pd.read_parquet(run / "predictions.parquet").set_index("nodule_id")
+    got = pd.read_parquet(tmp_path / "oof" / "predictions_consensus.parquet").set_index("nodule_id")
+    assert np.allclose(got[cols].to_numpy(), cv.loc[got.index, cols].to_numpy(), atol=1e-6)
+    assert oof.loc[0, "accuracy"] == pytest.approx(float((cv["pred"] == cv["label"]).mean()))
     with pytest.raises(InputError, match="already exists"):
         robustness(run, small_maxslice_dataset, tmp_path / "rob", variants=("consensus",))
     cli = subprocess.run([sys.executable, "-m", "autorad", "robustness", str(run), "--data",

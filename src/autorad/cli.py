@@ -137,7 +137,7 @@ def _cmd_robustness(a: argparse.Namespace) -> int:
     from autorad.train.cv import log
 
     variants = tuple(a.variants) if a.variants else VARIANTS
-    table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, log=log)
+    table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, oof=a.oof, log=log)
     print(table.to_string(index=False))
     print(f"table: {Path(a.out) / 'robustness.csv'} (and .md); figure: {Path(a.out) / 'robustness.png'}")
     return 0
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mask variants (default: all: consensus grow1 grow2 shrink1 shrink2 eqdisk longaxis click)")
     s.add_argument("--limit", type=int, default=None, help="only the first N nodules")
     s.add_argument("--jobs", type=int, default=1, help="radiomics processes")
+    s.add_argument("--oof", action="store_true", help="DATASET is the run's own: predict each nodule with the fold "
+                                                       "model that did not see it (cross-validated), not the final")
     s.set_defaults(func=_cmd_robustness)
 
     s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction")

@@ -105,6 +105,15 @@ class Predictor:
         model, meta = load_model(final)
         return cls(run, model, meta, device)
 
+    def fold_models(self) -> dict[int, Any]:
+        """The run's cross-validation fold models, by fold (for out-of-fold predictions on its own dataset)."""
+        from autorad.train.cv import load_model
+
+        folds = sorted(int(p.name) for p in (self.run_dir / "folds").glob("*") if p.name.isdigit())
+        if not folds:
+            raise InputError(f"{self.run_dir} holds no fold models (folds/<k>/model)")
+        return {k: load_model(self.run_dir / "folds" / str(k) / "model")[0] for k in folds}
+
     # ------------------------------------------------------------------------------------------ the model
     @property
     def trained_on(self) -> str:

@@ -118,10 +118,14 @@ def click_available() -> bool:
 
 
 def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tuple[str, ...] = VARIANTS,
-               limit: int | None = None, jobs: int = 1,
+               limit: int | None = None, jobs: int = 1, oof: bool = False,
                log: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Evaluate ``run`` on dataset ``data`` with every mask variant; write ``out/robustness.csv``, ``.md``,
-    ``robustness.png``, ``predictions_<variant>.parquet`` and ``robustness.json``; return the table."""
+    ``robustness.png``, ``predictions_<variant>.parquet`` and ``robustness.json``; return the table.
+
+    ``oof``: ``data`` is the run's own training dataset; each nodule is predicted by the fold model that did not
+    see it (the ``consensus`` variant then equals the run's cross-validated predictions), not by the final model.
+    """
     from autorad.evaluate.metrics import compute_metrics
     from autorad.train.cv import prediction_frame
     from autorad.train.features import FeatureTable
@@ -143,6 +147,15 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
         variants = tuple(v for v in variants if v != "click")
         skipped.append("click: autorad.segment is not installed")
     m = ds.manifest if limit is None else ds.manifest.iloc[:limit]
+    models = None
+    if oof:
+        models = predictor.fold_models()
+        cv = pd.read_parquet(Path(run) / "predictions.parquet").set_index("nodule_id")["fold"]
+        ids = m["nodule_id"].astype(str)
+        if not ids.isin(cv.index).all():
+            raise InputError(f"--oof: {ds.path.name} is not the dataset {Path(run).name} was cross-validated on "
+                             "(some nodules have no out-of-fold prediction)")
+        m = m.assign(fold=cv.loc[ids].to_numpy())
     base = FeatureTable(nodule_ids=m["nodule_id"].astype(str).to_numpy(),
                         patient_ids=m["patient_id"].astype(str).to_numpy(), folds=m["fold"].to_numpy(np.int64),
                         y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
@@ -159,7 +172,15 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
             dices.append(dice(vm, mask))
             arrays.append(nodule_arrays(a["slice_hu"], vm, ps, predictor.crop.factor, predictor.crop.min_px))
             spacings.append(ps)
-        proba, _ = predictor.predict_proba_arrays(arrays, spacings, jobs=jobs)
+        table = predictor.featurize(arrays, spacings, jobs=jobs)
+        if models is None:
+            proba = np.asarray(predictor.model.predict_proba(table), dtype=np.float64)
+        else:
+            proba = np.zeros((len(arrays), len(CLASS_NAMES)))
+            for k, model in models.items():
+                in_fold = base.folds == k
+                if in_fold.any():
+                    proba[in_fold] = model.predict_proba(table.subset(in_fold))
         pred = prediction_frame(base, proba)
         write_parquet(pred, out / f"predictions_{v}.parquet")
         met = compute_metrics(pred)["pooled"]
@@ -174,19 +195,21 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
         ref = float(table.loc[table["variant"] == "consensus", "accuracy"].iloc[0])
         table["delta_accuracy"] = (table["accuracy"] - ref).round(4)
     atomic_write_text(out / "robustness.csv", table.to_csv(index=False))
-    atomic_write_text(out / "robustness.md", markdown(table, predictor, ds, skipped))
+    atomic_write_text(out / "robustness.md", markdown(table, predictor, ds, skipped, oof))
     write_json(out / "robustness.json", {"run": Path(run).name, "dataset": ds.path.name, "n": len(m),
+                                        "models": "out-of-fold" if oof else "final",
                                         "variants": list(variants), "skipped": skipped,
                                         "rows": table.to_dict("records")})
     figure(table, out / "robustness.png")
     return table
 
 
-def markdown(table: pd.DataFrame, predictor: Predictor, ds: Dataset, skipped: list[str]) -> str:
+def markdown(table: pd.DataFrame, predictor: Predictor, ds: Dataset, skipped: list[str], oof: bool) -> str:
     """The table as markdown, with what was run."""
     cols = list(table.columns)
+    models = "out-of-fold models" if oof else "the final model"
     lines = [f"Mask robustness of run `{predictor.run_dir.name}` ({predictor.kind}) on dataset `{ds.path.name}` "
-             f"(n = {int(table['n'].iloc[0])}).", "", "| " + " | ".join(cols) + " |",
+             f"(n = {int(table['n'].iloc[0])}, {models}).", "", "| " + " | ".join(cols) + " |",
              "|" + "---|" * len(cols)]
     for _, r in table.iterrows():
         lines.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
