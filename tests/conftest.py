@@ -17,6 +17,15 @@ SKIP_REASON = (f"real LIDC data not found: set ${SHARED_DATA_ENV} to the folder 
                "lidc_dicom_sample/ (../shared/data beside the checkout in CI)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _autorad_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """autorad's private state folder (pseudonym key, error logs, record of outputs) lives in a temporary
+    folder during the tests, never in the user's home."""
+    home = tmp_path_factory.mktemp("autorad_home")
+    os.environ["AUTORAD_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real-data folder; skips the test when it is absent."""

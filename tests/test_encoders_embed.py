@@ -15,11 +15,17 @@ import torch
 
 import autorad.encoders as encoders
 from autorad.data.dataset import Dataset, NoduleRecord, write_dataset
-from autorad.encoders.embed import cache_paths, embed_dataset, encoder_input, load_embeddings
+from autorad.encoders.embed import cache_paths, embed_dataset, encoder_input, read_embeddings
 from autorad.encoders.registry import get_entry
 from autorad.errors import AutoradError
 
 torch.set_num_threads(1)
+
+
+def _embedded(dataset, name: str, **kwargs):
+    """Embed (cached) and read back, as training does."""
+    embed_dataset(dataset, name, **kwargs)
+    return read_embeddings(dataset, name)
 
 
 def _records(n: int, with_volume: bool):
@@ -49,7 +55,7 @@ def dataset(tmp_path: Path) -> Dataset:
 def test_embeddings_in_manifest_order_equal_direct_encoding(dataset: Dataset) -> None:
     path = embed_dataset(dataset.path, "tiny-vit-2d", batch_size=4)
     assert path.parent == dataset.path / "embeddings" and path.suffix == ".npz"
-    ids, emb = load_embeddings(dataset.path, "tiny-vit-2d")
+    ids, emb = read_embeddings(dataset.path, "tiny-vit-2d")
     assert ids == dataset.nodule_ids and emb.shape == (len(dataset), 32) and emb.dtype == np.float32
     enc = encoders.load_encoder("tiny-vit-2d")
     crops = [a["crop_hu"] for _, a in dataset.iter_arrays(("crop_hu",))]
@@ -68,7 +74,7 @@ def test_cached_embeddings_never_run_the_encoder_again(dataset: Dataset, monkeyp
 
     monkeypatch.setattr(encoders, "load_encoder", boom)
     assert embed_dataset(dataset, "tiny-vit-2d") == first
-    ids, _ = load_embeddings(dataset, "tiny-vit-2d")
+    ids, _ = _embedded(dataset, "tiny-vit-2d")
     assert len(ids) == len(dataset)
 
 
@@ -97,7 +103,8 @@ def test_a_killed_run_resumes_where_it_stopped(dataset: Dataset, monkeypatch: py
                 raise KeyboardInterrupt  # like a kill between chunks
             return self.enc.embed(images, batch_size)
 
-    monkeypatch.setattr(encoders, "load_encoder", lambda name, weights=None: Dies(real(name, weights), 2))
+    monkeypatch.setattr(encoders, "load_encoder",
+                        lambda name, weights=None, device="cpu": Dies(real(name, weights, device), 2))
     with pytest.raises(KeyboardInterrupt):
         embed_dataset(dataset, "tiny-vit-2d", chunk_size=5)
     final, _, partial, _ = cache_paths(dataset, get_entry("tiny-vit-2d"), None)
@@ -105,10 +112,11 @@ def test_a_killed_run_resumes_where_it_stopped(dataset: Dataset, monkeypatch: py
     # a torn temporary file from a kill -9 must not be taken for a chunk
     (partial / ".chunk-00002.npz.tmp-123").write_bytes(b"garbage")
     calls.clear()
-    monkeypatch.setattr(encoders, "load_encoder", lambda name, weights=None: Dies(real(name, weights), 99))
+    monkeypatch.setattr(encoders, "load_encoder",
+                        lambda name, weights=None, device="cpu": Dies(real(name, weights, device), 99))
     embed_dataset(dataset, "tiny-vit-2d", chunk_size=5)
     assert calls == [5, 5, 1]  # only the three chunks that were missing (21 nodules = 5+5+5+5+1)
-    _, emb = load_embeddings(dataset, "tiny-vit-2d")
+    _, emb = _embedded(dataset, "tiny-vit-2d")
     crops = [a["crop_hu"] for _, a in dataset.iter_arrays(("crop_hu",))]
     np.testing.assert_allclose(emb, real("tiny-vit-2d").embed(crops), atol=1e-5)
 
@@ -148,8 +156,9 @@ def test_sigkill_mid_run_then_rerun_continues(dataset: Dataset, monkeypatch: pyt
             calls.append(len(images))
             return self.enc.embed(images, batch_size)
 
-    monkeypatch.setattr(encoders, "load_encoder", lambda name, weights=None: Counting(real(name, weights)))
-    ids, emb = load_embeddings(dataset, "tiny-vit-2d", chunk_size=1)
+    monkeypatch.setattr(encoders, "load_encoder",
+                        lambda name, weights=None, device="cpu": Counting(real(name, weights, device)))
+    ids, emb = _embedded(dataset, "tiny-vit-2d", chunk_size=1)
     assert sum(calls) <= len(dataset) - done + 1  # at most the chunk in flight at the kill is redone
     assert ids == dataset.nodule_ids
     crops = [a["crop_hu"] for _, a in dataset.iter_arrays(("crop_hu",))]
@@ -161,7 +170,7 @@ def test_3d_encoders_get_volumes_where_the_dataset_has_them(dataset: Dataset) ->
     arrays = dataset.arrays(dataset.nodule_ids[0])
     assert encoder_input(arrays, entry).ndim == 3
     assert encoder_input({"crop_hu": arrays["crop_hu"]}, entry).ndim == 2
-    ids, emb = load_embeddings(dataset, "tiny-cnn-3d")
+    ids, emb = _embedded(dataset, "tiny-cnn-3d")
     enc = encoders.load_encoder("tiny-cnn-3d")
     inputs = [encoder_input(dataset.arrays(i), entry) for i in ids]
     assert {x.ndim for x in inputs} == {2, 3}

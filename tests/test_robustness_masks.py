@@ -59,7 +59,7 @@ def test_robustness_reference_equals_evaluate_and_writes_table(small_maxslice_da
     got = pd.read_parquet(tmp_path / "oof" / "predictions_consensus.parquet").set_index("nodule_id")
     assert np.allclose(got[cols].to_numpy(), cv.loc[got.index, cols].to_numpy(), atol=1e-6)
     assert oof.loc[0, "accuracy"] == pytest.approx(float((cv["pred"] == cv["label"]).mean()))
-    with pytest.raises(InputError, match="already exists"):
+    with pytest.raises(InputError, match="already holds autorad output"):
         robustness(run, small_maxslice_dataset, tmp_path / "rob", variants=("consensus",))
     cli = subprocess.run([sys.executable, "-m", "autorad", "robustness", str(run), "--data",
                           str(small_maxslice_dataset), "--out", str(tmp_path / "rob2"), "--variants", "grow1",

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from autorad.config import TrainConfig
-from autorad.train.loop import TrainInputs, lr_lambda, predict_logits, train_learner
+from autorad.train.loop import TrainInputs, lr_schedule, predict_logits, train_learner
 
 
 class TinyLearner(nn.Module):
@@ -50,8 +50,14 @@ def test_learns_and_schedule():
     assert h.train_loss[-1] < h.train_loss[0] * 0.5
     acc = (predict_logits(m, _data(seed=1)).argmax(1) == _data(seed=1).y).float().mean()
     assert acc > 0.9
-    f = lr_lambda(100, 10)
-    assert f(0) == 0.1 and f(9) == 1.0 and abs(f(100)) < 1e-9 and 0.4 < f(55) < 0.6
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule, lrs = lr_schedule(opt, 100, 10), []
+    for _ in range(101):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    f = lrs.__getitem__
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and abs(f(100)) < 1e-9 and 0.4 < f(55) < 0.6
 
 
 def test_resume_equals_uninterrupted(tmp_path):

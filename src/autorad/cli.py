@@ -1,23 +1,33 @@
-"""The ``autorad`` command line. Thin: parse, call the Python API, print.
+"""autorad: predict whether a lung nodule on CT is benign, unsure or malignant, and train and evaluate such models.
 
-Every command has a Python twin (see :mod:`autorad.api`). User mistakes end with a one-line
-``autorad: error: ...`` on stderr and exit code 2, never a traceback.
+Every command has a Python twin (see :mod:`autorad.api`). A user or environment fault (bad option value, missing
+or unreadable file, an output path autorad must not touch, disk full, read-only file system, permission denied)
+ends with one ``autorad: error: ...`` line on stderr naming the option or path, and exit code 2. An unexpected
+internal error exits 1 with one line pointing at a log file holding the details.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from autorad import __version__
-from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
-from autorad.errors import AutoradError
+from autorad.errors import AutoradError, describe_os_error
+from autorad.outputs import add_overwrite_argument
 
-
+DESCRIPTION = ("autorad predicts whether a lung nodule on CT is benign, unsure or malignant (AutoRad-Lung), and "
+               "trains and evaluates such models on LIDC-IDRI or your own data.")
+EPILOG = ("Exit codes: 0 done; 2 a problem with the input, an option or the environment (one line says which); "
+          "1 an unexpected internal error (one line points at a log with the details); 130 interrupted. "
+          "autorad never replaces files or folders it did not write; --overwrite replaces its own earlier output.")
 def _cmd_ingest(a: argparse.Namespace) -> int:
     from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig
     from autorad.data.dataset import class_count_line
@@ -30,7 +40,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
         labels=LabelConfig(rule=a.label_rule, min_readers=a.min_readers),
         crop=CropConfig(factor=a.crop_factor, min_px=a.crop_min_px),
         folds=FoldConfig(n_folds=a.folds, seed=a.seed), phantom_n=a.n, phantom_seed=a.seed, limit=a.limit)
-    ds = ingest(a.source, a.out, a.path, cfg)
+    ds = ingest(a.source, a.out, a.path, cfg, overwrite=a.overwrite)
     print(f"dataset written to {ds.path}: {class_count_line(ds.class_counts)}; "
           f"{ds.info['n_patients']} patients, {ds.info['n_skipped']} skipped (see skipped.csv)")
     return 0
@@ -74,7 +84,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from autorad.train.cv import train
 
     cfg = load_config(a.config, a.set)
-    run = train(a.dataset, cfg, a.out)
+    run = train(a.dataset, cfg, a.out, overwrite=a.overwrite)
     print(f"run written to {run}; report: {Path(run) / 'report.html'}")
     return 0
 
@@ -82,23 +92,25 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _cmd_sweep(a: argparse.Namespace) -> int:
     from autorad.train.sweep import sweep
 
-    print(sweep(a.dataset, a.config, a.param, a.values, a.out, overrides=a.set))
+    print(sweep(a.dataset, a.config, a.param, a.values, a.out, overrides=a.set, overwrite=a.overwrite))
     return 0
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from autorad.evaluate.apply import evaluate
 
-    out = evaluate(a.run, a.data, a.out)
+    out = evaluate(a.run, a.data, a.out, overwrite=a.overwrite)
     print(f"metrics written to {Path(out) / 'metrics.json'}")
     return 0
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from autorad.evaluate.compare import compare
+    from autorad.evaluate.compare import compare, output_files
 
-    table = compare(a.runs, out=a.out)
+    table = compare(a.runs, out=a.out, overwrite=a.overwrite)
     print(table)
+    if a.out is not None:
+        print("table written to " + " and ".join(str(p) for p in output_files(a.out)), file=sys.stderr)
     return 0
 
 
@@ -115,7 +127,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
                                "belongs to a single prediction")
         if a.out is None:
             raise AutoradError("--nodules needs --out FOLDER for the table and the per-nodule JSON files")
-        table = predict_batch(a.run, a.nodules, a.out)
+        table = predict_batch(a.run, a.nodules, a.out, overwrite=a.overwrite)
         ok = int((table["error"] == "").sum())
         print(f"{ok} of {len(table)} nodules predicted; table: {Path(a.out) / 'predictions.csv'}")
         for _, row in table[table["error"] != ""].iterrows():
@@ -126,7 +138,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     result = predict(a.run, dicom=a.dicom, image=a.image, mask=a.mask,
                      center=parse_center(a.center) if a.center else None, diameter_mm=a.diameter_mm,
                      label=a.label, disk=a.disk, report=a.report, save_mask=a.save_mask, dicom_seg=a.dicom_seg,
-                     dicom_sr=a.dicom_sr)
+                     dicom_sr=a.dicom_sr, overwrite=a.overwrite)
     warn_stderr(result)
     print(json.dumps(result, indent=2))
     return 0
@@ -137,7 +149,8 @@ def _cmd_robustness(a: argparse.Namespace) -> int:
     from autorad.train.cv import log
 
     variants = tuple(a.variants) if a.variants else VARIANTS
-    table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, oof=a.oof, log=log)
+    table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, oof=a.oof,
+                       overwrite=a.overwrite, log=log.info)
     print(table.to_string(index=False))
     print(f"table: {Path(a.out) / 'robustness.csv'} (and .md); figure: {Path(a.out) / 'robustness.png'}")
     return 0
@@ -153,85 +166,191 @@ def _cmd_serve(a: argparse.Namespace) -> int:
 def _cmd_run(a: argparse.Namespace) -> int:
     from autorad.pipeline import run
 
-    report = run(a.config, out=a.out, overrides=a.set)
+    report = run(a.config, out=a.out, overrides=a.set, overwrite=a.overwrite)
     print(f"report: {report}")
     return 0
 
 
+def _add_verbosity(p: argparse.ArgumentParser, default: object) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="also print debug messages")
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="print only warnings and errors")
+
+
+class _LogFormatter(logging.Formatter):
+    """``[autorad] message``; warnings and errors say so (``[autorad] warning: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        return f"[autorad] {prefix}{record.getMessage()}"
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Progress messages of every autorad module go to stderr (stdout stays machine-readable)."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logger = logging.getLogger("autorad")
+    for h in [h for h in logger.handlers if getattr(h, "autorad_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    handler.setLevel(level)
+    handler.autorad_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``autorad: error: autorad ingest: argument --folds: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"autorad: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def bounded(model: Any, field: str, kind: type = int) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses a number and checks the bounds declared on ``model.field`` (one home
+    for each bound: the config models), so ``--folds 1`` is refused as ``argument --folds: must be >= 2``."""
+    import annotated_types as at
+
+    checks: list[tuple[Callable[[Any], bool], str]] = []
+    for m in model.model_fields[field].metadata:
+        if isinstance(m, at.Ge):
+            checks.append((lambda v, b=m.ge: v >= b, f">= {m.ge}"))
+        elif isinstance(m, at.Gt):
+            checks.append((lambda v, b=m.gt: v > b, f"> {m.gt}"))
+        elif isinstance(m, at.Le):
+            checks.append((lambda v, b=m.le: v <= b, f"<= {m.le}"))
+        elif isinstance(m, at.Lt):
+            checks.append((lambda v, b=m.lt: v < b, f"< {m.lt}"))
+    return _number(kind, checks)
+
+
+def positive(kind: type = float) -> Callable[[str], Any]:
+    """An argparse ``type`` for a number > 0 (options that have no config field)."""
+    return _number(kind, [(lambda v: v > 0, "> 0")])
+
+
+def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if kind is float and value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        failed = [rule for ok, rule in checks if not ok(value)]
+        if failed:
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(rule for _, rule in checks)} (got {text})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    p = argparse.ArgumentParser(prog="autorad", description=__doc__.splitlines()[0])
+    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig
+    from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
+
+    p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error here")
+    _add_verbosity(p, False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("ingest", help="build a dataset from LIDC DICOM, the max-slice NPZ or the phantom")
+    s = sub.add_parser("ingest", help="build a dataset from LIDC DICOM, the max-slice NPZ or the phantom",
+                       description="Build a dataset folder (crops, masks, labels, patient-level folds) from LIDC "
+                                   "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.",
+                       epilog=EPILOG)
     s.add_argument("source", choices=["lidc", "maxslice", "phantom"])
     s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
-    s.add_argument("--out", required=True, help="dataset folder to write")
-    s.add_argument("--label-rule", choices=["median", "mean"], default="median")
-    s.add_argument("--min-readers", type=int, default=3)
-    s.add_argument("--folds", type=int, default=5)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--crop-factor", type=float, default=CROP_FACTOR)
-    s.add_argument("--crop-min-px", type=int, default=CROP_MIN_PX)
-    s.add_argument("--n", type=int, default=240, help="phantom: number of nodules")
-    s.add_argument("--limit", type=int, default=None, help="keep only the first N nodules")
-    s.set_defaults(func=_cmd_ingest)
+    s.add_argument("--out", required=True, help="dataset folder to write (new or empty)")
+    s.add_argument("--label-rule", choices=["median", "mean"], default="median",
+                   help="how the readers' malignancy ratings become a label (default: median)")
+    s.add_argument("--min-readers", type=bounded(LabelConfig, "min_readers"), default=3,
+                   help="keep nodules rated by at least this many readers, 1-4 (default: 3)")
+    s.add_argument("--folds", type=bounded(FoldConfig, "n_folds"), default=5,
+                   help="number of patient-level folds, at least 2 (default: 5)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and of the phantom")
+    s.add_argument("--crop-factor", type=bounded(CropConfig, "factor", float), default=CROP_FACTOR,
+                   help="crop side as a multiple of the nodule's equivalent diameter, > 0 (default: 2)")
+    s.add_argument("--crop-min-px", type=bounded(CropConfig, "min_px"), default=CROP_MIN_PX,
+                   help="smallest crop side in pixels, at least 4 (default: 16)")
+    s.add_argument("--n", type=bounded(DataConfig, "phantom_n"), default=240,
+                   help="phantom: number of nodules, at least 10 (default: 240)")
+    s.add_argument("--limit", type=bounded(DataConfig, "limit"), default=None,
+                   help="read only the first N nodules of the source, at least 1; nodules that then fail the "
+                        "--min-readers filter are dropped, so the dataset can hold fewer")
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_ingest, outputs={"out": "--out"})
 
-    s = sub.add_parser("radiomics", help="extract PyRadiomics features for every nodule of a dataset")
-    s.add_argument("dataset")
+    s = sub.add_parser("radiomics", help="extract PyRadiomics features for every nodule of a dataset",
+                       epilog=EPILOG)
+    s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
     s.add_argument("--params", default="autorad_2d", help="shipped parameter set name or a PyRadiomics YAML")
     s.add_argument("--mode", choices=["2d", "3d"], default="2d")
-    s.add_argument("--jobs", type=int, default=1)
+    s.add_argument("--jobs", type=bounded(RadiomicsConfig, "jobs"), default=1,
+                   help="parallel worker processes, at least 1 (default: 1)")
     s.add_argument("--executor", choices=["local", "ray"], default="local")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    s.set_defaults(func=_cmd_radiomics)
+    s.set_defaults(func=_cmd_radiomics, outputs={"dataset": "DATASET"})
 
-    s = sub.add_parser("encoders", help="list registered encoders")
+    s = sub.add_parser("encoders", help="list registered encoders", epilog=EPILOG)
     enc = s.add_subparsers(dest="encoders_command", required=True, metavar="ACTION")
     e = enc.add_parser("list", help="print every encoder and whether its real weights are available here")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=_cmd_encoders)
 
-    s = sub.add_parser("embed", help="compute (and cache) frozen image embeddings for a dataset")
-    s.add_argument("dataset")
-    s.add_argument("--encoder", required=True)
-    s.add_argument("--weights", default=None, help="local path or hub id (default: the registry's source)")
-    s.add_argument("--batch-size", type=int, default=32)
+    s = sub.add_parser("embed", help="compute (and cache) frozen image embeddings for a dataset", epilog=EPILOG)
+    s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
+    s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
+    s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
+    s.add_argument("--batch-size", type=positive(int), default=32, help="images per batch, at least 1")
     s.add_argument("--executor", choices=["local", "ray"], default="local")
-    s.add_argument("--address", default=None)
-    s.set_defaults(func=_cmd_embed)
+    s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    s.set_defaults(func=_cmd_embed, outputs={"dataset": "DATASET"})
 
-    s = sub.add_parser("train", help="patient-level cross-validation, then a final model")
-    s.add_argument("dataset")
+    s = sub.add_parser("train", help="patient-level cross-validation, then a final model", epilog=EPILOG,
+                       description="Cross-validate a model on a dataset's folds, train a final model on all "
+                                   "nodules, and write metrics and an HTML report. Rerunning the same command "
+                                   "resumes an interrupted run.")
+    s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
     s.add_argument("--config", required=True, help="YAML config or a shipped config name (autorad_lung)")
-    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--out", required=True, help="run folder (new, empty, or an earlier run of the same config to "
+                                                "resume)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    s.set_defaults(func=_cmd_train)
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_train, outputs={"out": "--out"})
 
-    s = sub.add_parser("sweep", help="train one config for several values of one parameter and compare")
-    s.add_argument("dataset")
-    s.add_argument("--config", required=True)
+    s = sub.add_parser("sweep", help="train one config for several values of one parameter and compare",
+                       epilog=EPILOG)
+    s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
+    s.add_argument("--config", required=True, help="YAML config or a shipped config name")
     s.add_argument("--param", required=True, help="dotted key, e.g. model.n_ctx or radiomics.classes")
     s.add_argument("--values", required=True, nargs="+", help="YAML values, e.g. 1 4 16 50 70 or '[shape2D]'")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="sweep folder: one run per value, compare.md and compare.csv")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    s.set_defaults(func=_cmd_sweep)
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_sweep, outputs={"out": "--out"})
 
-    s = sub.add_parser("evaluate", help="apply a run's final model to another dataset")
-    s.add_argument("run")
-    s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=_cmd_evaluate)
+    s = sub.add_parser("evaluate", help="apply a run's final model to another dataset", epilog=EPILOG)
+    s.add_argument("run", help="run folder (written by autorad train)")
+    s.add_argument("--data", required=True, help="dataset folder to evaluate on")
+    s.add_argument("--out", required=True, help="new folder for metrics, predictions and the report "
+                                                "(never inside the run or the dataset)")
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_evaluate, outputs={"out": "--out"})
 
-    s = sub.add_parser("compare", help="side-by-side metrics of several runs")
-    s.add_argument("runs", nargs="+")
-    s.add_argument("--out", default=None, help="write the table here (.md and .csv)")
-    s.set_defaults(func=_cmd_compare)
+    s = sub.add_parser("compare", help="side-by-side metrics of several runs", epilog=EPILOG)
+    s.add_argument("runs", nargs="+", help="run or evaluation folders")
+    s.add_argument("--out", default=None, help="also write the table as OUT.md and OUT.csv (a .md or .csv suffix "
+                                               "is dropped first)")
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_compare, outputs={"out": "--out"})
 
-    s = sub.add_parser("predict", help="run a trained model on nodules of new CTs")
-    s.add_argument("run")
+    s = sub.add_parser("predict", help="run a trained model on nodules of new CTs (docs/predict.md)",
+                       epilog=EPILOG)
+    s.add_argument("run", help="run folder with a final model (written by autorad train)")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--dicom", help="folder holding one CT series")
     src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
@@ -250,58 +369,136 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dicom-seg", help="with --dicom: write the mask as a DICOM SEG file (.dcm)")
     s.add_argument("--dicom-sr", help="with --dicom: write a DICOM SR measurement report (TID 1500, .dcm)")
     s.add_argument("--out", help="with --nodules: the output folder (new or empty)")
-    s.set_defaults(func=_cmd_predict)
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_predict, outputs={"report": "--report", "save_mask": "--save-mask",
+                                               "dicom_seg": "--dicom-seg", "dicom_sr": "--dicom-sr", "out": "--out"})
 
     s = sub.add_parser("robustness", help="evaluate a run with each dataset mask grown, shrunk, replaced by disks "
-                                          "or by the click segmentation")
-    s.add_argument("run")
+                                          "or by the click segmentation", epilog=EPILOG)
+    s.add_argument("run", help="run folder with a final model (written by autorad train)")
     s.add_argument("--data", required=True, help="dataset folder (its stored slices and masks)")
     s.add_argument("--out", required=True, help="output folder (new or empty)")
     s.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
                    help="mask variants (default: all: consensus grow1 grow2 shrink1 shrink2 eqdisk longaxis click)")
-    s.add_argument("--limit", type=int, default=None, help="only the first N nodules")
-    s.add_argument("--jobs", type=int, default=1, help="radiomics processes")
+    s.add_argument("--limit", type=positive(int), default=None, help="only the first N nodules")
+    s.add_argument("--jobs", type=positive(int), default=1, help="radiomics processes")
     s.add_argument("--oof", action="store_true", help="DATASET is the run's own: predict each nodule with the fold "
                                                        "model that did not see it (cross-validated), not the final")
-    s.set_defaults(func=_cmd_robustness)
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_robustness, outputs={"out": "--out"})
 
-    s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction")
+    s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction",
+                       epilog=EPILOG)
     s.add_argument("run", help="trained run folder (the one holding final/model)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "see docs/viewer.md before exposing it)")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--max-upload-mb", type=int, default=1024, help="largest upload accepted (MB)")
-    s.add_argument("--max-volumes", type=int, default=4, help="open volumes kept in memory")
+    s.add_argument("--max-upload-mb", type=positive(int), default=1024, help="largest upload accepted (MB)")
+    s.add_argument("--max-volumes", type=positive(int), default=4, help="open volumes kept in memory")
     s.set_defaults(func=_cmd_serve)
 
-    s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")
+    s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report",
+                       epilog=EPILOG)
     s.add_argument("config", nargs="?", default=None, help="YAML config (default: the offline embedded demo)")
-    s.add_argument("--out", default=None, help="override the config's out_dir")
+    s.add_argument("--out", default=None, help="output folder (default: the config's out_dir under the current "
+                                               "folder); rerunning resumes")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    s.set_defaults(func=_cmd_run)
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_run, outputs={"out": "--out"})
+    for command in sub.choices.values():  # -v / -q also after the command name
+        _add_verbosity(command, argparse.SUPPRESS)
     return p
+
+
+def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--center -1,360,7`` -> ``--center=-1,360,7``: argparse would take a value starting with '-' for an
+    option and say "expected one argument"; a value that is no known option is joined to its option."""
+    known: set[str] = set()
+    takes_value: set[str] = set()
+    parsers = [parser]
+    while parsers:
+        ps = parsers.pop()
+        for action in ps._actions:
+            known.update(action.option_strings)
+            if action.option_strings and action.nargs != 0:
+                takes_value.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--" \
+                and argv[i + 1].split("=", 1)[0] not in known:
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def _output_options(args: argparse.Namespace) -> dict[str, str]:
+    """``{"--out": value, ...}`` for the output options of the command (to name them in error lines)."""
+    return {label: str(getattr(args, name)) for name, label in getattr(args, "outputs", {}).items()
+            if getattr(args, name, None)}
+
+
+def _log_unexpected(args: argparse.Namespace | None) -> Path | None:
+    """Write the traceback of an unexpected error to a log file in autorad's state folder; its path or None."""
+    from autorad.paths import state_dir
+
+    try:
+        logs = state_dir() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = logs / f"error-{stamp}-{os.getpid()}.log"
+        command = " ".join(sys.argv[1:]) if sys.argv else ""
+        path.write_text(f"autorad {__version__}\ncommand: autorad {command}\n\n{traceback.format_exc()}",
+                        encoding="utf-8")
+        return path
+    except OSError:
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``autorad`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_dash_values(parser, list(sys.argv[1:] if argv is None else argv)))
+    configure_logging(args.verbose, args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except AutoradError as err:
-        print(f"autorad: error: {err}", file=sys.stderr)
+        print(f"autorad: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("autorad: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130
-    except Exception as err:  # an unexpected failure: one line unless --debug
-        if args.debug or os.environ.get("AUTORAD_DEBUG") == "1":
-            raise
-        first = str(err).splitlines()[0] if str(err) else ""
-        print(f"autorad: error: unexpected {type(err).__name__}: {first} (rerun with --debug for details)",
-              file=sys.stderr)
-        return 1
+    except OSError as err:
+        line = describe_os_error(err, _output_options(args))
+        if line is None:
+            return _unexpected(err, args)
+        print(f"autorad: error: {_one_line(line)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # an unexpected failure: one line and a log unless --debug
+        return _unexpected(err, args)
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _unexpected(err: Exception, args: argparse.Namespace) -> int:
+    if args.debug or os.environ.get("AUTORAD_DEBUG") == "1":
+        raise err
+    first = _one_line(str(err).splitlines()[0] if str(err) else "", 200)
+    log = _log_unexpected(args)
+    where = f"details in {log}" if log else "rerun with --debug for details"
+    print(f"autorad: error: unexpected internal error ({type(err).__name__}: {first}); {where}; please report it",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

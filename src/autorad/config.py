@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
+from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
 
 
@@ -116,7 +117,7 @@ class TrainConfig(_Strict):
     class_weighting: Literal["none", "balanced"] = "none"
     val_fraction: float = Field(0.0, ge=0, lt=0.5)  # >0: select the best epoch on a patient-level split
     seed: int = 0
-    device: str = "cpu"
+    device: str = Field("cpu", pattern=DEVICE_PATTERN)  # embedding, training and prediction
     final_model: bool = True  # also train on all data after cross-validation
 
 

@@ -1,5 +1,11 @@
 """User-facing errors: the CLI prints their message on one line and exits non-zero, without a traceback."""
 
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
 
 class AutoradError(Exception):
     """A problem with the user's input or environment (bad path, bad config, corrupt file...)."""
@@ -21,3 +27,46 @@ class CheckpointError(AutoradError):
 
 class MissingDependencyError(AutoradError):
     """An optional package (weights, ray, scikit-image...) that the requested feature needs is absent."""
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device: free some space or choose another location",
+    errno.EDQUOT: "disk quota exceeded: free some space or choose another location",
+    errno.EROFS: "the file system is read-only: choose a writable location",
+    errno.EACCES: "permission denied: choose a location you can write (or read) to",
+    errno.EPERM: "operation not permitted: choose a location you can write (or read) to",
+    errno.EISDIR: "is a folder where a file is expected: give a file name",
+    errno.ENOTDIR: "a part of the path is a file where a folder is expected",
+    errno.ENOENT: "not found",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) and rerun",
+}
+
+
+def describe_os_error(err: OSError, options: dict[str, str] | None = None) -> str | None:
+    """One line for an operating-system error caused by the user's environment (disk full, read-only file
+    system, permission denied, a folder where a file is expected...), naming the path and, when the path is
+    one of ``options`` (``{"--out": path}``) or inside it, the option. None for other errors (bugs)."""
+    what = _OS_ERRORS.get(err.errno or -1)
+    if what is None:
+        return None
+    filename = err.filename if err.filename is not None else ""
+    option = _option_for(str(filename), options or {}) if filename else None
+    where = f"{option} {options[option]}" if option else ""
+    path = str(filename) or "(unknown path)"
+    if where and str(Path(options[option])) != str(Path(path)):
+        where += f" ({path})"
+    return f"{where or path}: {what}"
+
+
+def _option_for(filename: str, options: dict[str, str]) -> str | None:
+    target = Path(os.path.abspath(filename))
+    best, best_len = None, -1
+    for opt, value in options.items():
+        if not value:
+            continue
+        base = Path(os.path.abspath(value))
+        tmp_sibling = target.parent == base.parent and target.name.startswith(f".{base.name}.")  # atomic writes
+        if (target == base or base in target.parents or tmp_sibling) and len(base.parts) > best_len:
+            best, best_len = opt, len(base.parts)
+    return best

@@ -8,6 +8,19 @@ from pathlib import Path
 from autorad.errors import ConfigError
 
 SHARED_DATA_ENV = "AUTORAD_SHARED_DATA"
+STATE_ENV = "AUTORAD_HOME"
+
+
+def state_dir() -> Path:
+    """autorad's private folder on this machine (the pseudonym key, the log of unexpected errors, the record of
+    written output files): ``$AUTORAD_HOME``, else ``$XDG_STATE_HOME/autorad``, else ``~/.local/state/autorad``.
+    Nothing in it is ever copied into an output, and no output may be written inside it."""
+    env = os.environ.get(STATE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "autorad"
 
 
 def shared_data_dir() -> Path | None:

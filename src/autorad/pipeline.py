@@ -1,19 +1,30 @@
-"""``autorad run``: the main job — ingest, radiomics, embeddings, cross-validation and the report, resuming
-whatever is already done. With no config it runs the offline embedded default (``demo``: phantom data, real
-offline encoders)."""
+"""``autorad run``: the main job, as its stages
+
+    ingest -> radiomics -> embeddings -> cross-validation -> final -> report
+
+each a function that reads the previous stage's files, writes its own and is a cached no-op when they are already
+there (:func:`ensure_dataset`, :func:`autorad.train.features.ensure_radiomics`,
+:func:`autorad.train.features.ensure_embeddings`, :func:`autorad.train.cv.cross_validate`,
+:func:`autorad.train.cv.fit_final`, :func:`autorad.train.cv.write_run_report`). With no config it runs the offline
+embedded default (``demo``: phantom data, real offline encoders)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from autorad.config import DataConfig, ExperimentConfig, load_config
 from autorad.data.dataset import Dataset, class_count_line
+from autorad.devices import resolve_device
 from autorad.errors import ConfigError, InputError
 from autorad.io import hash_json, write_json
+from autorad.outputs import prepare_output_dir
 from autorad.paths import SHARED_DATA_ENV, shared_data_dir
-from autorad.train.cv import log
+from autorad.train.run import Run
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "demo"
 
@@ -33,7 +44,8 @@ def resolve_data_path(path: str | None) -> Path | None:
 
 def resolve_out_dir(cfg: ExperimentConfig, out: str | Path | None) -> Path:
     """The run's output folder. A config's own ``out_dir`` must stay under the current folder (a shared config
-    cannot write elsewhere); ``--out`` given by the user is taken as is."""
+    cannot write elsewhere); ``--out`` given by the user may be anywhere that passes
+    :func:`autorad.outputs.prepare_output_dir`."""
     if out is not None:
         return Path(out)
     p = Path(cfg.out_dir)
@@ -46,8 +58,8 @@ def _data_key(data: DataConfig) -> str:
     return hash_json(data.model_dump(mode="json"), 16)
 
 
-def prepare_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
-    """Ingest the configured source into ``out_dir/dataset`` unless an identical ingest is already there."""
+def ensure_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
+    """Stage: ingest the configured source into ``out_dir/dataset`` unless an identical ingest is already there."""
     from autorad.data.ingest import ingest
 
     data = cfg.data
@@ -61,22 +73,32 @@ def prepare_dataset(cfg: ExperimentConfig, out_dir: Path) -> Dataset:
     key = _data_key(data)
     if ds_dir.is_dir() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
         ds = Dataset(ds_dir)
-        log(f"dataset: reused {ds_dir} ({class_count_line(ds.class_counts)})")
+        log.info("dataset: reused %s (%s)", ds_dir, class_count_line(ds.class_counts))
         return ds
-    ds = ingest(data.source, ds_dir, resolve_data_path(data.path), data)
+    # the pipeline folder is autorad's (checked by run()): its dataset stage is replaced when the data changes
+    ds = ingest(data.source, ds_dir, resolve_data_path(data.path), data, overwrite=True)
     write_json(stamp, {"key": key})
-    log(f"dataset: {class_count_line(ds.class_counts)}")
+    log.info("dataset: %s", class_count_line(ds.class_counts))
     return ds
 
 
 def run(config: str | Path | None = None, out: str | Path | None = None,
-        overrides: list[str] | None = None) -> Path:
-    """Run the whole pipeline for ``config`` (default: the embedded demo); return the report's path."""
+        overrides: list[str] | None = None, overwrite: bool = False) -> Path:
+    """Run every stage for ``config`` (default: the embedded demo); return the report's path.
+
+    A rerun into the same folder resumes; ``overwrite`` empties an earlier autorad output folder first.
+    """
     from autorad.train.cv import train
+    from autorad.train.features import ensure_embeddings, ensure_radiomics
 
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, overrides)
+    resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
     out_dir = resolve_out_dir(cfg, out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ds = prepare_dataset(cfg, out_dir)
-    run_dir = train(ds.path, cfg, out_dir / "run")
-    return run_dir / "report.html"
+    config_path = Path(config) if config is not None and Path(config).is_file() else None
+    prepare_output_dir(out_dir, kind="pipeline", inputs=(config_path, resolve_data_path(cfg.data.path)),
+                       overwrite=overwrite, resume=not overwrite, option="--out" if out is not None else "out_dir")
+    ds = ensure_dataset(cfg, out_dir)
+    ensure_radiomics(ds, cfg)
+    ensure_embeddings(ds, cfg)
+    run_dir = train(ds.path, cfg, out_dir / "run")  # cross-validation -> final -> report
+    return Run(run_dir).report_file

@@ -20,6 +20,7 @@ from autorad import CLASS_NAMES
 from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_parquet
 from autorad.nodule_input import check_diameter, parse_center
+from autorad.outputs import prepare_output_dir, prepare_output_file, record_output_file
 from autorad.predictor import Prediction, Predictor, warn_stderr
 
 __all__ = ["check_output", "load_predictor", "parse_center", "predict", "predict_batch", "read_nodules_csv"]
@@ -35,40 +36,40 @@ def load_predictor(run: str | Path) -> Predictor:
     return _PREDICTORS[key]
 
 
-def check_output(path: str | Path | None, option: str, suffixes: tuple[str, ...] | None = None) -> Path | None:
-    """Refuse, before any computation, an output path autorad must not write (an existing file it did not make,
-    a folder, a missing parent folder, a wrong suffix)."""
+def check_output(path: str | Path | None, option: str, suffixes: tuple[str, ...], inputs: tuple = (),
+                 overwrite: bool = False) -> Path | None:
+    """Check an output file before any computation: the suffix, then autorad's output rules
+    (:func:`autorad.outputs.prepare_output_file`: never an existing file autorad did not write, never an input)."""
     if path is None:
         return None
-    p = Path(path)
-    if suffixes and not p.name.lower().endswith(suffixes):
-        raise InputError(f"{option} {p.name}: the file name must end with {' or '.join(suffixes)}")
-    if p.is_dir():
-        raise InputError(f"{option} {p} is a folder; give a file name")
-    if p.exists():
-        raise InputError(f"{option} {p} already exists; autorad does not overwrite files (remove it or choose "
-                         "another name)")
-    parent = next((q for q in p.parents if q.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise InputError(f"{option} {p}: {parent} is a file, not a folder")
-    return p
+    if not Path(path).name.lower().endswith(suffixes):
+        raise InputError(f"{option} {Path(path).name}: the file name must end with {' or '.join(suffixes)}")
+    return prepare_output_file(path, inputs=inputs, overwrite=overwrite, option=option)
 
 
 def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path | None = None,
             mask: str | Path | None = None, center: tuple[int, int, int] | None = None,
             diameter_mm: float | None = None, label: int | None = None, disk: bool = False,
             report: str | Path | None = None, save_mask: str | Path | None = None,
-            dicom_seg: str | Path | None = None, dicom_sr: str | Path | None = None) -> dict[str, Any]:
-    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring)."""
+            dicom_seg: str | Path | None = None, dicom_sr: str | Path | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
+    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring).
+
+    Output files are checked before anything is loaded (:func:`check_output`); ``overwrite`` lets them replace
+    files autorad wrote earlier, never anything else."""
     if (dicom is None) == (image is None):
         raise InputError("give the CT as --dicom SERIES_DIR or --image FILE (one of them)")
     if (dicom_seg or dicom_sr) and dicom is None:
         raise InputError("--dicom-seg / --dicom-sr need the CT as a DICOM series (--dicom), to reference it")
     check_diameter(diameter_mm)
-    report = check_output(report, "--report", (".html", ".htm"))
-    save_mask = check_output(save_mask, "--save-mask", (".nii", ".nii.gz", ".nrrd"))
-    dicom_seg = check_output(dicom_seg, "--dicom-seg", (".dcm",))
-    dicom_sr = check_output(dicom_sr, "--dicom-sr", (".dcm",))
+    inputs = (run, dicom, image, mask)
+    report = check_output(report, "--report", (".html", ".htm"), inputs, overwrite)
+    save_mask = check_output(save_mask, "--save-mask", (".nii", ".nii.gz", ".nrrd"), inputs, overwrite)
+    dicom_seg = check_output(dicom_seg, "--dicom-seg", (".dcm",), inputs, overwrite)
+    dicom_sr = check_output(dicom_sr, "--dicom-sr", (".dcm",), inputs, overwrite)
+    if len({Path(p).resolve() for p in (report, save_mask, dicom_seg, dicom_sr) if p is not None}) < \
+            sum(p is not None for p in (report, save_mask, dicom_seg, dicom_sr)):
+        raise InputError("two outputs (--report, --save-mask, --dicom-seg, --dicom-sr) name the same file")
     predictor = load_predictor(run)
     pred = predictor.predict_case(dicom if dicom is not None else image, mask=mask, center=center,
                                   diameter_mm=diameter_mm, label=label, disk=disk)
@@ -100,6 +101,8 @@ def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = 
 
         write_prediction_report(report, pred, predictor)
         outputs["report"] = str(report)
+    for written in outputs.values():
+        record_output_file(written)
     if outputs:
         pred.result["outputs"] = outputs
 
@@ -209,7 +212,7 @@ def _table_row(rid: str, result: dict[str, Any] | None, error: str | None) -> di
     return row
 
 
-def predict_batch(run: str | Path, nodules: str | Path, out: str | Path) -> pd.DataFrame:
+def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwrite: bool = False) -> pd.DataFrame:
     """Predict every nodule of a nodules CSV with the model loaded once; write ``out/predictions.csv``,
     ``out/predictions.parquet`` and ``out/nodules/<id>.json``. A nodule that fails (air click, empty mask ...)
     gets its error in the table and no JSON; the others go on."""
@@ -217,10 +220,10 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path) -> pd.D
     from autorad.data.dicom import load_ct
 
     rows = read_nodules_csv(nodules)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out} already exists and is not an empty folder; autorad does not overwrite it")
+    inputs = (run, nodules, *{r["ct"] for r in rows}, *{r["mask"] for r in rows if r["mask"] is not None})
+    prepare_output_dir(out, kind="predictions", inputs=inputs, overwrite=overwrite, create=False)
     predictor = load_predictor(run)
+    out = prepare_output_dir(out, kind="predictions", inputs=inputs, overwrite=overwrite)
     (out / "nodules").mkdir(parents=True, exist_ok=True)
     table, last_ct, vol = [], None, None
     for row in rows:

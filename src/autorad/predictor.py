@@ -16,7 +16,6 @@ gives it.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from autorad import CLASS_NAMES, __version__
-from autorad.config import CropConfig, config_from_dict
+from autorad.config import CropConfig
 from autorad.data.crop import equivalent_diameter_mm
 from autorad.data.dicom import CTVolume, load_ct, load_mask_values
 from autorad.data.geometry import VolumeNodule, nodule_arrays, nodule_in_volume
@@ -71,12 +70,16 @@ class Prediction:
 class Predictor:
     """A trained run's final model, ready to predict new nodules (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, model: Any, meta: dict[str, Any], device: str = "cpu"):
-        self.run_dir = Path(run_dir)
-        self.model = model
+    def __init__(self, run_dir: Path, model: Any, meta: dict[str, Any], device: str | None = None):
+        from autorad.devices import resolve_device
+        from autorad.train.run import Run
+
+        self.run = Run(run_dir)
+        self.run_dir = self.run.path
         self.meta = meta
-        self.device = device
-        self.cfg = config_from_dict(meta["config"], source=str(self.run_dir / "final" / "model" / "model.json"))
+        self.cfg = self.run.model_config(meta)
+        self.device = resolve_device(device or self.cfg.train.device)
+        self.model = model.to(self.device)
         self.kind = self.cfg.model.kind
         self.needs = get_kind(self.kind)  # the registry entry: which features the model needs
         self.crop = CropConfig(**(meta.get("dataset") or {}).get("crop") or {})
@@ -85,7 +88,7 @@ class Predictor:
             from autorad.encoders import load_encoder
 
             self.encoder = load_encoder(self.cfg.model.vision_encoder, weights=self.cfg.model.vision_weights,
-                                        device=device)
+                                        device=self.device)
         self.radiomics_params = None
         if self.needs.needs_radiomics:
             from autorad.radiomics.extract import resolve_params
@@ -94,25 +97,20 @@ class Predictor:
         self.cv_metrics = self._read_metrics()
 
     @classmethod
-    def from_run(cls, run: str | Path, device: str = "cpu") -> Predictor:
-        """Load a run folder's final model once (raises :class:`InputError` when it has none)."""
-        from autorad.train.cv import load_model
+    def from_run(cls, run: str | Path, device: str | None = None) -> Predictor:
+        """Load a run folder's final model once (:class:`InputError` when it has none). ``device``: ``cpu``,
+        ``cuda[:N]`` or ``auto``; default: the run's ``train.device``."""
+        from autorad.train.run import Run
 
-        run = Path(run)
-        final = run / "final" / "model"
-        if not final.is_dir():
-            raise InputError(f"{run} is not a trained run with a final model (no final/model folder)")
-        model, meta = load_model(final)
-        return cls(run, model, meta, device)
+        model, meta = Run(run).load_model()
+        return cls(Path(run), model, meta, device)
 
     def fold_models(self) -> dict[int, Any]:
         """The run's cross-validation fold models, by fold (for out-of-fold predictions on its own dataset)."""
-        from autorad.train.cv import load_model
-
         folds = sorted(int(p.name) for p in (self.run_dir / "folds").glob("*") if p.name.isdigit())
         if not folds:
             raise InputError(f"{self.run_dir} holds no fold models (folds/<k>/model)")
-        return {k: load_model(self.run_dir / "folds" / str(k) / "model")[0] for k in folds}
+        return {k: self.run.load_model(k)[0].to(self.device) for k in folds}
 
     # ------------------------------------------------------------------------------------------ the model
     @property
@@ -138,10 +136,9 @@ class Predictor:
         return out
 
     def _read_metrics(self) -> dict[str, Any] | None:
-        path = self.run_dir / "metrics.json"
-        if not path.is_file():
+        if not self.run.metrics_file.is_file():
             return None
-        m = json.loads(path.read_text())
+        m = self.run.read_metrics()
         pooled, mean, std = m.get("pooled") or {}, m.get("fold_mean") or {}, m.get("fold_std") or {}
         return {"n": m.get("n"), "n_folds": len(m.get("per_fold") or {}), "accuracy": pooled.get("accuracy"),
                 "accuracy_fold_mean": mean.get("accuracy"), "accuracy_fold_std": std.get("accuracy"),

@@ -32,6 +32,7 @@ from autorad.data.dataset import Dataset
 from autorad.data.geometry import nodule_arrays
 from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_json, write_parquet
+from autorad.outputs import prepare_output_dir
 from autorad.predictor import Predictor
 
 VARIANTS = ("consensus", "grow1", "grow2", "shrink1", "shrink2", "eqdisk", "longaxis", "click")
@@ -118,7 +119,7 @@ def click_available() -> bool:
 
 
 def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tuple[str, ...] = VARIANTS,
-               limit: int | None = None, jobs: int = 1, oof: bool = False,
+               limit: int | None = None, jobs: int = 1, oof: bool = False, overwrite: bool = False,
                log: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Evaluate ``run`` on dataset ``data`` with every mask variant; write ``out/robustness.csv``, ``.md``,
     ``robustness.png``, ``predictions_<variant>.parquet`` and ``robustness.json``; return the table.
@@ -133,9 +134,7 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise InputError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out} already exists and is not an empty folder; autorad does not overwrite it")
+    prepare_output_dir(out, kind="robustness", inputs=(run, data), overwrite=overwrite, create=False)
     ds = Dataset(data)
     predictor = Predictor.from_run(run)
     if predictor.cfg.radiomics.mode == "3d" and predictor.needs.needs_radiomics:
@@ -160,7 +159,7 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
                         patient_ids=m["patient_id"].astype(str).to_numpy(), folds=m["fold"].to_numpy(np.int64),
                         y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
     stored = [(row, ds.arrays(str(row["nodule_id"]))) for _, row in m.iterrows()]
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(prepare_output_dir(out, kind="robustness", inputs=(run, data), overwrite=overwrite))
     rows, tables = [], {}
     for v in variants:
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ from dicom_factory import make_ct_series, make_lidc_case, read_back
 from safetensors.numpy import load_file, save_file
 
 from autorad.io import hash_file
+from autorad.outputs import MARKER, write_marker
 from robustness.cli_batch import CliResult, run_batch
 
 DISK = ["--diameter-mm", "6", "--disk"]  # an explicit disk: these cases test inputs, not the click segmentation
@@ -143,7 +144,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "lidc_empty_root": (["ingest", "lidc", d["empty"], "--out", out / "ds_empty"], out / "ds_empty"),
         "lidc_no_nodules": (["ingest", "lidc", t / "lidc_no_nodules", "--out", out / "ds_nn"], out / "ds_nn"),
         "lidc_gap": (["ingest", "lidc", t / "lidc_gap", "--out", out / "ds_gap"], out / "ds_gap"),
-        "lidc_into_existing": (["ingest", "lidc", t / "lidc_no_nodules", "--out", existing], None),
+        "lidc_into_existing": (["ingest", "lidc", t / "lidc_no_nodules", "--out", existing, "--overwrite"], None),
         "lidc_corrupt": (["ingest", "lidc", t / "lidc_corrupt", "--out", out / "ds_corrupt"], out / "ds_corrupt"),
         "maxslice_missing": (["ingest", "maxslice", t / "nowhere.npz", "--out", out / "ds_ms"], out / "ds_ms"),
         "maxslice_corrupt": (["ingest", "maxslice", d["corrupt"] / "img0003.dcm", "--out", out / "ds_msc"],
@@ -184,6 +185,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     names = list(argv)
     existing.mkdir()
     (existing / "keep.txt").write_text("an earlier dataset")
+    write_marker(existing, "dataset")  # an earlier autorad output, so --overwrite may replace it
     results = run_batch([argv[n][0] for n in names], t / "batch")
     return {n: (r, argv[n][1], out) for n, r in zip(names, results, strict=True)}
 
@@ -339,10 +341,11 @@ def test_lidc_nodule_across_missing_slices(cases):
 
 
 def test_failed_ingest_leaves_existing_output_unchanged(cases):
-    """A failing ingest whose --out already exists: refused, the existing folder is left exactly as it was."""
+    """A failing ingest --overwrite whose --out holds an earlier dataset: refused, the earlier dataset is left
+    exactly as it was (the new one would only have replaced it on success)."""
     refused(cases, "lidc_into_existing", "no usable nodule")
     existing = cases["lidc_into_existing"][2] / "ds_existing"
-    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in existing.iterdir()) == sorted([MARKER, "keep.txt"])
     assert (existing / "keep.txt").read_text() == "an earlier dataset"
 
 

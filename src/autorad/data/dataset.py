@@ -33,6 +33,7 @@ from autorad.data.geometry import nodule_arrays
 from autorad.data.labels import label_from_ratings, malignancy_score
 from autorad.errors import InputError
 from autorad.io import atomic_dir, hash_file, write_json
+from autorad.outputs import write_marker
 from autorad.progress import progress
 
 FORMAT_VERSION = 1
@@ -103,6 +104,7 @@ def write_dataset(records: Iterable[NoduleRecord | Skip], out: Path, source: str
     skipped: list[Skip] = []
     seen: set[str] = set()
     with atomic_dir(Path(out)) as tmp:
+        write_marker(tmp, "dataset")
         (tmp / "arrays").mkdir()
         for rec in progress(records, desc=f"ingest {source}", unit="nodule", total=total):
             if isinstance(rec, Skip):

@@ -7,12 +7,19 @@ from pathlib import Path
 from autorad.config import DataConfig
 from autorad.data.dataset import Dataset, write_dataset
 from autorad.errors import InputError
+from autorad.outputs import prepare_output_dir
 
 SOURCES = ("lidc", "maxslice", "phantom")
 
 
-def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: DataConfig | None = None) -> Dataset:
-    """Build a dataset folder at ``out`` from ``source`` (lidc DICOM root, maxslice NPZ, or phantom)."""
+def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: DataConfig | None = None,
+           overwrite: bool = False) -> Dataset:
+    """Build a dataset folder at ``out`` from ``source`` (lidc DICOM root, maxslice NPZ, or phantom).
+
+    ``out`` must be new or empty, or (with ``overwrite``) a folder autorad wrote; it is replaced atomically only
+    when the ingest succeeds (:func:`autorad.outputs.prepare_output_dir`).
+    """
+    prepare_output_dir(out, kind="dataset", inputs=(path,), overwrite=overwrite, create=False)
     cfg = cfg or DataConfig(source=source if source in SOURCES else "phantom")
     common = {"labels": cfg.labels, "crop": cfg.crop, "folds": cfg.folds}
     if source == "maxslice":

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
-import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +133,12 @@ def _done_chunks(partial: Path, chunks: list[list[int]], ds: Dataset) -> set[int
 
 
 def _embed_local(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: list[tuple[int, list[int]]],
-                 partial: Path, batch_size: int) -> None:
+                 partial: Path, batch_size: int, device: str) -> None:
     from autorad.encoders import load_encoder
 
     if not todo:
         return
-    enc = load_encoder(entry.name, weights=weights)
+    enc = load_encoder(entry.name, weights=weights, device=device)
     n = sum(len(r) for _, r in todo)
     bar = progress(range(n), desc=f"embed {entry.name}", unit="nodule")
     for c, rows in todo:
@@ -198,10 +196,11 @@ _encoder_cache: dict[tuple[str, str | None], Any] = {}
 
 def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str | None = None,
                   batch_size: int = 32, executor: str = "local", ray_address: str | None = None,
-                  chunk_size: int | None = None) -> Path:
+                  chunk_size: int | None = None, device: str = "cpu") -> Path:
     """Compute (or find) the cached embeddings of every nodule in ``dataset``; return the cache file path.
 
     ``executor``: "local" (this process) or "ray" (chunks as Ray tasks, on ``ray_address`` or a local Ray).
+    ``device``: a resolved torch device (:func:`autorad.devices.resolve_device`) for the local executor.
     Resumable: chunks written by an interrupted run are kept.
     """
     ds = _open(dataset)
@@ -220,7 +219,7 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
     if executor == "ray":
         _embed_ray(ds, entry, weights, todo, partial, batch_size, ray_address)
     else:
-        _embed_local(ds, entry, weights, todo, partial, batch_size)
+        _embed_local(ds, entry, weights, todo, partial, batch_size, device)
     ids: list[str] = []
     embs: list[np.ndarray] = []
     for c in range(len(chunks)):
@@ -240,17 +239,13 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
     return final
 
 
-def iter_cached(dataset: str | Path | Dataset) -> Iterator[dict[str, Any]]:
-    """Metadata of every complete embedding cache of a dataset."""
+def read_embeddings(dataset: str | Path | Dataset, encoder_name: str,
+                    weights: str | None = None) -> tuple[list[str], np.ndarray]:
+    """(nodule_ids, (N, dim) float32) in manifest order from the cache :func:`embed_dataset` wrote (read only)."""
     ds = _open(dataset)
-    for f in sorted((ds.path / "embeddings").glob("*.json")):
-        yield json.loads(f.read_text())
-
-
-def load_embeddings(dataset: str | Path | Dataset, encoder_name: str, weights: str | None = None,
-                    **embed_kwargs: Any) -> tuple[list[str], np.ndarray]:
-    """(nodule_ids, (N, dim) float32) in manifest order; computes and caches them first when missing."""
-    ds = _open(dataset)
-    path = embed_dataset(ds, encoder_name, weights=weights, **embed_kwargs)
+    path = cache_paths(ds, _vision_entry(encoder_name), weights)[0]
+    if not path.is_file():
+        raise InputError(f"no {encoder_name} embeddings for {ds.path}; run `autorad embed {ds.path} "
+                         f"--encoder {encoder_name}` first")
     with np.load(path, allow_pickle=False) as z:
         return z["nodule_ids"].tolist(), z["emb"].astype(np.float32)

@@ -2,42 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
-from autorad.config import config_from_dict
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
-from autorad.io import write_json, write_parquet
-from autorad.train.cv import load_model, log, prediction_frame, run_metadata
+from autorad.outputs import prepare_output_dir
+from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
+from autorad.train.run import Run
+
+log = logging.getLogger(__name__)
 
 
-def evaluate(run: str | Path, data: str | Path, out: str | Path) -> Path:
-    """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report."""
+def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report.
+
+    ``out`` is a new or empty folder (or, with ``overwrite``, an earlier evaluation); it may not be, contain or
+    lie inside the run or the dataset, so a run's own files are never touched.
+    """
+    prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
-    from autorad.evaluate.report import write_report
 
     t0 = time.time()
-    run = Path(run)
-    final = run / "final" / "model"
-    if not final.is_dir():
-        raise InputError(f"{run} has no final model (train with train.final_model: true)")
-    model, meta = load_model(final)
-    cfg = config_from_dict(meta["config"], source=str(final / "model.json"))
+    trained = Run(run)
+    model, meta = trained.load_model()
+    cfg = trained.model_config(meta)
     ds = Dataset(data)
     table = build_features(ds, cfg)
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
     predictions = prediction_frame(table, model.predict_proba(table))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet(predictions, out / "predictions.parquet")
+    evaluated = Run(prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite))
+    evaluated.write_predictions(predictions)
     metrics = compute_metrics(predictions)
-    write_json(out / "metrics.json", metrics)
-    log(f"evaluation of {run.name} on {ds.path.name}: {metrics_summary_line(metrics)}")
-    info = run_metadata(cfg, ds, [], time.time() - t0)
-    info["evaluated_run"] = run.name
-    write_json(out / "run.json", info)
-    write_report(out, metrics, predictions, info)
-    return out
+    evaluated.write_metrics(metrics)
+    log.info("evaluation of %s on %s: %s", trained.path.name, ds.path.name, metrics_summary_line(metrics))
+    write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
+    return evaluated.path

@@ -16,6 +16,7 @@ import pandas as pd
 from autorad import CLASS_NAMES
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
+from autorad.outputs import prepare_output_file, record_output_file
 
 # (flattened metric key, column title, higher is better)
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -27,23 +28,33 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-def compare(runs: list[str | Path], out: str | Path | None = None) -> str:
+def output_files(out: str | Path) -> tuple[Path, Path]:
+    """The two files ``compare --out OUT`` writes: ``OUT.md`` and ``OUT.csv`` (a .md/.csv suffix is dropped)."""
+    stem = Path(out)
+    if stem.suffix.lower() in (".md", ".csv"):
+        stem = stem.with_suffix("")
+    return Path(f"{stem}.md"), Path(f"{stem}.csv")
+
+
+def compare(runs: list[str | Path], out: str | Path | None = None, overwrite: bool = False) -> str:
     """Markdown table comparing runs (rows) on pooled metrics with fold mean ± std where available.
 
     With ``out``, also writes ``<out>.md`` and ``<out>.csv`` atomically (a ``.md`` / ``.csv`` suffix on ``out``
-    is dropped first). Raises :class:`~autorad.errors.InputError` naming the run when a run folder or its
-    ``metrics.json`` is missing or unreadable.
+    is dropped first); neither may exist already (unless autorad wrote it and ``overwrite``) or lie inside a run.
+    Raises :class:`~autorad.errors.InputError` naming the run when a run folder or its ``metrics.json`` is
+    missing or unreadable.
     """
     if not runs:
         raise InputError("compare needs at least one run folder")
+    files = output_files(out) if out is not None else ()
+    for f in files:
+        prepare_output_file(f, inputs=runs, overwrite=overwrite, option="--out")
     rows = [_read_run(Path(r)) for r in runs]
     table = markdown_table(rows)
-    if out is not None:
-        stem = Path(out)
-        if stem.suffix.lower() in (".md", ".csv"):
-            stem = stem.with_suffix("")
-        atomic_write_text(Path(f"{stem}.md"), table)
-        atomic_write_text(Path(f"{stem}.csv"), csv_table(rows))
+    if files:
+        for f, text in zip(files, (table, csv_table(rows)), strict=True):
+            atomic_write_text(f, text)
+            record_output_file(f)
     return table
 
 

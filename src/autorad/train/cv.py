@@ -1,25 +1,16 @@
 """``autorad train``: patient-level K-fold cross-validation using the dataset's folds, then a final model.
 
-Run folder::
-
-    config.yaml              the full config (defaults included)
-    run.json                 what ran: model, encoders (real or random weights), data, versions, time, warnings
-    folds/<k>/model.*        the fold's model (safetensors + JSON); folds/<k>/predictions.parquet
-    folds/<k>/state/         epoch checkpoint while a prompt learner trains (removed when the fold is done)
-    predictions.parquet      every out-of-fold prediction
-    metrics.json             pooled and per-fold metrics
-    final/model.*            the model trained on all nodules (used by evaluate and predict)
-    report.html, figures/    the report
-
+:func:`train` reads as its stages: features -> :func:`cross_validate` -> :func:`fit_final` -> :func:`write_run_report`.
+Each stage writes into the :class:`~autorad.train.run.Run` folder (see there for the layout) and can run alone.
 A rerun with the same config resumes: finished folds are loaded, an interrupted fold continues from its last epoch.
+A folder holding a run of another config is refused unless ``overwrite`` (which empties it first); a folder
+autorad did not make is never used (:func:`autorad.outputs.prepare_output_dir`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,28 +22,22 @@ from autorad import CLASS_NAMES, __version__
 from autorad.config import ExperimentConfig, dump_config
 from autorad.data.dataset import Dataset
 from autorad.data.folds import assign_folds
+from autorad.devices import resolve_device
 from autorad.errors import InputError
-from autorad.io import atomic_write_text, write_json, write_parquet
-from autorad.train.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from autorad.io import hash_json
+from autorad.outputs import prepare_output_dir, read_marker
 from autorad.train.features import FeatureTable, build_features
-from autorad.train.kinds import get_kind, make_model, model_from_tensors
+from autorad.train.kinds import get_kind, make_model
 from autorad.train.kinds.base import Model
+from autorad.train.run import Run, load_model
 
+log = logging.getLogger(__name__)
 
-def log(msg: str) -> None:
-    """Progress messages go to stderr so stdout stays machine-readable."""
-    print(f"[autorad] {msg}", file=sys.stderr, flush=True)
+__all__ = ["cross_validate", "fit_final", "load_model", "train", "write_run_report"]
 
 
 def _fingerprint(cfg: ExperimentConfig, ds: Dataset, extra: Any) -> str:
-    relevant = cfg.model_dump(mode="json", exclude={"name", "out_dir"})
-    return hashlib.sha256(json.dumps([relevant, ds.fingerprint, extra], sort_keys=True).encode()).hexdigest()
-
-
-def _finished(model_dir: Path, fingerprint: str) -> bool:
-    """Whether ``model_dir`` holds a complete checkpoint written for this exact config and dataset."""
-    return checkpoint_exists(model_dir) and \
-        json.loads((model_dir / "model.json").read_text()).get("fingerprint") == fingerprint
+    return hash_json([cfg.model_dump(mode="json", exclude={"name", "out_dir"}), ds.fingerprint, extra])
 
 
 def check_trainable(table: FeatureTable, where: str) -> list[str]:
@@ -64,7 +49,7 @@ def check_trainable(table: FeatureTable, where: str) -> list[str]:
     warnings = []
     for k in sorted(set(table.folds.tolist())):
         for part, rows in (("test", table.folds == k), ("training", table.folds != k)):
-            missing = [CLASS_NAMES[c] for c in range(3) if not np.any(table.y[rows] == c)]
+            missing = [c for i, c in enumerate(CLASS_NAMES) if not np.any(table.y[rows] == i)]
             if missing:
                 warnings.append(f"fold {k}: no {', '.join(missing)} nodule in its {part} part")
     return warnings
@@ -87,26 +72,6 @@ def validation_split(train: FeatureTable, fraction: float, seed: int) -> tuple[F
     k = max(2, round(1 / fraction))
     inner = assign_folds(train.patient_ids, [CLASS_NAMES[i] for i in train.y], k, seed + 7)
     return train.subset(inner != 0), train.subset(inner == 0)
-
-
-def save_model(directory: Path, model: Model, meta: dict[str, Any]) -> None:
-    """Write a fitted model's checkpoint with the run's metadata."""
-    tensors, model_meta = model.to_tensors()
-    save_checkpoint(directory, tensors, {**meta, "model_state": model_meta})
-
-
-def load_model(directory: Path) -> tuple[Model, dict[str, Any]]:
-    """Load a model saved by :func:`save_model` (strict; refuses corrupt or mismatched checkpoints)."""
-    from autorad.config import ModelConfig
-    from autorad.errors import CheckpointError
-
-    tensors, meta = load_checkpoint(directory)
-    try:
-        mcfg = ModelConfig.model_validate(meta["config"]["model"])
-        state = meta["model_state"]
-    except Exception as err:
-        raise CheckpointError(f"{directory}: checkpoint metadata is incomplete ({err})") from None
-    return model_from_tensors(mcfg, tensors, state), meta
 
 
 def _fit_one(cfg: ExperimentConfig, train: FeatureTable, state_dir: Path, fold: int) -> Model:
@@ -135,66 +100,110 @@ def encoder_info(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     return infos
 
 
-def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path) -> Path:
-    """Cross-validate ``cfg`` on ``dataset``, train the final model, write metrics and the report into ``out``."""
-    from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
-    from autorad.evaluate.report import write_report
+def _check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
+    """Refuse to resume into a run folder whose config differs from ``cfg`` (unless ``overwrite``)."""
+    import yaml
 
-    t0 = time.time()
-    out = Path(out)
-    ds = Dataset(dataset)
-    log(f"{cfg.name}: model {cfg.model.kind} on {ds.path} ({len(ds)} nodules)")
-    table = build_features(ds, cfg)
-    warnings = check_trainable(table, f"dataset {ds.path}")
-    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be trainable: no half-written run
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
-    for w in warnings:
-        log(f"warning: {w}")
-    base_meta = {"autorad_version": __version__, "config": cfg.model_dump(mode="json"),
-                 "class_names": list(CLASS_NAMES), "radiomics_names": table.radiomics_names,
-                 "dataset": {"source": ds.info.get("source"), "labels": ds.info.get("labels"),
-                             "crop": ds.info.get("crop")}}
+    if overwrite or read_marker(run.path) is None or not run.config_file.is_file():
+        return
+    try:
+        old = yaml.safe_load(run.config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        old = None
+    new = cfg.model_dump(mode="json")
+    if not isinstance(old, dict) or {k: v for k, v in old.items() if k not in ("name", "out_dir")} != \
+            {k: v for k, v in new.items() if k not in ("name", "out_dir")}:
+        raise InputError(f"--out {run.path} holds a run of another config; pass --overwrite to replace it, "
+                         f"or choose another folder")
+
+
+def _checkpoint_meta(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable) -> dict[str, Any]:
+    """What every saved model of this run records besides its tensors."""
+    return {"autorad_version": __version__, "config": cfg.model_dump(mode="json"),
+            "class_names": list(CLASS_NAMES), "radiomics_names": table.radiomics_names,
+            "dataset": {"source": ds.info.get("source"), "labels": ds.info.get("labels"),
+                        "crop": ds.info.get("crop")}}
+
+
+def cross_validate(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentConfig) -> pd.DataFrame:
+    """Stage: train one model per fold on the other folds, predict its fold; write and return every prediction."""
+    from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
+
+    meta = _checkpoint_meta(cfg, ds, table)
     parts = []
-    folds = sorted(set(table.folds.tolist()))
-    for k in folds:
-        fold_dir = out / "folds" / str(k)
+    for k in sorted(set(table.folds.tolist())):
         fp = _fingerprint(cfg, ds, ["fold", k])
-        pred_file = fold_dir / "predictions.parquet"
-        if pred_file.is_file() and _finished(fold_dir / "model", fp):
-            log(f"fold {k}: already done, loaded")
-            parts.append(pd.read_parquet(pred_file))
+        if run.fold_predictions_file(k).is_file() and run.model_done(k, fp):
+            log.info("fold %d: already done, loaded", k)
+            parts.append(run.read_predictions(k))
             continue
         tr, te = table.subset(table.folds != k), table.subset(table.folds == k)
         tk = time.time()
-        model = _fit_one(cfg, tr, fold_dir / "state", k)
+        model = _fit_one(cfg, tr, run.state_dir(k), k)
         pred = prediction_frame(te, model.predict_proba(te))
-        save_model(fold_dir / "model", model, {**base_meta, "fingerprint": fp, "fold": k})
-        write_parquet(pred, pred_file)
-        shutil.rmtree(fold_dir / "state", ignore_errors=True)
+        run.save_model(k, model, {**meta, "fingerprint": fp, "fold": k})
+        run.write_predictions(pred, k)
+        shutil.rmtree(run.state_dir(k), ignore_errors=True)
         parts.append(pred)
         acc = float((pred["pred"] == pred["label"]).mean())
-        log(f"fold {k}: train {len(tr)}, test {len(te)}, accuracy {acc:.3f} ({time.time() - tk:.1f} s)")
+        log.info("fold %d: train %d, test %d, accuracy %.3f (%.1f s)", k, len(tr), len(te), acc, time.time() - tk)
     predictions = pd.concat(parts, ignore_index=True).sort_values(["fold", "nodule_id"], kind="stable")
     predictions = predictions.reset_index(drop=True)
-    write_parquet(predictions, out / "predictions.parquet")
+    run.write_predictions(predictions)
     metrics = compute_metrics(predictions)
-    write_json(out / "metrics.json", metrics)
-    log(f"cross-validation: {metrics_summary_line(metrics)}")
+    run.write_metrics(metrics)
+    log.info("cross-validation: %s", metrics_summary_line(metrics))
+    return predictions
 
-    if cfg.train.final_model:
-        fp = _fingerprint(cfg, ds, ["final"])
-        final_dir = out / "final" / "model"
-        if not _finished(final_dir, fp):
-            log("final model on all nodules")
-            model = _fit_one(cfg, table, out / "final" / "state", -1)
-            save_model(final_dir, model, {**base_meta, "fingerprint": fp, "fold": None})
-            shutil.rmtree(out / "final" / "state", ignore_errors=True)
 
-    run_time = time.time() - t0
-    meta = run_metadata(cfg, ds, warnings, run_time)
-    write_json(out / "run.json", meta)
-    write_report(out, metrics, predictions, meta)
-    return out
+def fit_final(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentConfig) -> None:
+    """Stage: train the final model on every nodule (unless an identical one is already there)."""
+    fp = _fingerprint(cfg, ds, ["final"])
+    if run.model_done(None, fp):
+        log.info("final model: already done")
+        return
+    log.info("final model on all %d nodules", len(table))
+    model = _fit_one(cfg, table, run.state_dir(None), -1)
+    run.save_model(None, model, {**_checkpoint_meta(cfg, ds, table), "fingerprint": fp, "fold": None})
+    shutil.rmtree(run.state_dir(None), ignore_errors=True)
+
+
+def write_run_report(run: Run, cfg: ExperimentConfig, ds: Dataset, warnings: list[str], run_time: float,
+                     extra: dict[str, Any] | None = None) -> None:
+    """Stage: run.json and the HTML report from the run's predictions and metrics."""
+    from autorad.evaluate.report import write_report
+
+    meta = {**run_metadata(cfg, ds, warnings, run_time), **(extra or {})}
+    run.write_info(meta)
+    write_report(run.path, run.read_metrics(), run.read_predictions(), meta)
+
+
+def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite: bool = False) -> Path:
+    """Cross-validate ``cfg`` on ``dataset``, train the final model, write metrics and the report into ``out``.
+
+    ``out`` must be new or empty, an earlier run of the same config (resumed), or with ``overwrite`` any run
+    folder autorad wrote (emptied first). Checked before any work.
+    """
+    t0 = time.time()
+    resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
+    run = Run(out)
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
+    _check_resumable(run, cfg, overwrite)
+    ds = Dataset(dataset)
+    log.info("%s: model %s on %s (%d nodules)", cfg.name, cfg.model.kind, ds.path, len(ds))
+    table = build_features(ds, cfg)
+    warnings = check_trainable(table, f"dataset {ds.path}")
+    # only once the data is known to be trainable: no half-written run
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=not overwrite)
+    with run.logging_to_file():
+        run.write_config(cfg)
+        for w in warnings:
+            log.warning(w)
+        cross_validate(run, ds, table, cfg)
+        if cfg.train.final_model:
+            fit_final(run, ds, table, cfg)
+        write_run_report(run, cfg, ds, warnings, time.time() - t0)
+    return run.path
 
 
 def run_metadata(cfg: ExperimentConfig, ds: Dataset, warnings: list[str], run_time: float) -> dict[str, Any]:

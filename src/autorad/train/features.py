@@ -10,6 +10,7 @@ import numpy as np
 from autorad import CLASS_NAMES
 from autorad.config import ExperimentConfig
 from autorad.data.dataset import Dataset
+from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.train.kinds import get_kind
 
@@ -39,8 +40,26 @@ class FeatureTable:
                        radiomics_status=take(self.radiomics_status), image=take(self.image))
 
 
+def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig) -> None:
+    """Stage: extract the radiomics ``cfg.model`` needs (minutes on a new dataset; a cached no-op afterwards)."""
+    if get_kind(cfg.model.kind).needs_radiomics:
+        from autorad.radiomics.extract import run_radiomics
+
+        run_radiomics(ds.path, cfg.radiomics)
+
+
+def ensure_embeddings(ds: Dataset, cfg: ExperimentConfig) -> None:
+    """Stage: embed every nodule with ``cfg.model.vision_encoder`` on ``train.device`` when the model needs it
+    (minutes on a new dataset; a cached no-op afterwards)."""
+    if get_kind(cfg.model.kind).needs_image:
+        from autorad.encoders.embed import embed_dataset
+
+        embed_dataset(ds, cfg.model.vision_encoder, weights=cfg.model.vision_weights,
+                      device=resolve_device(cfg.train.device))
+
+
 def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> FeatureTable:
-    """Load (computing and caching when missing) the radiomics and embeddings that ``cfg.model`` needs."""
+    """The model inputs ``cfg.model`` declares, computing and caching radiomics and embeddings first if missing."""
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     m = ds.manifest
     unknown = set(m["label"]) - set(CLASS_NAMES)
@@ -51,19 +70,19 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
                          folds=m["fold"].to_numpy(dtype=np.int64),
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
     kind = get_kind(cfg.model.kind)
+    ensure_radiomics(ds, cfg)
+    ensure_embeddings(ds, cfg)
     if kind.needs_radiomics:
-        table.radiomics, table.radiomics_names, table.radiomics_status = load_radiomics_matrix(ds, cfg)
+        table.radiomics, table.radiomics_names, table.radiomics_status = read_radiomics_matrix(ds, cfg)
     if kind.needs_image:
-        table.image = load_image_matrix(ds, cfg)
+        table.image = read_image_matrix(ds, cfg)
     return table
 
 
-def load_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Raw radiomics (N, F) in manifest order, extracting them first if the dataset has none yet."""
+def read_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Raw radiomics (N, F) in manifest order from the dataset's radiomics table (see :func:`ensure_radiomics`)."""
     from autorad.radiomics import load_radiomics, select_feature_columns
-    from autorad.radiomics.extract import run_radiomics
 
-    run_radiomics(ds.path, cfg.radiomics)  # a cached no-op when everything is there
     df = load_radiomics(ds.path, mode=cfg.radiomics.mode)
     df = df.set_index(df["nodule_id"].astype(str)).reindex(ds.nodule_ids)
     if df["status"].isna().any():
@@ -76,11 +95,11 @@ def load_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig) -> tuple[np.ndarra
     return df[names].to_numpy(dtype=np.float64), names, df["status"].astype(str).to_numpy()
 
 
-def load_image_matrix(ds: Dataset, cfg: ExperimentConfig) -> np.ndarray:
-    """Frozen image embeddings (N, D) in manifest order, computed and cached on first use."""
-    from autorad.encoders.embed import load_embeddings
+def read_image_matrix(ds: Dataset, cfg: ExperimentConfig) -> np.ndarray:
+    """Frozen image embeddings (N, D) in manifest order from the dataset's cache (see :func:`ensure_embeddings`)."""
+    from autorad.encoders.embed import read_embeddings
 
-    ids, emb = load_embeddings(ds.path, cfg.model.vision_encoder, weights=cfg.model.vision_weights)
+    ids, emb = read_embeddings(ds, cfg.model.vision_encoder, weights=cfg.model.vision_weights)
     if list(ids) != ds.nodule_ids:
         raise InputError(f"embedding cache of {ds.path} is out of step with the manifest; delete its embeddings/")
     return np.asarray(emb, dtype=np.float32)

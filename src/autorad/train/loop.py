@@ -1,5 +1,8 @@
 """The optimisation loop of the prompt learners: SGD + momentum, warm-up then cosine decay, resumable per epoch.
 
+The schedule is torch's own (``LinearLR`` warm-up then ``CosineAnnealingLR`` in a ``SequentialLR``), stepped once
+per batch; the loop runs on the learner's device (``train.device``).
+
 Each epoch's batch order is drawn from ``seed``, ``fold`` and the epoch number alone, so a run resumed from an epoch
 checkpoint continues exactly as an uninterrupted one would (same batches, same momentum, same result).
 """
@@ -7,6 +10,7 @@ checkpoint continues exactly as an uninterrupted one would (same batches, same m
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autorad import CLASS_NAMES
 from autorad.config import TrainConfig
 from autorad.errors import CheckpointError
 from autorad.train.checkpoint import (
@@ -38,9 +43,12 @@ class TrainInputs:
     def __len__(self) -> int:
         return len(self.y)
 
-    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def batch(self, idx: np.ndarray, device: torch.device | str = "cpu",
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Rows ``idx`` on ``device``."""
         t = torch.as_tensor(idx, dtype=torch.long)
-        return self.image[t], None if self.radiomics is None else self.radiomics[t], self.y[t]
+        rad = None if self.radiomics is None else self.radiomics[t].to(device)
+        return self.image[t].to(device), rad, self.y[t].to(device)
 
 
 @dataclass
@@ -57,22 +65,28 @@ class History:
                 "best_epoch": self.best_epoch}
 
 
-def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """Linear warm-up over ``warmup_steps``, then cosine decay to zero at ``total_steps``."""
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return f
+def lr_schedule(opt: torch.optim.Optimizer, total_steps: int,
+                warmup_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over ``warmup_steps`` (factor (step + 1) / warmup_steps), then cosine decay to zero at
+    ``total_steps``; call ``step()`` after every batch."""
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+    cosine = CosineAnnealingLR(opt, T_max=max(1, total_steps - warmup_steps), eta_min=0.0)
+    if warmup_steps < 1:
+        return cosine
+    warmup = LinearLR(opt, start_factor=1.0 / warmup_steps, end_factor=1.0, total_iters=warmup_steps - 1)
+    return SequentialLR(opt, [warmup, cosine], milestones=[warmup_steps])
 
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | None:
-    """Balanced weights n / (C * count_c) or None."""
+    """scikit-learn's balanced weights (n / (classes present x count_c)); 0 for a class absent from ``y``; or None."""
     if mode == "none":
         return None
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    w = np.zeros(n_classes)
+    w[present] = compute_class_weight("balanced", classes=present, y=y)
     return torch.as_tensor(w, dtype=torch.float32)
 
 
@@ -80,12 +94,17 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | No
 def predict_logits(learner: nn.Module, data: TrainInputs, batch_size: int = 128) -> torch.Tensor:
     """Logits for every row, in order."""
     learner.eval()
+    device = _device_of(learner)
     out = []
     for start in range(0, len(data), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data)))
-        img, rad, _ = data.batch(idx)
-        out.append(learner(img, rad))
+        img, rad, _ = data.batch(idx, device)
+        out.append(learner(img, rad).cpu())
     return torch.cat(out) if out else torch.zeros((0, 3))
+
+
+def _device_of(learner: nn.Module) -> torch.device:
+    return next(iter(learner.parameters()), torch.empty(0)).device
 
 
 def _momentum_state(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, np.ndarray]:
@@ -102,7 +121,7 @@ def _restore_momentum(opt: torch.optim.Optimizer, names: dict[int, str], state: 
     for group in opt.param_groups:
         for p in group["params"]:
             if names[id(p)] in state:
-                opt.state[p]["momentum_buffer"] = torch.from_numpy(state[names[id(p)]].copy())
+                opt.state[p]["momentum_buffer"] = torch.from_numpy(state[names[id(p)]].copy()).to(p.device)
 
 
 def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, state_dir: Path | None,
@@ -117,9 +136,10 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
     names = {id(p): n for n, p in params}
     opt = torch.optim.SGD([p for _, p in params], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
-    schedule = lr_lambda(cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
-    weights = class_weights(train.y.numpy(), 3, cfg.class_weighting)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    schedule = lr_schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
+    device = _device_of(learner)
+    weights = class_weights(train.y.numpy(), len(CLASS_NAMES), cfg.class_weighting)
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     history, start_epoch = History(), 0
     best_state: dict[str, np.ndarray] | None = None
     best_val = math.inf
@@ -139,6 +159,10 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
         history = History(h["train_loss"], h["val_loss"], h["val_accuracy"], h["best_epoch"])
         best_val = min(history.val_loss) if history.val_loss else math.inf
         start_epoch = int(meta["epoch"]) + 1
+        with warnings.catch_warnings():  # fast-forward the schedule to where the interrupted run left it
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            for _ in range(start_epoch * steps_per_epoch):
+                schedule.step()
 
     for epoch in range(start_epoch, cfg.epochs):
         learner.train()
@@ -148,19 +172,18 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if len(idx) == 0:
                 continue
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * schedule(epoch * steps_per_epoch + b)
-            img, rad, y = train.batch(idx)
+            img, rad, y = train.batch(idx, device)
             loss = loss_fn(learner(img, rad), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         history.train_loss.append(total / max(count, 1))
         if val is not None and len(val):
             logits = predict_logits(learner, val)
-            vloss = float(nn.functional.cross_entropy(logits, val.y))
+            vloss = float(nn.functional.cross_entropy(logits, val.y))  # logits come back on the CPU
             history.val_loss.append(vloss)
             history.val_accuracy.append(float((logits.argmax(1) == val.y).float().mean()))
             if vloss < best_val:

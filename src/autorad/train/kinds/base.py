@@ -49,6 +49,10 @@ class Model(ABC):
     def to_tensors(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Tensors and JSON-able metadata that rebuild the fitted model."""
 
+    def to(self, device: str) -> Model:
+        """Run later ``predict_proba`` calls on ``device`` (a resolved torch device); CPU-only kinds ignore it."""
+        return self
+
     @classmethod
     @abstractmethod
     def from_tensors(cls, cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Model:

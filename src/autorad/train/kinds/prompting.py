@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from autorad.devices import resolve_device
 from autorad.errors import CheckpointError, ConfigError
 from autorad.io import hash_json
 from autorad.train.checkpoint import split_prefix, with_prefix
@@ -17,11 +18,11 @@ from autorad.train.kinds.base import Model, fit_radiomics_pre, load_radiomics_pr
 
 
 @cache
-def load_text_encoder(name: str, weights: str | None):
-    """The frozen text encoder, loaded once per process."""
+def load_text_encoder(name: str, weights: str | None, device: str = "cpu"):
+    """The frozen text encoder on ``device``, loaded once per process."""
     from autorad.encoders import load_encoder
 
-    enc = load_encoder(name, weights=weights)
+    enc = load_encoder(name, weights=weights, device=device)
     for p in getattr(enc, "parameters", lambda: [])():
         p.requires_grad_(False)
     return enc
@@ -53,13 +54,13 @@ class PromptModel(Model):
         super().__init_subclass__(**kwargs)
         cls.needs_radiomics = "radiomics" in cls.conditioning
 
-    def _build(self, image_dim: int, radiomics_dim: int) -> None:
+    def _build(self, image_dim: int, radiomics_dim: int, device: str = "cpu") -> None:
         self.image_dim, self.radiomics_dim = image_dim, radiomics_dim
-        text = load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights)
+        text = load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights, device)
         self.learner = build_learner(
             self.kind, text, list(self.cfg.class_names), image_dim=image_dim, radiomics_dim=radiomics_dim,
             n_ctx=self.cfg.n_ctx, ctx_init=self.cfg.ctx_init, metanet_hidden=self.cfg.metanet_hidden,
-            logit_scale_init=self.cfg.logit_scale_init, learn_logit_scale=self.cfg.learn_logit_scale)
+            logit_scale_init=self.cfg.logit_scale_init, learn_logit_scale=self.cfg.learn_logit_scale).to(device)
 
     def _inputs(self, data):
         import torch
@@ -81,11 +82,12 @@ class PromptModel(Model):
 
         if self.needs_radiomics:
             self.pre = fit_radiomics_pre(train)
+        device = resolve_device(tcfg.device)
         # load the frozen encoder before seeding: its first load draws random numbers (weight init before the
         # checkpoint is copied in), which would otherwise make the learner's init depend on what ran before
-        load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights)
+        load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights, device)
         torch.manual_seed(tcfg.seed * 1000 + fold + 1)
-        self._build(train.image.shape[1], self.pre.n_features_out if self.needs_radiomics else 0)
+        self._build(train.image.shape[1], self.pre.n_features_out if self.needs_radiomics else 0, device)
         key = hash_json([self.cfg.model_dump(mode="json"), tcfg.model_dump(mode="json"),
                            sorted(train.nodule_ids.tolist()), fold])
         self.history = train_learner(self.learner, self._inputs(train), tcfg, state_dir, key, fold,
@@ -97,6 +99,13 @@ class PromptModel(Model):
         from autorad.train.loop import predict_logits
 
         return torch.softmax(predict_logits(self.learner, self._inputs(data)), dim=1).numpy().astype(np.float64)
+
+    def to(self, device):
+        """Move the learner, and the frozen text encoder it uses, to ``device``."""
+        text = load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights, device)
+        self.learner.text_encoder = text
+        self.learner.to(device)
+        return self
 
     def to_tensors(self):
         t = with_prefix({k: v.detach().cpu().numpy() for k, v in self.learner.learnable_state_dict().items()},

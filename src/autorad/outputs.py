@@ -1,0 +1,205 @@
+"""Output-path safety: autorad never deletes or overwrites anything it did not make.
+
+Every command that writes must check its output paths with this module **before any work starts**:
+
+* a folder (``--out``)::
+
+      out = prepare_output_dir(a.out, kind="evaluation", inputs=(a.run, a.data), overwrite=a.overwrite)
+      ...  # write into out (it exists, holds the marker file, and is empty unless resumed)
+
+  Refused (:class:`~autorad.errors.InputError`, exit 2, one line naming ``option``): a path that is a file; the
+  current folder or one of its parents; a path that is, contains or lies inside one of ``inputs`` (a run, a
+  dataset, a DICOM folder...) or autorad's own state folder; a non-empty folder without autorad's marker; a
+  folder with the marker unless ``overwrite`` (then it is emptied) or ``resume`` and the same ``kind`` (then it
+  is kept as it is and the caller decides what can be reused). With ``create=False`` nothing is created or
+  removed (for writers that build the folder atomically themselves with :func:`autorad.io.atomic_dir`; they
+  must call :func:`write_marker` inside the temporary folder).
+
+* a file (``--report``, ``--save-mask``, ``--dicom-seg``...)::
+
+      path = prepare_output_file(a.report, inputs=(a.run, a.dicom), overwrite=a.overwrite, option="--report")
+      atomic_write_bytes(path, data)
+      record_output_file(path)   # lets a later --overwrite replace it
+
+  Refused: a folder; a file that exists (with ``overwrite``: unless autorad wrote it, byte for byte, as recorded
+  by :func:`record_output_file`, or it lies in an autorad output folder other than a dataset, run or
+  evaluation); a path inside or equal to an input.
+
+Add an ``--overwrite`` flag to a command with :func:`add_overwrite_argument`. Write errors (disk full, read-only
+file system, permission denied) are turned into one line by :func:`autorad.errors.describe_os_error` in the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from autorad import __version__
+from autorad.errors import InputError
+from autorad.paths import state_dir
+
+MARKER = ".autorad-output.json"  # in every folder autorad creates as an output
+LEDGER = "outputs.jsonl"  # in the state folder: files autorad wrote (path, SHA-256)
+PROTECTED_KINDS = ("dataset", "run", "evaluation")  # their files are replaced only by the command that owns them
+
+
+def _abs(path: str | Path) -> Path:
+    """Absolute path with symlinks resolved as far as they exist (the path itself may not exist yet)."""
+    return Path(os.path.abspath(Path(path).expanduser())).resolve()
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _existing(paths: Iterable[str | Path | None]) -> list[Path]:
+    return [_abs(p) for p in paths if p is not None and str(p) != "" and Path(p).expanduser().exists()]
+
+
+def _check_overlap(p: Path, shown: str, option: str, inputs: Iterable[str | Path | None]) -> None:
+    for inp in _existing(inputs):
+        if _is_within(p, inp):
+            raise InputError(f"{option} {shown} is {'the input' if p == inp else 'inside the input'} {inp}; "
+                             f"autorad does not write into its inputs: choose another path")
+        if _is_within(inp, p):
+            raise InputError(f"{option} {shown} contains the input {inp}; choose another path")
+    home = _abs(state_dir())
+    if _is_within(p, home) or _is_within(home, p):
+        raise InputError(f"{option} {shown} overlaps autorad's private state folder {home}; choose another path")
+
+
+def read_marker(folder: str | Path) -> dict[str, Any] | None:
+    """The marker of an autorad output folder, or None when ``folder`` holds none (or an unreadable one)."""
+    f = Path(folder) / MARKER
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("autorad_output") is True else None
+
+
+def write_marker(folder: str | Path, kind: str) -> None:
+    """Mark ``folder`` as an autorad output of ``kind`` (``dataset``, ``run``, ``evaluation``...)."""
+    from autorad.io import write_json
+
+    write_json(Path(folder) / MARKER, {"autorad_output": True, "kind": kind, "autorad_version": __version__})
+
+
+def prepare_output_dir(path: str | Path, *, kind: str, inputs: Iterable[str | Path | None] = (),
+                       overwrite: bool = False, resume: bool = False, option: str = "--out",
+                       create: bool = True) -> Path:
+    """Check that ``path`` may be used as an output folder (see the module docstring); create and mark it.
+
+    Returns the path as given (not resolved). ``kind`` is recorded in the marker. With ``resume``, an existing
+    autorad folder is returned untouched; with ``overwrite`` it is emptied first (``create=False``: left for the
+    caller's atomic replacement). Raises :class:`InputError` naming ``option`` otherwise.
+    """
+    if path is None or str(path).strip() == "":
+        raise InputError(f"{option} needs a folder path")
+    shown, p = str(path), _abs(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{option} {shown} is a file, not a folder; give a folder path")
+    cwd = _abs(Path.cwd())
+    if _is_within(cwd, p):
+        what = "the current folder" if p == cwd else "a parent of the current folder"
+        raise InputError(f"{option} {shown} is {what}; give a new folder for the output")
+    _check_overlap(p, shown, option, inputs)
+    if p.is_dir() and any(p.iterdir()):
+        marker = read_marker(p)
+        if marker is None:
+            raise InputError(f"{option} {shown} is a folder with files autorad did not make; "
+                             f"autorad will not touch it: choose a new or empty folder")
+        if resume and marker.get("kind") == kind:
+            return Path(path)
+        if not overwrite:
+            raise InputError(f"{option} {shown} already holds autorad output ({marker.get('kind', 'unknown')}); "
+                             f"pass --overwrite to replace it, or choose another folder")
+        if create:
+            _empty_folder(p)
+    if create:
+        p.mkdir(parents=True, exist_ok=True)
+        write_marker(p, kind)
+    return Path(path)
+
+
+def _empty_folder(p: Path) -> None:
+    """Remove everything in an autorad output folder, the marker last (an interruption keeps it marked)."""
+    for child in p.iterdir():
+        if child.name == MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def prepare_output_file(path: str | Path, *, inputs: Iterable[str | Path | None] = (), overwrite: bool = False,
+                        option: str = "--out") -> Path:
+    """Check that ``path`` may be written as an output file (see the module docstring); create its parent."""
+    if path is None or str(path).strip() == "":
+        raise InputError(f"{option} needs a file path")
+    shown, p = str(path), _abs(path)
+    if p.is_dir() or str(path).endswith(("/", os.sep)):
+        raise InputError(f"{option} {shown} is a folder; give a file name")
+    _check_overlap(p, shown, option, inputs)
+    if p.exists():
+        if not overwrite:
+            raise InputError(f"{option} {shown} already exists; pass --overwrite to replace it, or choose another name")
+        owner = read_marker(p.parent)
+        if owner is not None and owner.get("kind") in PROTECTED_KINDS:
+            raise InputError(f"{option} {shown} is a file of an autorad {owner['kind']} folder; "
+                             f"autorad will not replace it: choose a path outside that folder")
+        if owner is None and not _recorded(p):
+            raise InputError(f"{option} {shown} was not written by autorad (or was changed since); "
+                             f"autorad will not replace it: choose another name")
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"{option} {shown}: {parent} is a file, not a folder")
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def _file_sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_output_file(path: str | Path) -> None:
+    """Remember (in the state folder) that autorad wrote ``path`` with its current bytes."""
+    p = _abs(path)
+    line = json.dumps({"path": str(p), "sha256": _file_sha256(p), "time": round(time.time())}) + "\n"
+    ledger = state_dir() / LEDGER
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a", encoding="utf-8") as f:  # one short line per write: appends do not interleave
+        f.write(line)
+
+
+def _recorded(p: Path) -> bool:
+    ledger = state_dir() / LEDGER
+    if not ledger.is_file():
+        return False
+    digest = _file_sha256(p)
+    with open(ledger, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("path") == str(p) and rec.get("sha256") == digest:
+                return True
+    return False
+
+
+def add_overwrite_argument(parser: Any) -> None:
+    """The ``--overwrite`` flag every writing command offers (argparse)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output that autorad wrote earlier (never anything else)")
