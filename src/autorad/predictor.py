@@ -290,7 +290,9 @@ def segment_from_click(vol: CTVolume, center: tuple[int, int, int], diameter_hin
     res = segment_click(vol.hu, tuple(float(s) for s in vol.spacing_mm), tuple(int(c) for c in center),
                         diameter_hint_mm=diameter_hint_mm)
     hint = f", diameter hint {diameter_hint_mm:g} mm" if diameter_hint_mm is not None else ""
-    return NoduleMask(np.asarray(res.mask, dtype=bool), "click", f"{res.method}{hint}", list(res.warnings))
+    # the segmenter falls back to a disk of the hint when it finds no nodule: say so
+    method = "disk" if "disk" in res.method else "click"
+    return NoduleMask(np.asarray(res.mask, dtype=bool), method, f"{res.method}{hint}", list(res.warnings))
 
 
 def warn_stderr(result: dict[str, Any]) -> None:

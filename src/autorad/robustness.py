@@ -80,11 +80,11 @@ def morph(mask: np.ndarray, radius_px: int, grow: bool) -> np.ndarray:
 
 
 def click_mask(slice_hu: np.ndarray, mask: np.ndarray, spacing_mm: float) -> np.ndarray:
-    """The click segmentation of the slice seeded at the mask's centroid pixel."""
-    from autorad.segment import segment_click_2d
+    """The click segmentation of the slice, seeded where a user would click for this mask
+    (:func:`autorad.segment.seed_from_mask`: its centroid, or the mask pixel nearest to it)."""
+    from autorad.segment import seed_from_mask, segment_click_2d
 
-    r, c = centroid_pixel(mask)
-    res = segment_click_2d(slice_hu, (spacing_mm, spacing_mm), (c, r))
+    res = segment_click_2d(slice_hu, (spacing_mm, spacing_mm), seed_from_mask(mask))
     return np.asarray(res.mask, dtype=bool)
 
 
