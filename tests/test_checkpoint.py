@@ -68,3 +68,44 @@ def test_scalar_tensor_keeps_its_shape(tmp_path):
     save_checkpoint(tmp_path, {"s": np.array(4.6, np.float32)}, {})
     t, _ = load_checkpoint(tmp_path)
     assert t["s"].shape == ()
+
+
+def _edit_meta(ckpt, change, reseal: bool):
+    import json
+
+    from autorad.train.checkpoint import seal_meta
+
+    meta = json.loads((ckpt / "model.json").read_text())
+    change(meta)
+    (ckpt / "model.json").write_text(json.dumps(seal_meta(meta) if reseal else meta))
+
+
+def test_edited_sidecar_is_refused(ckpt):
+    _edit_meta(ckpt, lambda m: m.update(x=2), reseal=False)
+    with pytest.raises(CheckpointError, match="changed after it was written"):
+        load_checkpoint(ckpt)
+
+
+def test_removed_version_is_refused(ckpt):
+    _edit_meta(ckpt, lambda m: m.pop("autorad_version"), reseal=False)
+    with pytest.raises(CheckpointError, match="changed after it was written"):
+        load_checkpoint(ckpt)
+
+
+def test_other_format_is_refused(ckpt):
+    _edit_meta(ckpt, lambda m: m.update(format_version=3), reseal=True)
+    with pytest.raises(CheckpointError, match="checkpoint format 3.*reads format 2"):
+        load_checkpoint(ckpt)
+    _edit_meta(ckpt, lambda m: (m.pop("format_version"), m.pop("meta_sha256")), reseal=False)
+    with pytest.raises(CheckpointError, match="checkpoint format 1"):
+        load_checkpoint(ckpt)
+
+
+def test_other_version_warns_with_both_versions(ckpt, caplog):
+    from autorad import __version__
+
+    _edit_meta(ckpt, lambda m: m.update(autorad_version="9.9.9"), reseal=True)
+    with caplog.at_level("WARNING"):
+        _, meta = load_checkpoint(ckpt)
+    assert meta["autorad_version"] == "9.9.9"
+    assert "autorad 9.9.9" in caplog.text and f"autorad {__version__}" in caplog.text

@@ -59,3 +59,59 @@ def test_missing_and_invalid_yaml(tmp_path):
 def test_bad_override():
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(None, ["epochs"])
+
+
+BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['x'] * 9)}]\n"
+               for p, c in zip(["", *"abcdefg"], "abcdefgh", strict=True)) + "name: [" + ", ".join(["*h"] * 9) + "]\n"
+
+
+def test_yaml_bomb_is_refused_quickly(tmp_path):
+    """Nested aliases (9^9 values once expanded, under 400 bytes): refused from the node graph, short error."""
+    import time
+
+    p = tmp_path / "bomb.yaml"
+    p.write_text(BOMB)
+    assert p.stat().st_size < 400
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="expands to more than") as err:
+        load_config(p)
+    assert time.perf_counter() - t0 < 1.0 and len(str(err.value)) < 200
+
+
+def test_many_aliases_refused(tmp_path):
+    p = tmp_path / "aliases.yaml"
+    p.write_text("a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n")
+    with pytest.raises(ConfigError, match="more than 100 YAML aliases"):
+        load_config(p)
+
+
+def test_duplicate_keys_refused(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text("train:\n  epochs: 3\n  epochs: 4\n")
+    with pytest.raises(ConfigError, match="duplicate key 'epochs' \\(line 3\\)"):
+        load_config(p)
+
+
+def test_merge_keys_still_allowed(tmp_path):
+    p = tmp_path / "merge.yaml"
+    p.write_text("base: &b {epochs: 3, lr: 0.1}\ntrain:\n  <<: *b\n  epochs: 4\n")
+    from autorad.config import load_raw_config
+
+    assert load_raw_config(p)["train"] == {"epochs": 4, "lr": 0.1}
+
+
+def test_oversized_and_deep_files_refused(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\n" + "#" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_config(big)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: " + "[" * 50000 + "]" * 50000 + "\n")
+    with pytest.raises(ConfigError, match="deeply|not valid"):
+        load_config(deep)
+
+
+def test_error_quotes_a_short_excerpt():
+    with pytest.raises(ConfigError) as err:
+        load_config("radiomics_logreg", ["name=[" + ",".join(["123456789"] * 2000) + "]"])
+    assert "Input should be a valid string" in str(err.value) and len(str(err.value)) < 300

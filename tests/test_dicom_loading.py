@@ -42,7 +42,7 @@ def test_series_privacy_pseudonyms(tmp_path):
     s = make_ct_series(tmp_path / "s")
     vol = load_series(s.folder)
     assert vol.patient_id == pseudonymize_patient_id(IDENTIFIERS["PatientID"])
-    assert vol.patient_id.startswith("anon-") and len(vol.patient_id) == 17
+    assert vol.patient_id.startswith("anon-") and len(vol.patient_id) == 21
     assert vol.series_uid.startswith("anon-") and s.series_uid not in vol.series_uid
     text = repr({k: v for k, v in vars(vol).items() if k not in ("hu",)})
     for value in IDENTIFIERS.values():

@@ -186,6 +186,8 @@ BAD_UPLOADS = {
     "truncated zip": (None, 400, "zip"),
     "empty zip": (_zip({}), 400, "no DICOM files"),
     "zip of text": (_zip({"notes/readme.txt": b"hello"}), 400, "no DICOM files"),
+    "file and folder of one name": (_zip({"s/a.dcm": b"x", "s/a.dcm/b.dcm": b"y"}), 400, "cannot be unpacked"),
+    "name too long": (_zip({"s/" + "x" * 300 + ".dcm": b"x"}), 400, "cannot be unpacked"),
 }
 
 

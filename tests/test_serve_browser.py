@@ -2,7 +2,8 @@
 scroll to the nodule, click it, read the probabilities; print the click -> result time; save a screenshot.
 
 Skips with the reason when playwright, a chromium binary or the real data is missing. Set
-``AUTORAD_WRITE_SCREENSHOT=1`` to (re)write docs/viewer.png; ``AUTORAD_CHROMIUM`` names another browser binary.
+``AUTORAD_WRITE_SCREENSHOT=1`` to (re)write docs/viewer.png; ``AUTORAD_CHROMIUM`` names another browser binary;
+``AUTORAD_VIEWER_RUN=runs/demo/run`` serves that trained run instead of the small phantom run the test trains.
 """
 
 from __future__ import annotations
@@ -39,12 +40,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(phantom_logreg_run, tmp_path_factory):
+def served_run(request) -> Path:
+    """The run to serve: $AUTORAD_VIEWER_RUN (e.g. the demo run) or the small phantom run."""
+    given = os.environ.get("AUTORAD_VIEWER_RUN")
+    return Path(given) if given else request.getfixturevalue("phantom_logreg_run")
+
+
+@pytest.fixture(scope="module")
+def server(served_run, tmp_path_factory):
     """``autorad serve`` in a subprocess on a free port; yields its base URL."""
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "autorad", "serve", str(phantom_logreg_run), "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "autorad", "serve", str(served_run), "--port",
                                  str(port)], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -79,7 +87,7 @@ def nodule_0001(lidc_dicom_root):
     return series, vol.shape, (int(cols.mean()), int(rows.mean()), vol.slice_index(rec.z_mm)), float(d)
 
 
-def test_viewer_in_chromium(server, nodule_0001, phantom_logreg_run, tmp_path):
+def test_viewer_in_chromium(server, nodule_0001, served_run, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     from autorad.predict import predict
 
@@ -94,7 +102,7 @@ def test_viewer_in_chromium(server, nodule_0001, phantom_logreg_run, tmp_path):
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(server + "/")
         page.wait_for_function("!document.getElementById('model-line').textContent.startsWith('loading')")
-        assert page.is_visible("#sim-banner")  # the fixture run was trained on phantom nodules
+        assert page.is_visible("#sim-banner")  # both the fixture run and the demo run learnt from phantom nodules
         page.set_input_files("#file", files)
         page.wait_for_selector("body[data-state=loaded]", timeout=60_000)
         assert f"{shape[0]} slices of {shape[2]}×{shape[1]}" in page.inner_text("#status")
@@ -137,7 +145,7 @@ def test_viewer_in_chromium(server, nodule_0001, phantom_logreg_run, tmp_path):
     print(f"\nviewer: click -> outline and probabilities in {wall:.2f} s (in-page {in_page:.2f} s; "
           f"target <= {CLICK_TARGET_S} s) after the series was loaded")
     assert not errors, errors
-    expected = predict(phantom_logreg_run, dicom=series, center=(x, y, z), diameter_mm=round(d, 2))
+    expected = predict(served_run, dicom=series, center=(x, y, z), diameter_mm=round(d, 2))
     for c, p in probs.items():
         assert p == pytest.approx(expected["probabilities"][c], abs=1e-3)  # the page shows 3 decimals
     assert page_class_is_max(probs, expected)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
 from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
+from autorad.safe_yaml import excerpt, load_yaml_file, load_yaml_text
 
 
 class _Strict(BaseModel):
@@ -137,7 +138,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{loc}'"
-    return f"{source}: key '{loc}': {first['msg']} (got {first.get('input')!r})"
+    return f"{source}: key '{loc}': {first['msg']} (got {excerpt(first.get('input'))})"
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -154,6 +155,8 @@ def _resolve_config_path(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists() and p.suffix == "" and (shipped := shipped_config_path(str(path))) is not None:
         return shipped
+    if p.is_dir():
+        raise ConfigError(f"--config {path} is a folder; give a YAML file or a shipped config name")
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     return p
@@ -169,10 +172,7 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 def load_raw_config(path: str | Path, _depth: int = 0) -> dict[str, Any]:
     """The YAML mapping of a config, with ``extends: OTHER`` resolved (OTHER's keys, overridden by this file's)."""
     p = _resolve_config_path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = load_yaml_file(p) or {}  # bounded: size, aliases, duplicate keys (autorad.safe_yaml)
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
     parent = raw.pop("extends", None)
@@ -196,10 +196,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, value = item.split("=", 1)
         keys = dotted.strip().split(".")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+        parsed = load_yaml_text(value, f"--set {excerpt(item)}")
         node = raw
         for k in keys[:-1]:
             node[k] = dict(node.get(k) or {})

@@ -51,22 +51,29 @@ def describe_os_error(err: OSError, options: dict[str, str] | None = None) -> st
     if what is None:
         return None
     filename = err.filename if err.filename is not None else ""
-    option = _option_for(str(filename), options or {}) if filename else None
-    where = f"{option} {options[option]}" if option else ""
+    if not filename and err.errno != errno.ENOENT and len(options or {}) == 1:
+        (option, value), = (options or {}).items()  # a failed write() names no file: the command's one output
+        return f"{option} {value}: {what}"
     path = str(filename) or "(unknown path)"
-    if where and str(Path(options[option])) != str(Path(path)):
-        where += f" ({path})"
-    return f"{where or path}: {what}"
+    match = _option_for(path, options or {}) if filename else None
+    if match is None:
+        return f"{path}: {what}"
+    option, inside = match
+    where = f"{option} {(options or {})[option]}"
+    return f"{where} ({path}): {what}" if inside else f"{where}: {what}"
 
 
-def _option_for(filename: str, options: dict[str, str]) -> str | None:
+def _option_for(filename: str, options: dict[str, str]) -> tuple[str, bool] | None:
+    """The option whose path is ``filename``, holds it, or is being written atomically through it (a
+    ``.NAME.tmp-*`` sibling); with whether ``filename`` is worth showing (a real path below the option's)."""
     target = Path(os.path.abspath(filename))
     best, best_len = None, -1
     for opt, value in options.items():
         if not value:
             continue
         base = Path(os.path.abspath(value))
-        tmp_sibling = target.parent == base.parent and target.name.startswith(f".{base.name}.")  # atomic writes
-        if (target == base or base in target.parents or tmp_sibling) and len(base.parts) > best_len:
-            best, best_len = opt, len(base.parts)
+        chain = [target, *target.parents]
+        via_tmp = any(p.parent == base.parent and p.name.startswith(f".{base.name}.") for p in chain)
+        if (target == base or base in target.parents or via_tmp) and len(base.parts) > best_len:
+            best, best_len = (opt, target != base and not via_tmp), len(base.parts)
     return best

@@ -106,6 +106,11 @@ def hash_arrays(*arrays: np.ndarray, extra: Any = None) -> str:
     return h.hexdigest()
 
 
+def json_roundtrip(obj: Any) -> Any:
+    """``obj`` as JSON would read it back (numpy scalars and arrays, paths turned into plain values)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def hash_json(obj: Any, length: int | None = None) -> str:
     """SHA-256 of ``obj`` as key-sorted JSON (the fingerprint of settings; first ``length`` hex digits)."""
     digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()

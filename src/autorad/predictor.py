@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from autorad import CLASS_NAMES, __version__
+from autorad import CLASS_NAMES
 from autorad.config import CropConfig
 from autorad.data.crop import equivalent_diameter_mm
 from autorad.data.dicom import CTVolume, load_ct, load_mask_values
@@ -129,11 +129,10 @@ class Predictor:
         if self.simulated:
             out.append("MODEL TRAINED ON SIMULATED DATA: this run learnt from phantom nodules, not real CT; its "
                        "probabilities say nothing about a real patient's nodule")
-        made_by = self.meta.get("autorad_version")
-        if made_by != __version__:
-            out.append(f"this run was made by autorad {made_by or 'unknown'}, this is autorad {__version__}; "
-                       "features or models may differ from what it was trained with")
-        return out
+        from autorad.train.checkpoint import version_note
+
+        note = version_note(self.meta)
+        return out + ([note] if note else [])
 
     def _read_metrics(self) -> dict[str, Any] | None:
         if not self.run.metrics_file.is_file():

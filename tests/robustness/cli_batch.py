@@ -7,7 +7,12 @@ the ~5 s of imports per case.
 Usage (what :func:`run_batch` does)::
 
     python cli_batch.py CASES.json     # [{"argv": [...], "stdout": PATH, "stderr": PATH}, ...]
-    -> prints one JSON list of exit codes
+    -> prints {"codes": [...], "seconds": [...], "max_rss_kb": [...]} (one entry per case)
+
+A case may also name ``cwd`` (the child's working folder), ``env`` (variables set in the child),
+``unprivileged`` (as root, the child drops to user ``nobody`` first, so file permissions apply as they do to a
+normal user) and ``inject`` (``"module:function"`` replaced in the child by one that raises
+``RuntimeError("injected fault")``: stands in for a bug, to test how unexpected errors are reported).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,19 +39,23 @@ class CliResult:
     rc: int
     out: str
     err: str
+    seconds: float = 0.0  # wall time of the child (batch runs only)
+    max_rss_kb: int = 0  # the child's peak resident memory in KiB (batch runs only)
 
     @property
     def err_lines(self) -> list[str]:
         return [ln for ln in self.err.splitlines() if ln.strip() and not ln.startswith("[autorad]")]
 
 
-def _child(argv: list[str], out: str, err: str) -> None:
-    fo = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    fe = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def _child(case: dict) -> None:
+    argv = case["argv"]
+    fo = os.open(case["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fe = os.open(case["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fo, 1)
     os.dup2(fe, 2)
     rc = 1
     try:
+        _setup_child(case)  # after the output files are open: an unprivileged child could not open them
         from autorad.cli import main
 
         sys.argv = ["autorad", *argv]
@@ -61,41 +71,80 @@ def _child(argv: list[str], out: str, err: str) -> None:
         os._exit(rc)
 
 
+def _setup_child(case: dict) -> None:
+    import importlib
+
+    os.environ.update(case.get("env") or {})
+    if case.get("unprivileged") and os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    if case.get("cwd"):
+        os.chdir(case["cwd"])
+    if case.get("inject"):
+        module, name = case["inject"].split(":")
+
+        def fault(*args, **kwargs):
+            raise RuntimeError("injected fault")
+
+        setattr(importlib.import_module(module), name, fault)
+
+
 def _serve(cases_file: str) -> None:
     import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)
     cases = json.loads(Path(cases_file).read_text())
-    codes = []
+    codes, seconds, max_rss_kb = [], [], []
     for case in cases:  # one at a time: cases may share folders
+        t0 = time.perf_counter()
         pid = os.fork()
         if pid == 0:
-            if case.get("cwd"):
-                os.chdir(case["cwd"])
-            _child(case["argv"], case["stdout"], case["stderr"])
-        _, status = os.waitpid(pid, 0)
+            _child(case)
+        _, status, usage = os.wait4(pid, 0)
+        seconds.append(round(time.perf_counter() - t0, 3))
+        max_rss_kb.append(usage.ru_maxrss)  # the child's peak resident memory (its copy of the preloads included)
         codes.append(os.waitstatus_to_exitcode(status))
-    print(json.dumps(codes))
+    print(json.dumps({"codes": codes, "seconds": seconds, "max_rss_kb": max_rss_kb}))
 
 
-def run_batch(argvs: list[list[str]], workdir: Path, env: dict[str, str] | None = None,
+def run_batch(argvs: list[list[str] | dict], workdir: Path, env: dict[str, str] | None = None,
               cwd: Path | None = None) -> list[CliResult]:
-    """Run each argv as its own forked ``autorad`` process; return their results in order."""
+    """Run each argv as its own forked ``autorad`` process; return their results in order. An item may be a dict
+    ``{"argv": [...], "cwd": ..., "env": {...}, "unprivileged": bool, "inject": "module:function"}``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cases = [{"argv": [str(a) for a in argv], "stdout": str(workdir / f"case{i}.out"),
-              "stderr": str(workdir / f"case{i}.err"), "cwd": str(cwd) if cwd else None}
-             for i, argv in enumerate(argvs)]
+    cases = []
+    for i, item in enumerate(argvs):
+        one = item if isinstance(item, dict) else {"argv": item}
+        case_cwd = one.get("cwd", cwd)
+        cases.append({**one, "argv": [str(a) for a in one["argv"]], "stdout": str(workdir / f"case{i}.out"),
+                      "stderr": str(workdir / f"case{i}.err"), "cwd": str(case_cwd) if case_cwd else None})
     spec = workdir / "cases.json"
     spec.write_text(json.dumps(cases))
     proc = subprocess.run([sys.executable, __file__, str(spec)], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "AUTORAD_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", **(env or {})})
     if proc.returncode != 0:
         raise RuntimeError(f"cli_batch failed: {proc.stderr[-2000:]}")
-    codes = json.loads(proc.stdout.strip().splitlines()[-1])
-    return [CliResult(c["argv"], rc, Path(c["stdout"]).read_text(), Path(c["stderr"]).read_text())
-            for c, rc in zip(cases, codes, strict=True)]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = [CliResult(c["argv"], rc, Path(c["stdout"]).read_text(), Path(c["stderr"]).read_text(), sec, rss)
+               for c, rc, sec, rss in zip(cases, got["codes"], got["seconds"], got["max_rss_kb"], strict=True)]
+    _record(results, [bool(c.get("inject")) for c in cases])
+    return results
+
+
+def _record(results: list[CliResult], injected: list[bool] | None = None) -> None:
+    """With $AUTORAD_CLI_CASE_LOG set (docs/scripts/make_reliability.py sets it), append one JSON line per
+    command line run: the command, exit code, whether a traceback was printed, seconds."""
+    log = os.environ.get("AUTORAD_CLI_CASE_LOG")
+    if not log:
+        return
+    with open(log, "a", encoding="utf-8") as f:
+        for r, fault in zip(results, injected or [False] * len(results), strict=True):
+            f.write(json.dumps({"command": r.argv[0] if r.argv else "", "rc": r.rc, "seconds": r.seconds,
+                                "injected_fault": fault,
+                                "traceback": "Traceback" in r.err or "Traceback" in r.out}) + "\n")
 
 
 def run_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -105,7 +154,9 @@ def run_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | No
     proc = subprocess.run([sys.executable, "-m", "autorad", *argv], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd,
                           env={**os.environ, "AUTORAD_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", **(env or {})})
-    return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+    result = CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+    _record([result])
+    return result
 
 
 if __name__ == "__main__":

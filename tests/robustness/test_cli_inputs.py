@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from autorad.io import hash_file
 from autorad.outputs import MARKER, write_marker
+from autorad.train.checkpoint import seal_meta
 from robustness.cli_batch import CliResult, run_batch
 
 DISK = ["--diameter-mm", "6", "--disk"]  # an explicit disk: these cases test inputs, not the click segmentation
@@ -53,12 +54,12 @@ def _tamper(run: Path, dest: Path, how: str) -> Path:
         tensors["surplus"] = np.zeros(3, np.float32)
     elif how == "shape":
         tensors["coef"] = tensors["coef"][:, :-1].copy()
-    # a self-consistent file: the manifest and checksum match the tampered tensors, so only the model's own
+    # a self-consistent file: the manifest and checksums match the tampered tensors, so only the model's own
     # strict loading can notice
     save_file(tensors, ck / "model.safetensors")
     meta["tensors"] = {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()}
     meta["sha256"] = hash_file(ck / "model.safetensors")
-    (ck / "model.json").write_text(json.dumps(meta))
+    (ck / "model.json").write_text(json.dumps(seal_meta(meta)))
     return dest
 
 

@@ -105,13 +105,17 @@ def identified(tmp_path_factory, logreg_run):
              ["predict", run, "--nodules", nodules_csv, "--out", pred / "batch"],
              # failing commands print the input's problem: their messages must not leak either
              ["predict", run, "--dicom", root, "--center", "19,30,6", "--diameter-mm", "6", "--disk"]]
-    results = run_batch(argvs, t / "batch")
-    return t, results, uids
+    other_home = t / "other_home"
+    again = [["ingest", "lidc", root, "--out", t / "again" / "same_key", "--folds", "3"],  # same installation
+             {"argv": ["ingest", "lidc", root, "--out", t / "again" / "other_key", "--folds", "3"],
+              "env": {"AUTORAD_HOME": str(other_home)}}]  # another installation
+    results = run_batch(argvs + again, t / "batch")
+    return t, results[: len(argvs)], uids, results[len(argvs):], other_home
 
 
 def test_identifiers_exist_in_the_input(identified):
     """(control) the DICOM input really carries every identifier, so the scan below could find them."""
-    t, _, uids = identified
+    t, _, uids, _, _ = identified
     import pydicom
 
     f = next((t / "dicom").rglob("*.dcm"))
@@ -125,7 +129,7 @@ def test_no_identifier_in_any_output_or_log(identified):
     """Every file under the dataset, radiomics/embedding caches, run, evaluation and prediction report, and
     every command's stdout/stderr: zero names, birth dates, study dates, institution, accession numbers,
     hospital patient IDs or raw DICOM UIDs."""
-    t, results, uids = identified
+    t, results, uids, _, _ = identified
     assert [r.rc for r in results[:-1]] == [0] * (len(results) - 1), [r.err[-800:] for r in results if r.rc]
     assert results[-1].rc == 2
     logs = [r.out + r.err for r in results]
@@ -141,7 +145,7 @@ def test_dicom_seg_and_sr_carry_the_source_patient_and_reference_the_series(iden
     import highdicom as hd
     import pydicom
 
-    t, _, _ = identified
+    t = identified[0]
     src = pydicom.dcmread(next(p for p in sorted((t / "dicom").rglob("*.dcm")) if "MRN-00417734" in str(p)))
     seg = hd.seg.segread(t / "pacs" / "seg.dcm")
     sr = hd.sr.srread(t / "pacs" / "sr.dcm")
@@ -150,3 +154,49 @@ def test_dicom_seg_and_sr_carry_the_source_patient_and_reference_the_series(iden
         assert str(ds.PatientName) == str(src.PatientName)
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
     assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
+
+
+def _patient_ids(ds: Path) -> list[str]:
+    return sorted(pd.read_parquet(ds / "manifest.parquet")["patient_id"])
+
+
+def test_pseudonyms_cannot_be_reversed_by_hashing_guesses(identified):
+    """Hospital patient IDs become keyed pseudonyms (HMAC-SHA256 with this installation's secret key): hashing
+    the true IDs (SHA-256, SHA-1, MD5; with or without the 'no-patient-id' fallback prefix; any prefix length)
+    matches none of them."""
+    import hashlib
+
+    t, results, _, _, _ = identified
+    pseudonyms = [p.removeprefix("anon-") for p in _patient_ids(t / "out" / "ds")]
+    assert len(pseudonyms) == 3 and all(len(p) == 16 for p in pseudonyms)
+    for pid in PATIENTS:
+        for algo in ("sha256", "sha1", "md5"):
+            for text in (pid, f"no-patient-id:{pid}", pid.lower()):
+                digest = hashlib.new(algo, text.encode()).hexdigest()
+                assert not any(digest.startswith(p) or p.startswith(digest[:12]) for p in pseudonyms)
+
+
+def test_pseudonyms_stable_per_installation(identified):
+    """The same data ingested twice with the same key gets the same pseudonyms (folds stay patient-level);
+    another installation (another $AUTORAD_HOME, so another key) gets different ones."""
+    t, _, _, again, _ = identified
+    assert [r.rc for r in again] == [0, 0], [r.err[-500:] for r in again]
+    first = _patient_ids(t / "out" / "ds")
+    assert _patient_ids(t / "again" / "same_key") == first
+    assert not set(_patient_ids(t / "again" / "other_key")) & set(first)
+
+
+def test_pseudonym_key_stays_private(identified):
+    """The key file is made with mode 0600 in autorad's state folder, and its bytes (hex or raw) appear in no
+    output file and no log."""
+    import os
+
+    t, results, _, again, other_home = identified
+    home = Path(os.environ["AUTORAD_HOME"])
+    for folder in (home, other_home):
+        key_file = folder / "pseudonym.key"
+        assert key_file.is_file() and (key_file.stat().st_mode & 0o777) == 0o600
+        hex_key = key_file.read_text().strip()
+        needles = [hex_key, hex_key[:16], bytes.fromhex(hex_key).decode("latin-1")]
+        logs = [r.out + r.err for r in results + again]
+        assert find_identifiers([t / "out", t / "again"], logs, needles) == []

@@ -13,7 +13,6 @@ files; they must not be written to outputs.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from autorad.errors import InputError
+from autorad.pseudonym import pseudonym
 
 LIDC_PATIENT_RE = re.compile(r"^LIDC-IDRI-\d{4}$")
 TCIA_UID_ROOT = "1.3.6.1.4.1.14519."  # UIDs re-issued by TCIA's de-identification (LIDC-IDRI and others)
@@ -34,11 +34,11 @@ POSITION_TOL_MM = 1e-3
 
 
 def _anon(text: str) -> str:
-    return "anon-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return pseudonym(text)
 
 
 def pseudonymize_patient_id(patient_id: str | None, fallback: str = "") -> str:
-    """Keep an LIDC pseudonym (``LIDC-IDRI-NNNN``); otherwise ``anon-`` + first 12 hex of sha256(PatientID).
+    """Keep an LIDC pseudonym (``LIDC-IDRI-NNNN``); otherwise a keyed pseudonym (:mod:`autorad.pseudonym`).
 
     An empty PatientID is replaced by the pseudonym of ``fallback`` (e.g. the series UID) so unrelated
     series do not share one id.
@@ -50,7 +50,7 @@ def pseudonymize_patient_id(patient_id: str | None, fallback: str = "") -> str:
 
 
 def pseudonymize_uid(uid: str | None) -> str:
-    """Keep a UID re-issued by TCIA's de-identification (root 1.3.6.1.4.1.14519.); otherwise ``anon-`` + hash.
+    """Keep a UID re-issued by TCIA's de-identification (root 1.3.6.1.4.1.14519.); otherwise a keyed pseudonym.
 
     Original UIDs can embed dates, device serials and institution roots, so they are never written as is.
     """

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
-from autorad.outputs import prepare_output_dir
+from autorad.io import atomic_dir
+from autorad.outputs import prepare_output_dir, write_marker
 from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
 from autorad.train.run import Run
@@ -34,10 +35,13 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
     predictions = prediction_frame(table, model.predict_proba(table))
-    evaluated = Run(prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite))
-    evaluated.write_predictions(predictions)
     metrics = compute_metrics(predictions)
-    evaluated.write_metrics(metrics)
     log.info("evaluation of %s on %s: %s", trained.path.name, ds.path.name, metrics_summary_line(metrics))
-    write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
-    return evaluated.path
+    prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)  # again
+    with atomic_dir(Path(out)) as tmp:  # all or nothing: a failure (disk full...) leaves no half evaluation
+        write_marker(tmp, "evaluation")
+        evaluated = Run(tmp)
+        evaluated.write_predictions(predictions)
+        evaluated.write_metrics(metrics)
+        write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
+    return Path(out)

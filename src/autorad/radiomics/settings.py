@@ -12,8 +12,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from autorad.errors import ConfigError, MissingDependencyError
 from autorad.io import hash_json
 
@@ -89,10 +87,9 @@ def load_params(params: str | Path | dict[str, Any] | RadiomicsParams = "autorad
         if not p.is_file():
             raise ConfigError(f"radiomics parameter file not found: {params} "
                               f"(shipped: {', '.join(shipped_params())})")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+        from autorad.safe_yaml import load_yaml_file
+
+        raw = load_yaml_file(p) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"radiomics parameters {name}: expected a mapping at the top level")
     p = RadiomicsParams(name=name, settings=json.loads(json.dumps(raw)))

@@ -103,13 +103,13 @@ def unpack_zip(archive: Path, dest: Path, limits: UploadLimits) -> None:
             if info.is_dir() or not rel.parts:
                 continue
             target = dest.joinpath(*rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src:
                     left -= copy_capped(src, target, left, "the unpacked zip")
             except InputError:
                 raise
-            except Exception as err:  # BadZipFile (CRC or size mismatch), zlib.error, EOFError, unsupported method
+            except Exception as err:  # BadZipFile (CRC/size mismatch), zlib.error, encrypted, odd names (OSError)
                 raise InputError(f"zip entry {rel.name!r} cannot be unpacked ({type(err).__name__})") from None
 
 
@@ -150,7 +150,10 @@ def stage_upload(files: list[tuple[str | None, BinaryIO]], workdir: Path, limits
         if base in names:
             raise InputError(f"two uploaded files are named {base!r}")
         names.add(base)
-        left -= copy_capped(stream, received / base, left, "the upload")
+        try:
+            left -= copy_capped(stream, received / base, left, "the upload")
+        except OSError as err:
+            raise InputError(f"uploaded file {base!r} cannot be stored ({err.strerror})") from None
     if len(names) == 1:
         only = received / names.pop()
         if zipfile.is_zipfile(only):

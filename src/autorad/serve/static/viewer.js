@@ -223,6 +223,9 @@ function init() {
   $("file").addEventListener("change", (e) => openFiles([...e.target.files]));
   $("slider").addEventListener("input", (e) => goto(Number(e.target.value)));
   document.querySelectorAll("button.win").forEach((b) => b.addEventListener("click", () => setWindow(b)));
+  const stage = $("stage");  // drag and drop files (a dropped folder arrives empty: zip it, or select its files)
+  stage.addEventListener("dragover", (e) => e.preventDefault());
+  stage.addEventListener("drop", (e) => { e.preventDefault(); openFiles([...e.dataTransfer.files]); });
   const canvas = $("slice");
   canvas.tabIndex = 0;
   canvas.addEventListener("wheel", (e) => { e.preventDefault(); goto(view.z + (e.deltaY > 0 ? 1 : -1)); },
