@@ -239,8 +239,8 @@ class Predictor:
                      label: int | None = None, disk: bool = False) -> Prediction:
         """Predict one nodule of a CT (a series folder, NIfTI/NRRD file or loaded :class:`CTVolume`)."""
         vol = image if isinstance(image, CTVolume) else load_ct(image)
+        t0 = time.perf_counter()  # after the CT is read: the mask (segmentation included) and the model
         nm = self.nodule_mask(vol, mask, center, diameter_mm, label, disk)
-        t0 = time.perf_counter()
         zs = vol.z_positions
         nod = nodule_in_volume(vol.hu, nm.mask, vol.spacing_mm, vol.gap_between_slices)
         if not nod.slice_mask.any():
