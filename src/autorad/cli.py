@@ -247,6 +247,14 @@ def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Call
     return parse
 
 
+def diameter_mm(text: str) -> float:
+    """``--diameter-mm``: a number of mm within the range :mod:`autorad.nodule_input` accepts."""
+    from autorad.nodule_input import DIAMETER_RANGE_MM
+
+    lo, hi = DIAMETER_RANGE_MM
+    return _number(float, [(lambda v: v >= lo, f">= {lo:g}"), (lambda v: v <= hi, f"<= {hi:g}")])(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig
@@ -360,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label", type=int, help="with --mask: the label of the nodule in a label map")
     s.add_argument("--center", help="X,Y,Z voxel indices (column, row, slice in position order) of a click inside "
                                     "the nodule; the nodule is segmented from it")
-    s.add_argument("--diameter-mm", type=float, help="with --center: the nodule's size as a hint to the "
-                                                      "segmentation (2-100 mm), or the disk's diameter with --disk")
+    s.add_argument("--diameter-mm", type=diameter_mm, help="with --center: the nodule's size as a hint to the "
+                                                            "segmentation (2-100 mm), or the disk's diameter with "
+                                                            "--disk")
     s.add_argument("--disk", action="store_true", help="with --center and --diameter-mm: use a drawn disk instead "
                                                         "of segmenting (stated as such in every output)")
     s.add_argument("--report", help="write an HTML report here (.html)")
