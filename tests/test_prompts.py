@@ -105,7 +105,7 @@ def test_only_the_prompt_learner_trains_and_its_state_round_trips(text) -> None:
     torch.testing.assert_close(fresh(img, rad), learner(img, rad))
     bad = dict(sd)
     del bad["ctx"]
-    with pytest.raises(CheckpointError, match="missing \\['ctx'\\]"):
+    with pytest.raises(CheckpointError, match="missing key.*ctx"):
         fresh.load_learnable_state_dict(bad)
     with pytest.raises(CheckpointError, match="unexpected"):
         fresh.load_learnable_state_dict({**sd, "text_encoder.model.pooler.weight": torch.zeros(1)})

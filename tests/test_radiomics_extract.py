@@ -236,3 +236,14 @@ def test_cli_shows_nodules_per_second_and_rejects_address_without_ray(tmp_path: 
     r = subprocess.run([sys.executable, "-m", "autorad", "radiomics", str(ds), "--address", "1.2.3.4:6379"],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--address needs --executor ray" in r.stderr
+
+
+def test_parameter_set_follows_the_mode_and_is_never_swapped_silently() -> None:
+    from autorad.radiomics.extract import resolve_params
+
+    assert "autorad_2d" in resolve_params(RadiomicsConfig(), validate=False).name
+    assert "autorad_3d" in resolve_params(RadiomicsConfig(mode="3d"), validate=False).name
+    with pytest.raises(ConfigError, match="radiomics.params 'autorad_2d' is the shipped 2d parameter set"):
+        resolve_params(RadiomicsConfig(mode="3d", params="autorad_2d"), validate=False)
+    with pytest.raises(ConfigError, match="mode is 2d"):
+        resolve_params(RadiomicsConfig(mode="2d", params="autorad_3d"), validate=False)

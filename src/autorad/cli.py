@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import traceback
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -224,6 +225,19 @@ def bounded(model: Any, field: str, kind: type = int) -> Callable[[str], Any]:
     return _number(kind, checks)
 
 
+def config_option(model: Any, field: str, help: str, kind: type | None = None) -> dict[str, Any]:
+    """``add_argument`` keywords for an option that sets ``model.field``: its default, its choices (a Literal)
+    or its bounds (``kind`` given), and the help text with the default, all read from the config model."""
+    info = model.model_fields[field]
+    shown = "" if info.default is None else f" (default: {info.default})"
+    kw: dict[str, Any] = {"default": info.default, "help": help + shown}
+    if typing.get_origin(info.annotation) is typing.Literal:
+        kw["choices"] = list(typing.get_args(info.annotation))
+    elif kind is not None:
+        kw["type"] = bounded(model, field, kind)
+    return kw
+
+
 def positive(kind: type = float) -> Callable[[str], Any]:
     """An argparse ``type`` for a number > 0 (options that have no config field)."""
     return _number(kind, [(lambda v: v > 0, "> 0")])
@@ -258,7 +272,6 @@ def diameter_mm(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig
-    from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
 
     p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
@@ -270,37 +283,39 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a dataset folder (crops, masks, labels, patient-level folds) from LIDC "
                                    "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.",
                        epilog=EPILOG)
-    s.add_argument("source", choices=["lidc", "maxslice", "phantom"])
+    s.add_argument("source", choices=["lidc", "maxslice", "phantom"],
+                   help="lidc: DICOM with reader XML; maxslice: the LIDC max-slice NPZ; phantom: synthetic nodules")
     s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
     s.add_argument("--out", required=True, help="dataset folder to write (new or empty)")
-    s.add_argument("--label-rule", choices=["median", "mean"], default="median",
-                   help="how the readers' malignancy ratings become a label (default: median)")
-    s.add_argument("--min-readers", type=bounded(LabelConfig, "min_readers"), default=3,
-                   help="keep nodules rated by at least this many readers, 1-4 (default: 3)")
-    s.add_argument("--folds", type=bounded(FoldConfig, "n_folds"), default=5,
-                   help="number of patient-level folds, at least 2 (default: 5)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and of the phantom")
-    s.add_argument("--crop-factor", type=bounded(CropConfig, "factor", float), default=CROP_FACTOR,
-                   help="crop side as a multiple of the nodule's equivalent diameter, > 0 (default: 2)")
-    s.add_argument("--crop-min-px", type=bounded(CropConfig, "min_px"), default=CROP_MIN_PX,
-                   help="smallest crop side in pixels, at least 4 (default: 16)")
-    s.add_argument("--n", type=bounded(DataConfig, "phantom_n"), default=240,
-                   help="phantom: number of nodules, at least 10 (default: 240)")
-    s.add_argument("--limit", type=bounded(DataConfig, "limit"), default=None,
-                   help="read only the first N nodules of the source, at least 1; nodules that then fail the "
-                        "--min-readers filter are dropped, so the dataset can hold fewer")
+    s.add_argument("--label-rule", **config_option(LabelConfig, "rule",
+                                                   "how the readers' malignancy ratings become a label"))
+    s.add_argument("--min-readers", **config_option(LabelConfig, "min_readers",
+                                                    "keep nodules rated by at least this many readers, 1-4", int))
+    s.add_argument("--folds", **config_option(FoldConfig, "n_folds", "number of patient-level folds, at least 2",
+                                              int))
+    s.add_argument("--seed", **config_option(FoldConfig, "seed", "seed of the fold assignment and of the phantom",
+                                             int))
+    s.add_argument("--crop-factor", **config_option(
+        CropConfig, "factor", "crop side as a multiple of the nodule's equivalent diameter, > 0", float))
+    s.add_argument("--crop-min-px", **config_option(CropConfig, "min_px", "smallest crop side in pixels, at least 4",
+                                                    int))
+    s.add_argument("--n", **config_option(DataConfig, "phantom_n", "phantom: number of nodules, at least 10", int))
+    s.add_argument("--limit", **config_option(
+        DataConfig, "limit", "read only the first N nodules of the source, at least 1; nodules that then fail the "
+        "--min-readers filter are dropped, so the dataset can hold fewer", int))
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_ingest, outputs={"out": "--out"})
 
     s = sub.add_parser("radiomics", help="extract PyRadiomics features for every nodule of a dataset",
                        epilog=EPILOG)
     s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
-    s.add_argument("--params", default="autorad_2d", help="shipped parameter set name or a PyRadiomics YAML")
-    s.add_argument("--mode", choices=["2d", "3d"], default="2d")
-    s.add_argument("--jobs", type=bounded(RadiomicsConfig, "jobs"), default=1,
-                   help="parallel worker processes, at least 1 (default: 1)")
-    s.add_argument("--executor", choices=["local", "ray"], default="local")
-    s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--params", **config_option(RadiomicsConfig, "params", "shipped parameter set name or a "
+                                               "PyRadiomics YAML (none: autorad_2d, or autorad_3d with --mode 3d)"))
+    s.add_argument("--mode", **config_option(RadiomicsConfig, "mode", "2d: the middle slice; 3d: the sub-volume"))
+    s.add_argument("--jobs", **config_option(RadiomicsConfig, "jobs", "parallel worker processes, at least 1", int))
+    s.add_argument("--executor", **config_option(RadiomicsConfig, "executor", "where the extractions run"))
+    s.add_argument("--address", **config_option(RadiomicsConfig, "ray_address",
+                                                "Ray cluster address (none: start a local Ray)"))
     s.set_defaults(func=_cmd_radiomics, outputs={"dataset": "DATASET"})
 
     s = sub.add_parser("encoders", help="list registered encoders", epilog=EPILOG)
@@ -314,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
     s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
     s.add_argument("--batch-size", type=positive(int), default=32, help="images per batch, at least 1")
-    s.add_argument("--executor", choices=["local", "ray"], default="local")
+    s.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="embed in this process or as Ray tasks (default: local)")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     s.set_defaults(func=_cmd_embed, outputs={"dataset": "DATASET"})
 
@@ -401,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="trained run folder (the one holding final/model)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "see docs/viewer.md before exposing it)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="TCP port, 1-65535 (default: 8000)")
     s.add_argument("--max-upload-mb", type=positive(int), default=1024, help="largest upload accepted (MB)")
     s.add_argument("--max-volumes", type=positive(int), default=4, help="open volumes kept in memory")
     s.set_defaults(func=_cmd_serve)

@@ -60,7 +60,7 @@ class DataConfig(_Strict):
 class RadiomicsConfig(_Strict):
     """PyRadiomics extraction settings."""
 
-    params: str = "autorad_2d"  # a shipped parameter file name, or a path to a PyRadiomics YAML
+    params: str | None = None  # a shipped parameter set name or a PyRadiomics YAML; None: the mode's own set
     mode: Literal["2d", "3d"] = "2d"
     jobs: int = Field(1, ge=1)
     executor: Literal["local", "ray"] = "local"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from autorad.errors import ConfigError
-
 SHARED_DATA_ENV = "AUTORAD_SHARED_DATA"
 STATE_ENV = "AUTORAD_HOME"
 
@@ -37,11 +35,3 @@ def shared_data_dir() -> Path | None:
     candidate = repo_root.parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
 
-
-def inside(base: Path, relative: str | Path) -> Path:
-    """Resolve ``relative`` under ``base`` and refuse paths that escape it (``..``, absolute paths, links)."""
-    base = Path(base).resolve()
-    target = (base / relative).resolve()
-    if target != base and base not in target.parents:
-        raise ConfigError(f"path {str(relative)!r} points outside the output directory {base}")
-    return target

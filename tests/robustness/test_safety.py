@@ -56,6 +56,14 @@ def _edit_sidecar(run: Path, dest: Path, change, reseal: bool) -> Path:
     return dest
 
 
+def _nifti_like(path: Path) -> Path:
+    import numpy as np
+    import SimpleITK as sitk  # noqa: N813
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 16, 16), np.int16)), str(path))
+    return path
+
+
 def _try_mount(target: Path, options: str) -> bool:
     target.mkdir(parents=True, exist_ok=True)
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
@@ -112,6 +120,17 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     nobody_home = perm_base / "home"
     nobody_home.mkdir(mode=0o777)
     os.chmod(nobody_home, 0o777)
+    shared_run = perm_base / "run"  # inputs readable by anyone, but for one file each
+    shutil.copytree(logreg_run, shared_run)
+    locked_series = make_ct_series(perm_base / "series")
+    _nifti_like(perm_base / "ct.nrrd")
+    (perm_base / "c.yaml").write_text("extends: radiomics_logreg\n")
+    for p in perm_base.rglob("*"):
+        if p != locked:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    for p in (locked_series.files[3], perm_base / "ct.nrrd", perm_base / "c.yaml"):
+        os.chmod(p, 0)
+    nobody = {"unprivileged": True, "env": {"AUTORAD_HOME": str(nobody_home)}}
 
     c: dict[str, dict | list] = {
         # ---- output folders
@@ -185,8 +204,12 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "sidecar_other_format": ["predict", edited["other_format"], "--dicom", series, *CENTER],
         "sidecar_edited_evaluate": ["evaluate", edited["classes"], "--data", ds, "--out", t / "ev_edited"],
         # ---- environment
-        "env_permission_denied": {"argv": PHANTOM + ["--out", locked / "ds"], "unprivileged": True,
-                                  "env": {"AUTORAD_HOME": str(nobody_home)}},
+        "env_permission_denied": {"argv": PHANTOM + ["--out", locked / "ds"], **nobody},
+        "env_unreadable_dicom": {"argv": ["predict", shared_run, "--dicom", locked_series.folder, *CENTER], **nobody},
+        "env_unreadable_image": {"argv": ["predict", shared_run, "--image", perm_base / "ct.nrrd", "--center",
+                                          "2,2,2", "--diameter-mm", "3"], **nobody},
+        "env_unreadable_config": {"argv": ["train", ds, "--config", perm_base / "c.yaml", "--out", t / "r_perm"],
+                                  **nobody},
         "env_unexpected_error": {"argv": ["train", ds, "--config", "radiomics_logreg", "--out", t / "r_bug"],
                                  "inject": "autorad.train.cv:train"},
         "baseline_version": ["--version"],
@@ -569,6 +592,14 @@ def test_permission_denied(cases):
     refused(cases, "env_permission_denied", "--out", "permission denied")
 
 
+def test_unreadable_inputs(cases):
+    """A DICOM slice, an NRRD image and a config the user may not read (mode 0000, as 'nobody'): refused, each
+    naming the file and the cause."""
+    refused(cases, "env_unreadable_dicom", "img0003.dcm", "PermissionError")
+    refused(cases, "env_unreadable_image", "ct.nrrd", "permission denied")
+    refused(cases, "env_unreadable_config", "c.yaml", "permission denied")
+
+
 def test_unexpected_error_points_at_a_log(cases):
     """An internal error (a fault injected into train): exit 1, one line 'unexpected internal error' with the
     path of a log holding the traceback; no traceback on the terminal, no run folder."""
@@ -581,3 +612,53 @@ def test_unexpected_error_points_at_a_log(cases):
     log = Path(line.split("details in ")[1].split(";")[0])
     assert log.is_file() and "Traceback" in log.read_text() and "injected fault" in log.read_text()
     assert not (ctx["t"] / "r_bug").exists()
+
+
+# -------------------------------------------------------------------------------------------------- --help
+
+
+def _commands() -> list[list[str]]:
+    import argparse
+
+    from autorad.cli import build_parser
+
+    found: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        found.append(path)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_help_speaks_to_users(tmp_path):
+    """`autorad --help` and every command's --help: exit 0, what the tool does, the exit codes, every option
+    explained, no developer notes (no 'Thin', 'Python API', module or argparse names)."""
+    import argparse
+
+    from autorad.cli import build_parser
+
+    commands = _commands()
+    results = run_batch([[*c, "--help"] for c in commands], tmp_path / "help")
+    for cmd, r in zip(commands, results, strict=True):
+        assert r.rc == 0 and r.err == "", (cmd, r.err)
+        for word in ("Thin", "Python API", "argparse", "Namespace", "_cmd_", "autorad.cli"):
+            assert word not in r.out, (cmd, word)
+    top = results[0].out
+    assert "benign, unsure or malignant" in top and "Exit codes" in top and "--overwrite" in top
+
+    def undocumented(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    missing += undocumented(sub, f"{path} {name}")
+            elif not a.help and not isinstance(a, argparse._HelpAction):
+                missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+        return missing
+
+    assert undocumented(build_parser(), "autorad") == []

@@ -24,36 +24,46 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.path import Path as MplPath  # the point-in-polygon test pylidc uses, for identical masks
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
-MAX_READERS = 4
+from autorad.data.labels import MAX_READERS
+
+CONSENSUS_LEVEL = 0.5  # the paper's 50% consensus
 
 
-def cluster_outlines(points_rck: Sequence[np.ndarray], tol: float, factor: float = 0.9,
-                     min_tol: float = 0.1) -> list[list[int]]:
-    """Group annotations (each an (n, 3) array of row, column, slice-index points) into nodules (pylidc rule).
+def cluster_by_distance(dist: np.ndarray, points_rck: Sequence[np.ndarray], tol: float, factor: float = 0.9,
+                        min_tol: float = 0.1) -> list[list[int]]:
+    """pylidc's clustering rule on a matrix of annotation distances (see the module docstring).
 
-    Returns lists of annotation indices, one list per nodule, ordered by the mean slice index of the
-    annotations' points.
+    ``dist[i, j]`` must be exact where it is ``<= tol`` (larger values may be ``inf``). Returns lists of annotation
+    indices, one list per nodule, ordered by the mean slice index of the annotations' points.
     """
-    n = len(points_rck)
-    if n == 0:
+    if len(points_rck) == 0:
         return []
-    dist = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            dist[i, j] = dist[j, i] = cdist(points_rck[i], points_rck[j]).min()
     tol = float(tol)
-    _, cids = connected_components(dist <= tol, directed=False)
+    _, cids = connected_components(csr_matrix(dist <= tol), directed=False)
     while np.bincount(cids).max() > MAX_READERS:
         tol *= factor
         if tol < min_tol:
             break
-        _, cids = connected_components(dist <= tol, directed=False)
-    clusters = [list(np.nonzero(cids == c)[0]) for c in np.unique(cids)]
+        _, cids = connected_components(csr_matrix(dist <= tol), directed=False)
+    clusters = [list(np.flatnonzero(cids == c)) for c in np.unique(cids)]
     mean_k = [np.mean([points_rck[i][:, 2].mean() for i in cl]) for cl in clusters]
     return [[int(i) for i in clusters[o]] for o in np.argsort(mean_k, kind="stable")]
+
+
+def cluster_outlines(points_rck: Sequence[np.ndarray], tol: float, factor: float = 0.9,
+                     min_tol: float = 0.1) -> list[list[int]]:
+    """Group annotations (each an (n, 3) array of row, column, slice-index points) into nodules (pylidc rule),
+    with exact smallest point-to-point distances."""
+    n = len(points_rck)
+    dist = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            dist[i, j] = dist[j, i] = cdist(points_rck[i], points_rck[j]).min()
+    return cluster_by_distance(dist, points_rck, tol, factor, min_tol)
 
 
 def _closed(c: np.ndarray) -> np.ndarray:
@@ -89,7 +99,7 @@ def outline_mask(outlines: Sequence[tuple[int, bool, np.ndarray]], shape: tuple[
     return mask
 
 
-def consensus_mask(masks: Sequence[np.ndarray], level: float = 0.5) -> np.ndarray:
+def consensus_mask(masks: Sequence[np.ndarray], level: float = CONSENSUS_LEVEL) -> np.ndarray:
     """Voxels included by at least ``level`` of the masks (pylidc ``consensus``: mean >= clevel)."""
     return np.mean(np.stack([np.asarray(m, dtype=bool) for m in masks]), axis=0) >= level
 

@@ -30,7 +30,7 @@ from autorad.config import CropConfig, FoldConfig, LabelConfig
 from autorad.data.crop import equivalent_diameter_mm
 from autorad.data.folds import assign_folds
 from autorad.data.geometry import nodule_arrays
-from autorad.data.labels import label_from_ratings, malignancy_score
+from autorad.data.labels import MAX_READERS, label_from_ratings, malignancy_score
 from autorad.errors import InputError
 from autorad.io import atomic_dir, hash_file, write_json
 from autorad.outputs import write_marker
@@ -39,7 +39,6 @@ from autorad.progress import progress
 FORMAT_VERSION = 1
 RATING_NAMES: tuple[str, ...] = ("subtlety", "internalstructure", "calcification", "sphericity", "margin",
                                  "lobulation", "spiculation", "texture", "malignancy")
-MAX_READERS = 4
 
 
 def rating_columns() -> list[str]:

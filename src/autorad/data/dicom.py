@@ -13,6 +13,7 @@ files; they must not be written to outputs.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections import Counter
@@ -329,6 +330,8 @@ def _read_sitk(path: Path, what: str) -> Any:
         raise InputError(f"{what} file not found: {path}")
     if not path.is_file() or not _is_image_file(path):
         raise InputError(f"{what} must be a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file: {path.name}")
+    if not os.access(path, os.R_OK):  # SimpleITK would say "does not exist"
+        raise InputError(f"cannot read {what} file {path}: permission denied")
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as err:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from autorad import CLASS_NAMES
+MAX_READERS = 4  # LIDC-IDRI: each nodule is read by at most four radiologists
 
 
 def malignancy_score(ratings: Sequence[float], rule: str = "median") -> float:
@@ -39,7 +39,3 @@ def label_from_ratings(ratings: Sequence[float], rule: str = "median", min_reade
         return None
     return score_to_label(malignancy_score(ratings, rule))
 
-
-def class_index(label: str) -> int:
-    """Index of a label in :data:`autorad.CLASS_NAMES`."""
-    return CLASS_NAMES.index(label)

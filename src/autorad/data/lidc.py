@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autorad.data.consensus import MAX_READERS, cluster_outlines, consensus_mask, outline_mask
+from autorad.data.consensus import CONSENSUS_LEVEL, cluster_outlines, consensus_mask, outline_mask
 from autorad.data.dataset import NoduleRecord, Skip
 from autorad.data.dicom import (
     CTVolume,
@@ -33,10 +33,9 @@ from autorad.data.dicom import (
     pseudonymize_patient_id,
 )
 from autorad.data.geometry import middle_slice_index, pixel_spacing_mm, subvolume_box
+from autorad.data.labels import MAX_READERS
 from autorad.data.lidc_xml import LidcAnnotations, ReaderNodule, parse_lidc_xml
 from autorad.errors import InputError
-
-CONSENSUS_LEVEL = 0.5
 
 
 @dataclass

@@ -24,14 +24,13 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from autorad.data.consensus import consensus_mask, outline_mask
+from autorad.config import LabelConfig
+from autorad.data.consensus import CONSENSUS_LEVEL, cluster_by_distance, consensus_mask, outline_mask
 from autorad.data.dataset import RATING_NAMES
-from autorad.data.labels import label_from_ratings
+from autorad.data.labels import MAX_READERS, label_from_ratings
 from autorad.errors import MissingDependencyError
 
-CONSENSUS_LEVEL = 0.5
-MIN_READERS = 3  # clusters need this many malignancy ratings (the default LabelConfig.min_readers)
-MAX_READERS = 4  # pylidc could not split a group with more outlines into nodules: skipped
+MIN_READERS = LabelConfig.model_fields["min_readers"].default  # clusters need this many malignancy ratings
 _ATTR = {"internalstructure": "internalStructure"}  # pylidc's column name where it differs from RATING_NAMES
 
 
@@ -98,30 +97,11 @@ def import_pylidc() -> Any:
     return pylidc
 
 
-def _components(adjacent: np.ndarray) -> np.ndarray:
-    """Connected-component labels of a symmetric boolean adjacency matrix, numbered in order of each
-    component's lowest index (as ``scipy.sparse.csgraph.connected_components``, without its per-call cost)."""
-    n = len(adjacent)
-    labels = np.full(n, -1)
-    current = 0
-    for seed in range(n):
-        if labels[seed] >= 0:
-            continue
-        labels[seed] = current
-        stack = [seed]
-        while stack:
-            for j in np.flatnonzero(adjacent[stack.pop()] & (labels < 0)):
-                labels[j] = current
-                stack.append(int(j))
-        current += 1
-    return labels
-
-
 def cluster_points(points: list[np.ndarray], tol: float, factor: float = 0.9,
                    min_tol: float = 0.1) -> list[list[int]]:
     """pylidc's ``Scan.cluster_annotations(metric='min')`` on (n, 3) row/column/slice point sets.
 
-    Same rule as :func:`autorad.data.consensus.cluster_outlines`; pairs whose bounding boxes are already
+    The rule is :func:`autorad.data.consensus.cluster_by_distance`; pairs whose bounding boxes are already
     farther apart than ``tol`` skip the exact distance (only distances <= tol decide, and tol only shrinks),
     and close pairs use a k-d tree: ~100x faster on the whole database.
     """
@@ -145,15 +125,7 @@ def cluster_points(points: list[np.ndarray], tol: float, factor: float = 0.9,
         # distances above tol never join two annotations (tol only shrinks), so they may stay inf
         near, _ = tree.query(points[i], k=1, distance_upper_bound=tol * (1 + 1e-9))
         dist[i, j] = dist[j, i] = float(near.min())
-    cids = _components(dist <= tol)
-    while np.bincount(cids).max() > MAX_READERS:
-        tol *= factor
-        if tol < min_tol:
-            break
-        cids = _components(dist <= tol)
-    clusters = [list(np.flatnonzero(cids == c)) for c in np.unique(cids)]
-    mean_k = [np.mean([points[i][:, 2].mean() for i in cl]) for cl in clusters]
-    return [[int(i) for i in clusters[o]] for o in np.argsort(mean_k, kind="stable")]
+    return cluster_by_distance(dist, points, tol, factor, min_tol)
 
 
 def _read_tables() -> tuple[list[Any], dict[int, np.ndarray], list[Any], list[Any], np.ndarray]:
@@ -208,7 +180,7 @@ def lidc_clusters() -> tuple[Cluster, ...]:
         for index, members in enumerate(cluster_points(points, float(thickness))):
             ratings = np.stack([scan_anns[i][1] for i in members])
             n_malignancy = int(np.count_nonzero(ratings[:, RATING_NAMES.index("malignancy")]))
-            if len(members) > MAX_READERS or n_malignancy < MIN_READERS:
+            if len(members) > MAX_READERS or n_malignancy < MIN_READERS:  # pylidc could not split a bigger group
                 continue
             out.append(Cluster(
                 patient_id=str(patient_id), series_uid=str(series_uid), scan_id=int(scan_id),

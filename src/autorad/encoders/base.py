@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from autorad.encoders.registry import EncoderEntry, Preprocess
-from autorad.errors import CheckpointError, InputError
+from autorad.errors import InputError
+from autorad.strict import check_state, shapes_of
 
 
 def strict_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
@@ -22,25 +23,8 @@ def strict_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what:
     """
     ignore = tuple(ignore_unexpected)
     sd = {k: v for k, v in state_dict.items() if not (ignore and (k.startswith(ignore) or k.endswith(ignore)))}
-    own = module.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_few(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
-    bad_shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(own[k].shape)}" for k in sorted(set(sd) & set(own))
-                  if tuple(sd[k].shape) != tuple(own[k].shape)]
-    if bad_shapes:
-        problems.append(f"{len(bad_shapes)} shape mismatch(es): {_few(bad_shapes)}")
-    if problems:
-        raise CheckpointError(f"{what}: checkpoint does not match the model: " + "; ".join(problems))
+    check_state(shapes_of(sd), shapes_of(module.state_dict()), f"{what}: checkpoint")
     module.load_state_dict(sd, strict=True)
-
-
-def _few(items: Sequence[str], n: int = 6) -> str:
-    return ", ".join(items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from autorad.encoders.base import TextEncoder
-from autorad.errors import CheckpointError, ConfigError, InputError
+from autorad.errors import ConfigError, InputError
 from autorad.prompts.metanet import MetaNet
 from autorad.prompts.text import init_context, tokenize_prompts
+from autorad.strict import check_state, shapes_of
 
 CONDITIONING_INPUTS = ("image", "radiomics")  # what a MetaNet may see, in concatenation order
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(s) at 100
@@ -154,14 +155,8 @@ class PromptLearner(nn.Module):
 
     def load_learnable_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load tensors saved by :meth:`learnable_state_dict`; missing, extra or mis-shaped keys are errors."""
-        own = dict(self.named_parameters())
-        own = {n: p for n, p in own.items() if not n.startswith("text_encoder.")}
-        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        bad = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
-               if tuple(state[k].shape) != tuple(own[k].shape)]
-        if missing or extra or bad:
-            raise CheckpointError(f"prompt learner state does not match the model: missing {missing[:5]}, "
-                                  f"unexpected {extra[:5]}, shape mismatches {bad[:5]}")
+        own = {n: p for n, p in self.named_parameters() if not n.startswith("text_encoder.")}
+        check_state(shapes_of(state), shapes_of(own), "prompt learner state")
         with torch.no_grad():
             for k, p in own.items():
                 p.copy_(torch.as_tensor(state[k], dtype=p.dtype))

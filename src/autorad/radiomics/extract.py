@@ -207,9 +207,14 @@ def _nodule_arrays(ds: Dataset, row: Any, mode: str) -> tuple[np.ndarray, np.nda
 
 
 def resolve_params(cfg: RadiomicsConfig, validate: bool = True) -> RadiomicsParams:
-    """The parameter set a config asks for (the 3D default when ``mode="3d"`` keeps the 2D default name)."""
-    name = DEFAULT_PARAMS["3d"] if cfg.mode == "3d" and cfg.params == DEFAULT_PARAMS["2d"] else cfg.params
-    return load_params(name, validate=validate)
+    """The parameter set a config asks for: ``params``, or without it the shipped set of ``mode``
+    (``autorad_2d`` / ``autorad_3d``). The shipped set of the other mode is refused, never swapped silently."""
+    other = {m: name for m, name in DEFAULT_PARAMS.items() if m != cfg.mode}
+    if cfg.params in other.values():
+        raise ConfigError(f"radiomics.params {cfg.params!r} is the shipped {next(iter(other))} parameter set but "
+                          f"radiomics.mode is {cfg.mode}; leave params unset (the {cfg.mode} set "
+                          f"{DEFAULT_PARAMS[cfg.mode]!r}) or name a {cfg.mode} parameter file")
+    return load_params(cfg.params or DEFAULT_PARAMS[cfg.mode], validate=validate)
 
 
 def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Path:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from autorad.errors import CheckpointError, InputError
 from autorad.radiomics.table import feature_columns, select_feature_columns
+from autorad.strict import check_state, shapes_of
 
 __all__ = ["RadiomicsPreprocessor", "feature_columns", "preprocess_fold", "select_feature_columns", "signed_log1p"]
 
@@ -40,13 +41,12 @@ def signed_log1p(x: np.ndarray) -> np.ndarray:
 
 
 def _nan_skew(T: np.ndarray) -> np.ndarray:
-    """Column skewness over finite values (0 where undefined)."""
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        mu = np.nanmean(T, axis=0)
-        d = T - mu
-        m2 = np.nanmean(d**2, axis=0)
-        m3 = np.nanmean(d**3, axis=0)
-        s = m3 / m2**1.5
+    """Column skewness over finite values (scipy's biased estimator; 0 where undefined)."""
+    from scipy.stats import skew
+
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant columns: undefined, set to 0 below
+        s = np.asarray(np.ma.filled(skew(T, axis=0, nan_policy="omit"), np.nan), dtype=np.float64)
     return np.where(np.isfinite(s), s, 0.0)
 
 
@@ -149,10 +149,7 @@ class RadiomicsPreprocessor:
         """Rebuild a fitted preprocessor; :class:`CheckpointError` on missing, extra or inconsistent entries."""
         if config.get("kind") != "radiomics_preprocessor" or config.get("version") != _VERSION:
             raise CheckpointError(f"not a version-{_VERSION} radiomics preprocessor config")
-        keys = set(state_dict)
-        if keys != set(_STATE_KEYS):
-            raise CheckpointError(f"radiomics preprocessor state: missing {sorted(set(_STATE_KEYS) - keys)}, "
-                                  f"unexpected {sorted(keys - set(_STATE_KEYS))}")
+        check_state(shapes_of(state_dict), dict.fromkeys(_STATE_KEYS), "radiomics preprocessor state")
         st = {k: np.asarray(state_dict[k]) for k in _STATE_KEYS}
         n = len(st["columns"])
         names = list(config["feature_names_in"])

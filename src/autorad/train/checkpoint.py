@@ -27,6 +27,7 @@ from safetensors.numpy import save as st_save_bytes
 from autorad import __version__
 from autorad.errors import CheckpointError
 from autorad.io import atomic_write_bytes, hash_file, hash_json, json_roundtrip, write_json
+from autorad.strict import check_state, shapes_of
 
 TENSOR_FILE = "model.safetensors"
 META_FILE = "model.json"
@@ -83,7 +84,7 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, A
         tensors = st_load_bytes(tfile.read_bytes())
     except (SafetensorError, ValueError, OSError) as err:
         raise CheckpointError(f"{tfile} cannot be read as safetensors ({err})") from None
-    check_tensor_keys(tensors, meta["tensors"], str(tfile))
+    check_state(shapes_of(tensors), {k: spec["shape"] for k, spec in meta["tensors"].items()}, str(tfile))
     if hash_file(tfile) != meta["sha256"]:
         raise CheckpointError(f"{tfile} is corrupt: its SHA-256 does not match the one in {META_FILE}")
     return tensors, meta
@@ -101,21 +102,6 @@ def check_meta(meta: dict[str, Any], mfile: Path) -> None:
     note = version_note(meta)
     if note is not None:
         log.warning("%s: %s", mfile.parent, note)
-
-
-def check_tensor_keys(tensors: dict[str, np.ndarray], expected: dict[str, dict[str, Any]], where: str) -> None:
-    """Refuse missing keys, unexpected keys and wrong shapes, naming them."""
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing:
-        more = " ..." if len(missing) > 5 else ""
-        raise CheckpointError(f"{where}: missing key(s) {', '.join(missing[:5])}{more}")
-    if extra:
-        more = " ..." if len(extra) > 5 else ""
-        raise CheckpointError(f"{where}: unexpected key(s) {', '.join(extra[:5])}{more}")
-    for k, spec in expected.items():
-        if list(tensors[k].shape) != list(spec["shape"]):
-            raise CheckpointError(f"{where}: key {k} has shape {list(tensors[k].shape)}, expected {spec['shape']}")
 
 
 def split_prefix(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

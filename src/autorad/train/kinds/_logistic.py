@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from autorad.errors import CheckpointError
+from autorad.strict import check_state, shapes_of
 from autorad.train.kinds.base import Model, full_proba, sklearn_class_weight
 
 
@@ -59,8 +60,6 @@ class LogisticModel(Model):
         except KeyError as err:
             raise CheckpointError(f"checkpoint lacks tensor {err}") from None
         n_cls = len(m.clf.classes_)
-        for key, want in (("coef", (n_cls, n_in)), ("intercept", (n_cls,))):
-            if tuple(tensors[key].shape) != want:
-                raise CheckpointError(f"checkpoint key {key} has shape {list(tensors[key].shape)}, the model "
-                                      f"needs {list(want)}")
+        check_state(shapes_of({k: tensors[k] for k in ("coef", "intercept")}),
+                    {"coef": (n_cls, n_in), "intercept": (n_cls,)}, f"{cls.kind} checkpoint")
         return m
