@@ -248,3 +248,31 @@ def test_dicom_seg_and_sr_read_back(logreg_run, nodule_0001, ct_files, tmp_path)
         assert values[f"Probability of class {c}"] == pytest.approx(p)
     assert groups[0].get_qualitative_evaluations()[0].value.meaning == out["predicted_class"]
     assert seg.SOPInstanceUID in text
+
+
+def test_a_click_is_enough_the_nodule_is_segmented(logreg_run, nodule_0001, tmp_path):
+    """--center without --diameter-mm segments the nodule with autorad.segment; the mask used is the
+    segmentation's (saved with the CT's geometry), it overlaps the readers' consensus, and every output says how
+    it was made; --diameter-mm is passed on as a hint."""
+    import SimpleITK as sitk  # noqa: N813
+
+    pytest.importorskip("autorad.segment", reason="the click segmenter is not in this checkout")
+    from autorad.segment import segment_click
+
+    series, vol, centre, d, rec = nodule_0001
+    out = predict(logreg_run, dicom=series, center=centre, save_mask=tmp_path / "m.nii.gz",
+                  report=tmp_path / "r.html")
+    assert out["mask"]["method"] == "click" and "segmented from a click" in out["mask"]["description"]
+    want = segment_click(vol.hu, vol.spacing_mm, centre).mask
+    saved = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "m.nii.gz"))).astype(bool)
+    assert saved.shape == vol.hu.shape and (saved == want).all()
+    k = vol.slice_index(rec.z_mm)
+    inter = np.logical_and(saved[k], rec.slice_mask).sum()
+    assert 2 * inter / (saved[k].sum() + rec.slice_mask.sum()) > 0.6  # Dice with the consensus on its slice
+    assert "segmented from a click" in (tmp_path / "r.html").read_text()
+    hinted = predict(logreg_run, dicom=series, center=centre, diameter_mm=d)
+    assert hinted["mask"]["method"] in ("click", "disk") and "hint" in hinted["mask"]["detail"]
+    cli = subprocess.run([sys.executable, "-m", "autorad", "predict", str(logreg_run), "--dicom", str(series),
+                          "--center", ",".join(map(str, centre))], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["probabilities"] == out["probabilities"]
