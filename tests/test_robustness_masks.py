@@ -70,3 +70,12 @@ def test_robustness_reference_equals_evaluate_and_writes_table(small_maxslice_da
                           str(small_maxslice_dataset), "--out", str(tmp_path / "rob3"), "--variants", "blur"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--variants" in bad.stderr and not (tmp_path / "rob3").exists()
+
+
+def test_click_variant_segments_from_the_centroid():
+    pytest.importorskip("autorad.segment", reason="the click segmenter is not in this checkout")
+    rows, cols = np.ogrid[:64, :64]
+    m = ((rows - 32) / 7) ** 2 + ((cols - 30) / 5) ** 2 <= 1
+    hu = np.where(m, 30, -850).astype(np.int16)
+    click = variant_mask("click", hu, m, 0.7)
+    assert click.shape == m.shape and dice(click, m) > 0.7
