@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autorad import CLASS_NAMES
 from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
 from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
@@ -78,7 +79,7 @@ class ModelConfig(_Strict):
     text_weights: str | None = None
     n_ctx: int = Field(50, ge=1)
     ctx_init: str | None = None  # e.g. "a CT image of a" (its tokens initialise the first context vectors)
-    class_names: list[str] = ["benign", "unsure", "malignant"]
+    class_names: list[str] = list(CLASS_NAMES)  # the word each class has in the prompts, in CLASS_NAMES order
     metanet_hidden: int | None = None  # None = input_dim // 16 as in CoCoOp
     logit_scale_init: float = Field(4.6052, description="log(100), CLIP's value")
     learn_logit_scale: bool = True
@@ -101,8 +102,9 @@ class ModelConfig(_Strict):
     @field_validator("class_names")
     @classmethod
     def _three_classes(cls, v: list[str]) -> list[str]:
-        if len(v) != 3:
-            raise ValueError("class_names must list exactly 3 names (benign, unsure, malignant order)")
+        if len(v) != len(CLASS_NAMES):
+            raise ValueError(f"class_names must list exactly {len(CLASS_NAMES)} names ({', '.join(CLASS_NAMES)} "
+                             "order)")
         return v
 
 

@@ -31,7 +31,6 @@ file system, permission denied) are turned into one line by :func:`autorad.error
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ from typing import Any
 
 from autorad import __version__
 from autorad.errors import InputError
+from autorad.io import hash_file
 from autorad.paths import state_dir
 
 MARKER = ".autorad-output.json"  # in every folder autorad creates as an output
@@ -165,18 +165,10 @@ def prepare_output_file(path: str | Path, *, inputs: Iterable[str | Path | None]
     return Path(path)
 
 
-def _file_sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def record_output_file(path: str | Path) -> None:
     """Remember (in the state folder) that autorad wrote ``path`` with its current bytes."""
     p = _abs(path)
-    line = json.dumps({"path": str(p), "sha256": _file_sha256(p), "time": round(time.time())}) + "\n"
+    line = json.dumps({"path": str(p), "sha256": hash_file(p), "time": round(time.time())}) + "\n"
     ledger = state_dir() / LEDGER
     ledger.parent.mkdir(parents=True, exist_ok=True)
     with open(ledger, "a", encoding="utf-8") as f:  # one short line per write: appends do not interleave
@@ -187,7 +179,7 @@ def _recorded(p: Path) -> bool:
     ledger = state_dir() / LEDGER
     if not ledger.is_file():
         return False
-    digest = _file_sha256(p)
+    digest = hash_file(p)
     with open(ledger, encoding="utf-8") as f:
         for line in f:
             try:

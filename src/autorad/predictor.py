@@ -171,8 +171,8 @@ class Predictor:
         table = FeatureTable(nodule_ids=np.array([f"new{i}" for i in range(n)]), patient_ids=np.array(["new"] * n),
                              folds=np.zeros(n, dtype=np.int64), y=np.zeros(n, dtype=np.int64))
         if self.needs.needs_radiomics:
-            from autorad.radiomics.executors import run_tasks
             from autorad.radiomics.extract import NoduleTask, compute_task, radiomics_inputs
+            from autorad.tasks import run_tasks
 
             def tasks():
                 for i, (arrays, ps) in enumerate(zip(nodules, pixel_spacings, strict=True)):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
+import os
 import shutil
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -150,48 +152,35 @@ def _embed_local(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: li
         pass
 
 
+@cache
+def _worker_encoder(name: str, weights: str | None) -> Any:
+    """The encoder of a Ray worker process, loaded once per process."""
+    from autorad.encoders import load_encoder
+
+    return load_encoder(name, weights=weights)
+
+
+def embed_chunk(task: tuple[str, str, str | None, int, list[int], int]) -> tuple[int, list[str], np.ndarray]:
+    """Worker side of the Ray executor: ``(chunk index, nodule ids, embeddings)`` of one chunk of a dataset."""
+    path, name, weights, c, rows, batch_size = task
+    ids, images = _load_inputs(Dataset(path), rows, get_entry(name))
+    return c, ids, _worker_encoder(name, weights).embed(images, batch_size=batch_size)
+
+
 def _embed_ray(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: list[tuple[int, list[int]]],
                partial: Path, batch_size: int, ray_address: str | None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError("the ray executor needs Ray: pip install 'ray[default]'") from None
+    """Chunks as Ray tasks through :func:`autorad.tasks.run_tasks` (bounded number in flight)."""
+    from autorad.tasks import run_tasks
+
     if not todo:
         return
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        started = True
-    try:
-        @ray.remote(num_cpus=1)
-        def embed_chunk(path: str, name: str, weights: str | None, rows: list[int], batch_size: int):
-            from autorad.data.dataset import Dataset as _Dataset
-            from autorad.encoders import load_encoder
-            from autorad.encoders.embed import _encoder_cache, _load_inputs
-
-            key = (name, weights)
-            if key not in _encoder_cache:  # one load per worker process
-                _encoder_cache[key] = load_encoder(name, weights=weights)
-            d = _Dataset(path)
-            ids, images = _load_inputs(d, rows, get_entry(name))
-            return ids, _encoder_cache[key].embed(images, batch_size=batch_size)
-
-        pending = {embed_chunk.remote(str(ds.path), entry.name, weights, rows, batch_size): c for c, rows in todo}
-        bar = progress(range(len(pending)), desc=f"embed {entry.name} (ray)", unit="chunk")
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            c = pending.pop(ready[0])
-            ids, emb = ray.get(ready[0])
-            _write_chunk(partial / f"chunk-{c:05d}.npz", ids, emb)
-            next(bar, None)
-        for _ in bar:
-            pass
-    finally:
-        if started:
-            ray.shutdown()
-
-
-_encoder_cache: dict[tuple[str, str | None], Any] = {}
+    tasks = ((str(ds.path), entry.name, weights, c, rows, batch_size) for c, rows in todo)
+    bar = progress(range(len(todo)), desc=f"embed {entry.name} (ray)", unit="chunk")
+    for c, ids, emb in run_tasks(embed_chunk, tasks, jobs=os.cpu_count() or 1, executor="ray", address=ray_address):
+        _write_chunk(partial / f"chunk-{c:05d}.npz", ids, emb)
+        next(bar, None)
+    for _ in bar:
+        pass
 
 
 def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str | None = None,

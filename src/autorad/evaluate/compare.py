@@ -62,7 +62,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of :func:`compare`; the best pooled value of each column is bold (several runs)."""
     best = {key: _best([r["pooled"].get(key) for r in rows], higher) for key, _, higher in COLUMNS}
     head = ["run", "model", "n", *(title for _, title, _ in COLUMNS)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    records = []
     for r in rows:
         cells = [_md_escape(r["name"]), _md_escape(r["model"] or "—"), str(r["n"])]
         for key, _, _ in COLUMNS:
@@ -75,7 +75,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                 text += f" ({_fmt(r['fold_mean'][key])} ± {_fmt(std)})" if std is not None else \
                     f" ({_fmt(r['fold_mean'][key])})"
             cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
+        records.append(cells)
+    align = ["left"] * 2 + ["right"] * (len(head) - 2)
+    lines = [pd.DataFrame(records, columns=head).to_markdown(index=False, tablefmt="pipe", colalign=align,
+                                                             disable_numparse=True)]
     lines.append("")
     lines.append("Pooled out-of-fold value (fold mean ± sample std); ECE: lower is better; bold: best pooled value.")
     return "\n".join(lines) + "\n"

@@ -8,11 +8,13 @@ so a rerun recomputes nothing and a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,6 @@ from autorad.config import RadiomicsConfig
 from autorad.errors import ConfigError, InputError
 from autorad.progress import progress
 from autorad.radiomics.cache import FeatureCache, nodule_key
-from autorad.radiomics.executors import run_tasks
 from autorad.radiomics.quiet import quiet_radiomics, quiet_warnings
 from autorad.radiomics.settings import (
     DEFAULT_PARAMS,
@@ -38,6 +39,7 @@ from autorad.radiomics.table import (
     radiomics_path,
     write_radiomics_table,
 )
+from autorad.tasks import run_tasks
 
 if TYPE_CHECKING:
     from autorad.data.dataset import Dataset
@@ -48,19 +50,18 @@ STATUS_OK = "ok"
 STATUS_NO_VOLUME = "no 3D volume for this nodule"
 _MAX_STATUS_CHARS = 300
 
-_EXTRACTORS: dict[str, Any] = {}  # params key -> RadiomicsFeatureExtractor, one per process
-
-
 def _extractor(params: RadiomicsParams) -> Any:
-    ex = _EXTRACTORS.get(params.key)
-    if ex is None:
-        quiet_radiomics()
-        from radiomics import featureextractor
+    """PyRadiomics' extractor for ``params``, built once per process."""
+    return _extractor_for(params.key, json.dumps(params.settings))  # key order kept: it is the feature order
 
-        with quiet_warnings():
-            ex = featureextractor.RadiomicsFeatureExtractor(dict(params.settings))
-        _EXTRACTORS[params.key] = ex
-    return ex
+
+@cache
+def _extractor_for(key: str, settings_json: str) -> Any:
+    quiet_radiomics()
+    from radiomics import featureextractor
+
+    with quiet_warnings():
+        return featureextractor.RadiomicsFeatureExtractor(json.loads(settings_json))
 
 
 def _spacing_tuple(spacing: float | Sequence[float], ndim: int) -> tuple[float, ...]:
@@ -131,9 +132,6 @@ def extract_one(image: np.ndarray, mask: np.ndarray, spacing: float | Sequence[f
     return STATUS_OK, features
 
 
-_PARAMS_BY_FILE: dict[tuple[str, int], RadiomicsParams] = {}
-
-
 def _params_for_call(params: str | Path | dict[str, Any] | RadiomicsParams) -> RadiomicsParams:
     """Like :func:`load_params`, remembering files already validated (unchanged since) in this process."""
     if isinstance(params, RadiomicsParams | dict):
@@ -142,10 +140,13 @@ def _params_for_call(params: str | Path | dict[str, Any] | RadiomicsParams) -> R
     path = p if p.is_file() else PARAMS_DIR / f"{params}.yaml"
     if not path.is_file():
         return load_params(params)  # raises the usual ConfigError
-    stamp = (str(path.resolve()), path.stat().st_mtime_ns)
-    if stamp not in _PARAMS_BY_FILE:
-        _PARAMS_BY_FILE[stamp] = load_params(params)
-    return _PARAMS_BY_FILE[stamp]
+    return _params_from_file(str(params), str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@cache
+def _params_from_file(params: str, resolved: str, mtime_ns: int) -> RadiomicsParams:
+    """A parameter file validated once per process and version of the file (``resolved``, ``mtime_ns``: the key)."""
+    return load_params(params)
 
 
 @dataclass
@@ -167,17 +168,14 @@ def compute_task(task: NoduleTask) -> tuple[str, str, str, dict[str, float]]:
     return task.nodule_id, task.key, status, features
 
 
-_PARAMS_BY_ID: dict[str, RadiomicsParams] = {}
-
-
 def _task_params(settings: dict[str, Any]) -> RadiomicsParams:
-    import json
+    return _params_from_json(json.dumps(settings))  # key order kept: it is the feature order
 
-    sid = json.dumps(settings, sort_keys=True)
-    p = _PARAMS_BY_ID.get(sid)
-    if p is None:
-        p = _PARAMS_BY_ID[sid] = load_params(settings)
-    return p
+
+@cache
+def _params_from_json(settings_json: str) -> RadiomicsParams:
+    """Parameters sent with a task, validated once per worker process."""
+    return load_params(json.loads(settings_json))
 
 
 RADIOMICS_KEYS = {"2d": ("slice_hu", "slice_mask"), "3d": ("volume_hu", "volume_mask", "volume_spacing_mm")}

@@ -1,4 +1,5 @@
-"""Run extraction tasks in this process, in local worker processes, or as Ray tasks.
+"""The one task runner: independent tasks (radiomics of a nodule, embeddings of a chunk) in this process, in local
+worker processes, or as Ray tasks.
 
 Every executor takes a function and an iterator of tasks and yields results as they finish, keeping only a few
 tasks in flight (so a dataset of 512x512 slices is never all in memory, and a killed run loses only those).
@@ -29,8 +30,10 @@ def limit_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    import SimpleITK as sitk  # noqa: N813 (the name every SimpleITK example uses)
-
+    try:
+        import SimpleITK as sitk  # noqa: N813 (the name every SimpleITK example uses)
+    except ImportError:  # only radiomics tasks use SimpleITK
+        return
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
