@@ -115,7 +115,7 @@ def test_every_string_is_escaped(written):
     page = render_html(m, bad, figures_of(run), run_name=EVIL)
     assert "Run warnings" in page and "External evaluation" in page
     assert EVIL not in page and "<script" not in page
-    assert "&lt;/pre&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;/pre&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
 
 
 def test_figures_are_deterministic(written, tmp_path):

@@ -14,6 +14,7 @@ autorad compare        :func:`compare`
 autorad predict        :func:`predict` (one nodule), :func:`predict_batch` (``--nodules``), :class:`Predictor`
 autorad robustness     :func:`robustness`
 autorad serve          :func:`serve` (and :func:`create_app` for the ASGI app)
+autorad segment        :func:`segment` (and :func:`segment_click`, :func:`segment_click_2d` on arrays)
 autorad run            :func:`run`
 =====================  =============================================
 
@@ -47,6 +48,9 @@ _EXPORTS = {
     "predict_batch": "autorad.predict",
     "Predictor": "autorad.predictor",
     "robustness": "autorad.robustness",
+    "segment": "autorad.segment.command",
+    "segment_click": "autorad.segment",
+    "segment_click_2d": "autorad.segment",
     "serve": "autorad.serve",
     "create_app": "autorad.serve",
     "run": "autorad.pipeline",

@@ -157,6 +157,15 @@ def _cmd_robustness(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment(a: argparse.Namespace) -> int:
+    from autorad.predict import parse_center
+    from autorad.segment.command import segment
+
+    print(json.dumps(segment(parse_center(a.center), a.out, dicom=a.dicom, image=a.image,
+                             diameter_mm=a.diameter_mm, overwrite=a.overwrite), indent=2))
+    return 0
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     from autorad.serve import serve
 
@@ -411,6 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "model that did not see it (cross-validated), not the final")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_robustness, outputs={"out": "--out"})
+
+    s = sub.add_parser("segment", help="segment one nodule of a CT from a click; write the mask as NIfTI",
+                       description="Segment the nodule under a click (a seed voxel) in 3D with the shipped click "
+                                   "segmenter and write the mask with the CT's geometry. See docs/segmentation.md.",
+                       epilog=EPILOG)
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dicom", help="folder holding one CT series")
+    src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
+    s.add_argument("--center", required=True, help="X,Y,Z voxel indices (column, row, slice in position order)")
+    s.add_argument("--diameter-mm", type=float, help="optional hint: the nodule's diameter, 2-100 mm")
+    s.add_argument("--out", required=True, help="mask file to write (.nii.gz, .nii or .nrrd)")
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_segment, outputs={"out": "--out"})
 
     s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction",
                        epilog=EPILOG)

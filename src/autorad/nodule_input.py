@@ -9,7 +9,6 @@ exits 2); soft problems become warnings that go into every output.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,10 +16,9 @@ import numpy as np
 from autorad.data.dicom import CTVolume
 from autorad.data.geometry import is_square
 from autorad.errors import InputError
+from autorad.segment.core import MAX_HINT_MM, MIN_HINT_MM, check_hint
 
-DIAMETER_RANGE_MM = (2.0, 100.0)  # LIDC nodules are 3-30 mm; outside this a number is a typo, not a nodule
-SOFT_TISSUE_HU = -500.0  # a click needs tissue denser than this within AIR_CHECK_RADIUS_MM of it
-AIR_CHECK_RADIUS_MM = 2.0
+DIAMETER_RANGE_MM = (MIN_HINT_MM, MAX_HINT_MM)  # the segmenter's hint range: 2-100 mm (LIDC nodules are 3-30 mm)
 UNEVEN_SPACING_RTOL = 0.1  # slice steps differing from the median step by more than this are "uneven"
 
 MASK_METHODS = {
@@ -52,32 +50,21 @@ def parse_center(text: str) -> tuple[int, int, int]:
 
 
 def check_diameter(diameter_mm: float | None) -> float | None:
-    """``--diameter-mm``: None, or a finite number within :data:`DIAMETER_RANGE_MM`."""
-    if diameter_mm is None:
-        return None
-    try:
-        d = float(diameter_mm)
-    except (TypeError, ValueError):
-        raise InputError(f"--diameter-mm must be a number, got {diameter_mm!r}") from None
-    lo, hi = DIAMETER_RANGE_MM
-    if not math.isfinite(d) or not lo <= d <= hi:
-        raise InputError(f"--diameter-mm must be a finite number of mm between {lo:g} and {hi:g}, got {d:g}")
-    return d
+    """``--diameter-mm``: None, or a finite number within :data:`DIAMETER_RANGE_MM` (the segmenter's own rule,
+    :func:`autorad.segment.check_hint`, also for the disk's diameter)."""
+    return check_hint(diameter_mm)
 
 
 def check_center(vol: CTVolume, center: tuple[int, int, int]) -> None:
-    """Refuse a centre outside the volume, or one with no soft tissue within 2 mm on its slice (air)."""
+    """Refuse a centre outside the volume, or one in air (the segmenter's rule, for a disk too)."""
+    from autorad.segment.core import _check_seed_in_air  # one air rule for clicks and disks
+
     x, y, z = (int(v) for v in center)
     d, h, w = vol.hu.shape
     if not (0 <= x < w and 0 <= y < h and 0 <= z < d):
         raise InputError(f"--center {x},{y},{z} lies outside the volume (X < {w}, Y < {h}, Z < {d})")
-    ry = max(1, int(np.ceil(AIR_CHECK_RADIUS_MM / vol.spacing_mm[1])))
-    rx = max(1, int(np.ceil(AIR_CHECK_RADIUS_MM / vol.spacing_mm[2])))
-    patch = vol.hu[z, max(y - ry, 0):y + ry + 1, max(x - rx, 0):x + rx + 1]
-    densest = float(np.max(patch))
-    if densest < SOFT_TISSUE_HU:
-        raise InputError(f"--center {x},{y},{z} lies in air (densest voxel within {AIR_CHECK_RADIUS_MM:g} mm: "
-                         f"{densest:.0f} HU, soft tissue is above {SOFT_TISSUE_HU:.0f}); click inside the nodule")
+    _check_seed_in_air(vol.hu[z], (y, x), (float(vol.spacing_mm[1]), float(vol.spacing_mm[2])),
+                       f"--center {x},{y},{z}")
 
 
 def disk_mask(vol: CTVolume, center: tuple[int, int, int], diameter_mm: float) -> np.ndarray:

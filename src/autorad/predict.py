@@ -108,26 +108,10 @@ def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = 
 
 
 def save_mask_file(pred: Prediction, path: Path) -> None:
-    """The mask used, as NIfTI / NRRD with the CT's geometry (origin, spacing, direction), written atomically."""
-    import os
-    import tempfile
+    """The mask used, as NIfTI / NRRD with the CT's geometry (:func:`autorad.data.dicom.write_mask_file`)."""
+    from autorad.data.dicom import write_mask_file
 
-    import numpy as np
-    import SimpleITK as sitk  # noqa: N813
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = sitk.GetImageFromArray(pred.nodule_mask.mask.astype(np.uint8))
-    img.CopyInformation(pred.volume.to_sitk())
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        sitk.WriteImage(img, tmp, True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_mask_file(pred.nodule_mask.mask, pred.volume, path)
 
 
 # ------------------------------------------------------------------------------------------------ batch

@@ -281,11 +281,8 @@ class Predictor:
 
 def segment_from_click(vol: CTVolume, center: tuple[int, int, int], diameter_hint_mm: float | None) -> NoduleMask:
     """The click segmentation's mask (:mod:`autorad.segment`), with its method and warnings."""
-    try:
-        from autorad.segment import segment_click
-    except ImportError:
-        raise InputError("click segmentation (autorad.segment) is not available in this install: give a --mask, "
-                         "or --disk with --diameter-mm for an explicit disk") from None
+    from autorad.segment import segment_click
+
     res = segment_click(vol.hu, tuple(float(s) for s in vol.spacing_mm), tuple(int(c) for c in center),
                         diameter_hint_mm=diameter_hint_mm)
     hint = f", diameter hint {diameter_hint_mm:g} mm" if diameter_hint_mm is not None else ""

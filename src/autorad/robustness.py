@@ -110,14 +110,6 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * int(np.logical_and(a, b).sum()) / s if s else 1.0
 
 
-def click_available() -> bool:
-    try:
-        from autorad.segment import segment_click_2d  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tuple[str, ...] = VARIANTS,
                limit: int | None = None, jobs: int = 1, oof: bool = False, overwrite: bool = False,
                log: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -141,10 +133,7 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
         raise InputError("robustness perturbs the stored 2D slice; this run uses 3D radiomics")
     if predictor.encoder is not None and predictor.encoder.entry.kind == "vision3d":
         raise InputError("robustness perturbs the stored 2D slice; this run uses a 3D image encoder")
-    skipped = []
-    if "click" in variants and not click_available():
-        variants = tuple(v for v in variants if v != "click")
-        skipped.append("click: autorad.segment is not installed")
+    skipped: list[str] = []
     m = ds.manifest if limit is None else ds.manifest.iloc[:limit]
     models = None
     if oof:

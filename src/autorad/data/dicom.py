@@ -30,6 +30,7 @@ LIDC_PATIENT_RE = re.compile(r"^LIDC-IDRI-\d{4}$")
 TCIA_UID_ROOT = "1.3.6.1.4.1.14519."  # UIDs re-issued by TCIA's de-identification (LIDC-IDRI and others)
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 NIFTI_NRRD_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
+MASK_WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")  # single-file formats (a .nhdr would need a second file)
 GAP_FACTOR = 1.5  # a step in z larger than 1.5 x the typical slice spacing means slices are missing
 POSITION_TOL_MM = 1e-3
 
@@ -410,3 +411,37 @@ def load_ct(path: str | Path) -> CTVolume:
     if not p.exists():
         raise InputError(f"CT not found: {p} (give a DICOM series folder or a NIfTI / NRRD file)")
     return load_image_file(p)
+
+
+def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
+    """Write a (D, H, W) mask as a uint8 NIfTI / NRRD image with ``like``'s geometry, atomically.
+
+    The file appears complete or not at all (written beside ``path`` under a temporary name, then renamed).
+    Whether ``path`` may be written at all is the caller's decision.
+    """
+    import os
+    import tempfile
+
+    import SimpleITK as sitk  # noqa: N813
+
+    path = Path(path)
+    m = np.asarray(mask)
+    if m.shape != like.hu.shape:
+        raise InputError(f"mask shape {m.shape} differs from the image's {like.hu.shape}")
+    suffix = next((s for s in MASK_WRITE_SUFFIXES if path.name.lower().endswith(s)), None)
+    if suffix is None:
+        raise InputError(f"the mask file must end in .nii, .nii.gz or .nrrd: {path.name}")
+    img = sitk.GetImageFromArray(m.astype(np.uint8))
+    img.CopyInformation(like.to_sitk())
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(img, tmp, useCompression=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

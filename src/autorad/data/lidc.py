@@ -213,18 +213,14 @@ def _iter_folders(folders: list[SeriesFolder], limit: int | None) -> Iterator[No
             continue
         try:
             ann = _read_annotations(sf.xml_files)
+            vol = load_series(sf.path) if ann.nodules else None  # the pixels only when there is a nodule
         except InputError as err:
             yield Skip(series_id, pid, f"series skipped: {err}")
             continue
-        if not ann.nodules:
+        if vol is None:
             yield Skip(series_id, pid, f"annotation XML lists no nodule of 3 mm or more "
                                        f"({ann.n_small_nodules} marks of smaller nodules and "
                                        f"{ann.n_non_nodules} non-nodule marks ignored)")
-            continue
-        try:
-            vol = load_series(sf.path)
-        except InputError as err:
-            yield Skip(series_id, pid, f"series skipped: {err}")
             continue
         first = per_patient.get(vol.patient_id, 0) + 1
         for rec in nodules_of_series(vol, ann, first_number=first):

@@ -55,6 +55,15 @@ def is_apple_layout(sd: dict[str, torch.Tensor]) -> bool:
     return any(k.startswith(("trunk.", "preprocessor.")) for k in sd)
 
 
+def _rename(key: str, table) -> str:
+    """``key`` with the first matching (pattern, replacement) of ``table`` applied; unchanged when none match."""
+    for pattern, repl in table:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    return key
+
+
 def apple_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Convert Apple's original AIMv2 vision keys to transformers' names (fused qkv split into q, k, v).
 
@@ -69,11 +78,7 @@ def apple_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             out.update({f"{base}.q_proj.{m.group(2)}": q, f"{base}.k_proj.{m.group(2)}": k,
                         f"{base}.v_proj.{m.group(2)}": v})
             continue
-        new = key
-        for pattern, repl in _APPLE_TO_HF:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                break
+        new = _rename(key, _APPLE_TO_HF)
         if new == "embeddings.position_embedding.weight" and value.ndim == 3:
             value = value.squeeze(0)  # Apple stores (1, N, D)
         out[new] = value
@@ -91,11 +96,7 @@ def hf_to_apple(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         if re.match(r"^encoder\.layers\.\d+\.attention\.[kv]_proj\.", key):
             continue
-        new = key
-        for pattern, repl in _HF_TO_APPLE:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                break
+        new = _rename(key, _HF_TO_APPLE)
         if new == "preprocessor.pos_embed":
             value = value.unsqueeze(0)
         out[new] = value

@@ -60,35 +60,17 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.config_file = self.path / "config.yaml"
+        self.info_file = self.path / "run.json"
+        self.log_file = self.path / "log.txt"
+        self.predictions_file = self.path / "predictions.parquet"
+        self.metrics_file = self.path / "metrics.json"
+        self.report_file = self.path / "report.html"
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
     # ------------------------------------------------------------------------------------------ layout
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def info_file(self) -> Path:
-        return self.path / "run.json"
-
-    @property
-    def log_file(self) -> Path:
-        return self.path / "log.txt"
-
-    @property
-    def predictions_file(self) -> Path:
-        return self.path / "predictions.parquet"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def report_file(self) -> Path:
-        return self.path / "report.html"
-
     def fold_dir(self, fold: int) -> Path:
         return self.path / "folds" / str(fold)
 
