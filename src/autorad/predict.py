@@ -42,9 +42,10 @@ def check_output(path: str | Path | None, option: str, suffixes: tuple[str, ...]
     (:func:`autorad.outputs.prepare_output_file`: never an existing file autorad did not write, never an input)."""
     if path is None:
         return None
-    if not Path(path).is_dir() and not Path(path).name.lower().endswith(suffixes):
+    checked = prepare_output_file(path, inputs=inputs, overwrite=overwrite, option=option)
+    if not Path(path).name.lower().endswith(suffixes):
         raise InputError(f"{option} {Path(path).name}: the file name must end with {' or '.join(suffixes)}")
-    return prepare_output_file(path, inputs=inputs, overwrite=overwrite, option=option)
+    return checked
 
 
 def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path | None = None,
