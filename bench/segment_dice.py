@@ -5,12 +5,14 @@
 Every crop with a non-empty consensus mask is clicked at its mask's centre (the centroid, or the mask pixel
 nearest to it). Rows:
   * click U-Net, held-out patients: crop i is segmented by the fold model that never saw its patient
-    (``CV/fold{k}``, written by bench/segment_train.py; patient-level 5-fold) - the honest number;
+    (``CV/fold{k}``, written by bench/segment_train.py; patient-level 5-fold) - the honest number; also without
+    test-time augmentation (the mean over 8 flips/rotations, which was added after seeing that row);
   * shipped U-Net on its own training crops (trained on all dev patients; for information only);
   * references: a disk with the true centre and the true equivalent diameter (which a user does not have);
     HU > -500 with the connected component at the click, alone and limited to 1.5x the true radius; the single
     reader outline that defined the max slice.
-Prints mean and median Dice per row, then the mean per size bin (equivalent diameter of the consensus mask).
+Prints mean and median Dice per row, then the mean per size bin (equivalent diameter of the consensus mask), then
+the 3D Dice on the LIDC DICOM sample series (shipped model, and the fold model that never saw that patient).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from scipy import ndimage as ndi  # noqa: E402
 from autorad.data.consensus import dice  # noqa: E402
 from autorad.data.crop import equivalent_diameter_mm  # noqa: E402
 from autorad.paths import shared_data_dir  # noqa: E402
-from autorad.segment import load_segmenter, seed_from_mask  # noqa: E402
-from autorad.segment.training import CropSet, load_crops, patient_folds, score  # noqa: E402
+from autorad.segment import ClickSegmenter, load_segmenter, seed_from_mask  # noqa: E402
+from autorad.segment.evaluation import lidc_volumes, score_crops  # noqa: E402
+from autorad.segment.training import CropSet, load_crops, patient_folds  # noqa: E402
 
 BINS_MM = (0.0, 5.0, 10.0, 20.0, np.inf)
 
@@ -60,13 +63,42 @@ def threshold_reference(crops: CropSet, limit_factor: float | None) -> np.ndarra
     return np.array(out)
 
 
-def cv_scores(crops: CropSet, cv: Path, n_folds: int, seed: int) -> np.ndarray:
+def cv_scores(crops: CropSet, cv: Path, n_folds: int, seed: int, tta: bool = True) -> np.ndarray:
     folds = patient_folds(crops.patient_ids, n_folds, seed)
     out = np.full(len(crops), np.nan)
     for f in range(n_folds):
         rows = np.flatnonzero(folds == f)
-        out[rows] = score(load_segmenter(cv / f"fold{f}"), crops.subset(rows))
+        sub = crops.subset(rows)
+        trained = load_segmenter(cv / f"fold{f}")
+        seg = trained if tta else ClickSegmenter(trained.net, trained.meta, tta=False)
+        out[rows] = score_crops(seg, sub.images, sub.masks, sub.spacing_mm)
     return out
+
+
+def lidc_3d(root: Path, crops: CropSet, cv: Path, n_folds: int, seed: int) -> None:
+    """3D Dice on the LIDC DICOM sample, clicked at the 3D consensus centre: shipped model and held-out fold."""
+    from autorad.predict import middle_slice
+
+    folds = patient_folds(crops.patient_ids, n_folds, seed)
+    print(f"\n3D, LIDC DICOM sample ({root.name}), click at the 3D consensus centre:")
+    for nodule_id, vol, truth in lidc_volumes(root):
+        z, y, x = seed_from_mask(truth)
+        seen = vol.patient_id in set(crops.patient_ids)
+        models = [("shipped U-Net (trained on all dev patients)", load_segmenter())]
+        if seen:
+            f = int(folds[np.flatnonzero(crops.patient_ids == vol.patient_id)[0]])
+            models.append((f"fold-{f} U-Net (never saw {vol.patient_id})", load_segmenter(cv / f"fold{f}")))
+        for name, seg in models:
+            res = seg.segment_3d(vol.hu, vol.spacing_mm, (x, y, z))
+            k_true, k_seg = middle_slice(truth), middle_slice(res.mask)
+            print(f"  {nodule_id}, {name}: 3D Dice {dice(res.mask, truth):.3f}; slices "
+                  f"{_extent(res.mask)} vs consensus {_extent(truth)}; middle slice {k_seg} vs {k_true}; "
+                  f"Dice on the consensus middle slice {dice(res.mask[k_true], truth[k_true]):.3f}")
+
+
+def _extent(mask: np.ndarray) -> str:
+    ks = np.flatnonzero(mask.any(axis=(1, 2)))
+    return f"{ks[0]}-{ks[-1]}"
 
 
 def main() -> int:
@@ -89,7 +121,9 @@ def main() -> int:
         reader = z["reader_outline_mask"][crops.index].astype(bool)
     rows = {
         "click U-Net, held-out patients (5-fold CV)": cv_scores(crops, Path(a.cv), a.folds, a.seed),
-        "shipped U-Net on its training crops": score(load_segmenter(), crops),
+        "  same, without test-time augmentation": cv_scores(crops, Path(a.cv), a.folds, a.seed, tta=False),
+        "shipped U-Net on its training crops": score_crops(load_segmenter(), crops.images, crops.masks,
+                                                           crops.spacing_mm),
         "disk, true centre + true equiv. diameter": disk_reference(crops),
         "HU > -500, component at the click": threshold_reference(crops, None),
         "HU > -500, component, <= 1.5x true radius": threshold_reference(crops, 1.5),
@@ -115,6 +149,9 @@ def main() -> int:
     print("held-out mean Dice per fold: " + ", ".join(f"{cv[folds == f].mean():.3f}" for f in range(a.folds)))
     print(f"held-out crops with Dice < 0.5: {int((cv < 0.5).sum())}; "
           f"nothing found at the click: {int((cv == 0).sum())}")
+    lidc = npz.parents[1] / "lidc_dicom_sample"
+    if lidc.is_dir():
+        lidc_3d(lidc, crops, Path(a.cv), a.folds, a.seed)
     print(f"({time.time() - t0:.0f} s)")
     return 0
 

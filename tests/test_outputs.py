@@ -155,3 +155,21 @@ def test_os_errors_name_the_option(tmp_path: Path, code: int, words: str):
 
 def test_other_os_errors_are_not_user_faults():
     assert describe_os_error(OSError(errno.EBADF, "bad fd")) is None
+
+
+def test_folders_from_before_the_marker_are_recognised(tmp_path: Path):
+    """A run written before the marker existed (run.json with autorad_version beside metrics.json) counts as
+    autorad's: resumed (and then marked), or replaced with --overwrite; a look-alike without those files does not."""
+    old = tmp_path / "old_run"
+    old.mkdir()
+    (old / "metrics.json").write_text("{}")
+    (old / "run.json").write_text('{"autorad_version": "0.0.9", "model_kind": "coop"}')
+    assert read_marker(old) == {"autorad_output": True, "kind": "run", "legacy": True}
+    prepare_output_dir(old, kind="run", resume=True)
+    assert read_marker(old)["kind"] == "run" and "legacy" not in read_marker(old)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "run.json").write_text('{"name": "mine"}')
+    (fake / "metrics.json").write_text("{}")
+    with pytest.raises(InputError, match="did not make"):
+        prepare_output_dir(fake, kind="run", overwrite=True)

@@ -128,3 +128,22 @@ def test_cli_writes_nifti_with_geometry_and_refuses_overwrite(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m3.nii.gz").exists()
+
+
+def test_shipped_weights_load_strictly_and_refuse_tampering(tmp_path):
+    import shutil
+
+    from autorad.errors import CheckpointError
+    from autorad.segment.model import WEIGHTS_DIR, load_segmenter
+
+    seg = load_segmenter()
+    assert seg.meta["trained_on"] == "all dev patients" and seg.window_px == 48
+    bad = tmp_path / "w"
+    shutil.copytree(WEIGHTS_DIR, bad)
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF  # flip bits of one weight
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_segmenter(bad)
+    with pytest.raises(CheckpointError):
+        load_segmenter(tmp_path / "missing")

@@ -18,46 +18,26 @@ def test_dev_crops_dice_floor(maxslice_npz):
     still segment as trained (a broken window, scaling or threshold drops it far below); the held-out Dice
     (patient-level 5-fold) is measured by bench/segment_dice.py and reported in docs/segmentation.md.
     """
+    from autorad.segment import load_segmenter
+    from autorad.segment.evaluation import score_crops
     from autorad.segment.training import load_crops
 
     crops = load_crops(maxslice_npz)
     crops = crops.subset(np.arange(0, len(crops), 20))
-    scores = [dice(segment_click_2d(img, (s, s), seed_from_mask(m)).mask, m)
-              for img, m, s in zip(crops.images, crops.masks, crops.spacing_mm, strict=True)]
+    scores = score_crops(load_segmenter(), crops.images, crops.masks, crops.spacing_mm)
     assert len(scores) > 100
+    one = segment_click_2d(crops.images[0], (crops.spacing_mm[0],) * 2, seed_from_mask(crops.masks[0]))
+    assert dice(one.mask, crops.masks[0]) == scores[0]  # the public function is the scored path
     assert np.mean(scores) > 0.85, np.mean(scores)
     assert np.median(scores) > 0.85
 
 
-def _full_consensus(vol, rec) -> np.ndarray:
-    """The record's 3D consensus placed in the whole volume (the record keeps a padded box of it)."""
-    k_mid = vol.slice_index(rec.z_mm)
-    r_full, c_full = np.argwhere(rec.slice_mask)[0]
-    depth, height, width = rec.volume_mask.shape
-    for j in range(depth):
-        if not rec.volume_mask[j].any():
-            continue
-        r_box, c_box = np.argwhere(rec.volume_mask[j])[0]
-        z0, y0, x0 = k_mid - j, r_full - r_box, c_full - c_box
-        if z0 < 0 or z0 + depth > vol.hu.shape[0] or y0 < 0 or x0 < 0:
-            continue
-        if np.array_equal(vol.hu[z0:z0 + depth, y0:y0 + height, x0:x0 + width], rec.volume_hu) and \
-                np.array_equal(rec.volume_mask[j], rec.slice_mask[y0:y0 + height, x0:x0 + width]):
-            full = np.zeros(vol.hu.shape, dtype=bool)
-            full[z0:z0 + depth, y0:y0 + height, x0:x0 + width] = rec.volume_mask
-            return full
-    raise AssertionError("could not place the consensus box in the volume")
-
-
 def test_lidc_0001_3d_against_consensus(lidc_dicom_root):
-    from autorad.data.dicom import load_series
-    from autorad.data.lidc import find_series_folders, iter_lidc
     from autorad.predict import middle_slice
+    from autorad.segment.evaluation import lidc_volumes
 
-    series = next(f.path for f in find_series_folders(lidc_dicom_root) if "0001" in str(f.path))
-    rec = next(r for r in iter_lidc(series.parents[1]) if hasattr(r, "slice_mask"))
-    vol = load_series(series)
-    truth = _full_consensus(vol, rec)
+    nodule_id, vol, truth = next(n for n in lidc_volumes(lidc_dicom_root / "LIDC-IDRI-0001"))
+    assert nodule_id == "LIDC-IDRI-0001-n1"
     z, y, x = seed_from_mask(truth)
     res = segment_click(vol.hu, vol.spacing_mm, (x, y, z))
     assert res.mask.shape == vol.hu.shape
@@ -66,3 +46,28 @@ def test_lidc_0001_3d_against_consensus(lidc_dicom_root):
     assert abs(middle_slice(res.mask) - middle_slice(truth)) <= 1
     k = middle_slice(truth)
     assert dice(res.mask[k], truth[k]) > 0.85
+
+
+def test_cli_segment_dicom_writes_the_series_geometry(lidc_dicom_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk  # noqa: N813
+
+    from autorad.data.dicom import load_series
+    from autorad.data.lidc import find_series_folders
+
+    series = next(f.path for f in find_series_folders(lidc_dicom_root) if "0001" in str(f.path))
+    out = tmp_path / "mask.nii.gz"
+    run = subprocess.run([sys.executable, "-m", "autorad", "segment", "--dicom", str(series), "--center", "316,367,7",
+                          "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["slices"][0] <= 4 and summary["slices"][1] >= 9 and "LIDC" not in run.stdout
+    ref = load_series(series).to_sitk()
+    m = sitk.ReadImage(str(out))
+    assert m.GetSize() == ref.GetSize()
+    assert np.allclose(m.GetOrigin(), ref.GetOrigin()) and np.allclose(m.GetSpacing(), ref.GetSpacing())
+    assert np.allclose(m.GetDirection(), ref.GetDirection())
+    assert int(sitk.GetArrayFromImage(m).sum()) == summary["voxels"]

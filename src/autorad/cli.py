@@ -13,12 +13,15 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from pydantic import ValidationError
 
 from autorad import __version__
 from autorad.errors import AutoradError, describe_os_error
@@ -72,10 +75,11 @@ def _cmd_encoders(a: argparse.Namespace) -> int:
 
 
 def _cmd_embed(a: argparse.Namespace) -> int:
+    from autorad.devices import resolve_device
     from autorad.encoders.embed import embed_dataset
 
     out = embed_dataset(a.dataset, a.encoder, weights=a.weights, batch_size=a.batch_size,
-                        executor=a.executor, ray_address=a.address)
+                        executor=a.executor, ray_address=a.address, device=resolve_device(a.device, "--device"))
     print(f"embeddings written to {out}")
     return 0
 
@@ -207,6 +211,8 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.autorad_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+    if quiet:
+        os.environ["AUTORAD_NO_PROGRESS"] = "1"  # no progress bars either
 
 
 class _Parser(argparse.ArgumentParser):
@@ -280,7 +286,15 @@ def diameter_mm(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig, RadiomicsConfig
+    from autorad.config import (
+        INGEST_SOURCES,
+        CropConfig,
+        DataConfig,
+        FoldConfig,
+        LabelConfig,
+        RadiomicsConfig,
+        TrainConfig,
+    )
 
     p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"autorad {__version__}")
@@ -292,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a dataset folder (crops, masks, labels, patient-level folds) from LIDC "
                                    "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.",
                        epilog=EPILOG)
-    s.add_argument("source", choices=["lidc", "maxslice", "phantom"],
+    s.add_argument("source", choices=INGEST_SOURCES,
                    help="lidc: DICOM with reader XML; maxslice: the LIDC max-slice NPZ; phantom: synthetic nodules")
     s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
     s.add_argument("--out", required=True, help="dataset folder to write (new or empty)")
@@ -338,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
     s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
     s.add_argument("--batch-size", type=positive(int), default=32, help="images per batch, at least 1")
+    s.add_argument("--device", **config_option(TrainConfig, "device", "cpu, cuda, cuda:N or auto (the local "
+                                               "executor; Ray workers use their CPU)"))
     s.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="embed in this process or as Ray tasks (default: local)")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -457,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # what argparse itself already takes as a value
+
+
 def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """``--center -1,360,7`` -> ``--center=-1,360,7``: argparse would take a value starting with '-' for an
     option and say "expected one argument"; a value that is no known option is joined to its option."""
@@ -467,7 +486,7 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[
         ps = parsers.pop()
         for action in ps._actions:
             known.update(action.option_strings)
-            if action.option_strings and action.nargs != 0:
+            if action.option_strings and action.nargs is None:  # exactly one value
                 takes_value.update(action.option_strings)
             if isinstance(action, argparse._SubParsersAction):
                 parsers.extend(action.choices.values())
@@ -475,9 +494,10 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[
     i = 0
     while i < len(argv):
         tok = argv[i]
-        if tok in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--" \
-                and argv[i + 1].split("=", 1)[0] not in known:
-            out.append(f"{tok}={argv[i + 1]}")
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if tok in takes_value and nxt.startswith("-") and nxt != "--" and not NEGATIVE_NUMBER.match(nxt) \
+                and nxt.split("=", 1)[0] not in known:
+            out.append(f"{tok}={nxt}")
             i += 2
             continue
         out.append(tok)
@@ -522,6 +542,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autorad: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except ValidationError as err:  # a value the options did not check (they should): still the user's value
+        from autorad.config import format_validation_error
+
+        print(f"autorad: error: {_one_line(format_validation_error(err, args.command))}", file=sys.stderr)
+        return 2
     except OSError as err:
         line = describe_os_error(err, _output_options(args))
         if line is None:

@@ -19,6 +19,8 @@ from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
 from autorad.safe_yaml import excerpt, load_yaml_file, load_yaml_text
 
+INGEST_SOURCES = ("lidc", "maxslice", "phantom")  # what `autorad ingest` reads
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
@@ -48,7 +50,7 @@ class FoldConfig(_Strict):
 class DataConfig(_Strict):
     """Which source to ingest and how."""
 
-    source: Literal["phantom", "maxslice", "lidc", "dataset"] = "phantom"
+    source: Literal[(*INGEST_SOURCES, "dataset")] = "phantom"  # "dataset": a folder ingested before
     path: str | None = None  # DICOM root, NPZ file or an existing dataset folder; None for phantom
     labels: LabelConfig = LabelConfig()
     crop: CropConfig = CropConfig()
@@ -135,7 +137,7 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
@@ -150,7 +152,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentC
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def _resolve_config_path(path: str | Path) -> Path:

@@ -32,6 +32,7 @@ file system, permission denied) are turned into one line by :func:`autorad.error
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -46,6 +47,7 @@ from autorad.paths import state_dir
 
 MARKER = ".autorad-output.json"  # in every folder autorad creates as an output
 LEDGER = "outputs.jsonl"  # in the state folder: files autorad wrote (path, SHA-256)
+log = logging.getLogger(__name__)
 PROTECTED_KINDS = ("dataset", "run", "evaluation")  # their files are replaced only by the command that owns them
 
 
@@ -75,13 +77,37 @@ def _check_overlap(p: Path, shown: str, option: str, inputs: Iterable[str | Path
 
 
 def read_marker(folder: str | Path) -> dict[str, Any] | None:
-    """The marker of an autorad output folder, or None when ``folder`` holds none (or an unreadable one)."""
+    """The marker of an autorad output folder, or None when ``folder`` holds none (or an unreadable one).
+
+    Folders written before the marker existed are recognised by files only autorad writes (a dataset's
+    ``dataset.json`` with its format version beside ``manifest.parquet``; a run's or evaluation's ``run.json``
+    with ``autorad_version`` beside ``metrics.json``; a pipeline's ``dataset.stage.json``) and reported with
+    ``"legacy": True``; :func:`prepare_output_dir` marks them when it reuses them.
+    """
     f = Path(folder) / MARKER
     try:
         data = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return _legacy_kind(Path(folder))
     return data if isinstance(data, dict) and data.get("autorad_output") is True else None
+
+
+def _legacy_kind(folder: Path) -> dict[str, Any] | None:
+    def load(name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    kind = None
+    if (folder / "manifest.parquet").is_file() and "format_version" in load("dataset.json"):
+        kind = "dataset"
+    elif (folder / "metrics.json").is_file() and "autorad_version" in (info := load("run.json")):
+        kind = "evaluation" if "evaluated_run" in info else "run"
+    elif "key" in load("dataset.stage.json"):
+        kind = "pipeline"
+    return None if kind is None else {"autorad_output": True, "kind": kind, "legacy": True}
 
 
 def write_marker(folder: str | Path, kind: str) -> None:
@@ -116,6 +142,8 @@ def prepare_output_dir(path: str | Path, *, kind: str, inputs: Iterable[str | Pa
             raise InputError(f"{option} {shown} is a folder with files autorad did not make; "
                              f"autorad will not touch it: choose a new or empty folder")
         if resume and marker.get("kind") == kind:
+            if create and marker.get("legacy"):
+                write_marker(p, kind)
             return Path(path)
         if not overwrite:
             raise InputError(f"{option} {shown} already holds autorad output ({marker.get('kind', 'unknown')}); "
@@ -170,9 +198,13 @@ def record_output_file(path: str | Path) -> None:
     p = _abs(path)
     line = json.dumps({"path": str(p), "sha256": hash_file(p), "time": round(time.time())}) + "\n"
     ledger = state_dir() / LEDGER
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    with open(ledger, "a", encoding="utf-8") as f:  # one short line per write: appends do not interleave
-        f.write(line)
+    try:
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        with open(ledger, "a", encoding="utf-8") as f:  # one short line per write: appends do not interleave
+            f.write(line)
+    except OSError as err:  # the output itself is written; only a later --overwrite of it is lost
+        log.warning("could not record %s in %s (%s); --overwrite will not replace it later", p, ledger,
+                    err.strerror)
 
 
 def _recorded(p: Path) -> bool:

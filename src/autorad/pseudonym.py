@@ -40,18 +40,21 @@ def pseudonym_key() -> bytes:
     cached = _cache.get(str(path))
     if cached is not None:
         return cached
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:  # O_EXCL: two processes starting at once never make two keys
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(KEY_BYTES) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:  # O_EXCL: two processes starting at once never make two keys
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(KEY_BYTES) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except OSError as err:
+        raise InputError(f"cannot read or create the pseudonym key {path} ({err.strerror}); set $AUTORAD_HOME "
+                         f"to a private folder you can write") from None
     except (ValueError, UnicodeDecodeError):
         key = b""
     if len(key) < 16:  # an empty file from a crash between create and write, or a damaged file

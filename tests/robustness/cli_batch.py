@@ -144,7 +144,8 @@ def _record(results: list[CliResult], injected: list[bool] | None = None) -> Non
         return
     with open(log, "a", encoding="utf-8") as f:
         for r, fault in zip(results, injected or [False] * len(results), strict=True):
-            f.write(json.dumps({"command": r.argv[0] if r.argv else "", "rc": r.rc, "seconds": r.seconds,
+            command = "--help" if "--help" in r.argv else r.argv[0] if r.argv else ""
+            f.write(json.dumps({"command": command, "rc": r.rc, "seconds": r.seconds,
                                 "injected_fault": fault,
                                 "traceback": "Traceback" in r.err or "Traceback" in r.out}) + "\n")
 

@@ -64,6 +64,30 @@ def _nifti_like(path: Path) -> Path:
     return path
 
 
+FILLER = "filler.bin"  # takes every free byte of the "full" file system
+
+
+def _fill(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:  # no space left: done
+        pass
+    finally:
+        os.close(fd)
+
+
+def _use_all_inodes(folder: Path) -> None:
+    i = 0
+    try:
+        while True:
+            (folder / f"{FILLER}.{i}").touch()
+            i += 1
+    except OSError:
+        pass
+
+
 def _try_mount(target: Path, options: str) -> bool:
     target.mkdir(parents=True, exist_ok=True)
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
@@ -89,6 +113,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     shutil.copytree(logreg_run, resume_run)
     shutil.copytree(logreg_run, other_run)
     (t / "cmp_user.md").write_text(USER_TEXT)
+    (t / "user_mask.nii.gz").write_text(USER_TEXT)
     (t / "out_dir_dot.yaml").write_text("extends: radiomics_logreg\nout_dir: .\n")
     edited = {
         "classes": _edit_sidecar(logreg_run, t / "run_classes",
@@ -110,8 +135,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
 
     # environment faults: a full disk and a read-only file system (tmpfs mounts; root only), a folder the
     # (unprivileged) user may not write
-    full, ro = t / "full", t / "ro"
-    mounted = _try_mount(full, "size=64k") and _try_mount(ro, "size=64k,ro")
+    full, ro, no_inodes = t / "full", t / "ro", t / "no_inodes"
     perm_base = Path(tempfile.mkdtemp(prefix="autorad-perm-", dir="/tmp"))
     os.chmod(perm_base, 0o755)
     locked = perm_base / "locked"
@@ -179,6 +203,10 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "predict_report_new": ["predict", run, "--dicom", series, *CENTER, "--report", t / "pred.html"],
         "predict_report_again_overwrite": ["predict", run, "--dicom", series, *CENTER, "--report",
                                            t / "pred.html", "--overwrite"],
+        "segment_out_inside_input": ["segment", "--dicom", series, "--center", "19,30,6", "--out",
+                                     series / "mask.nii.gz", "--overwrite"],
+        "segment_out_user_file_overwrite": ["segment", "--dicom", series, "--center", "19,30,6", "--out",
+                                            t / "user_mask.nii.gz", "--overwrite"],
         # ---- option values
         "option_n_zero": PHANTOM[:2] + ["--n", "0", "--out", t / "o1"],
         "option_limit_zero": ["ingest", "maxslice", t / "x.npz", "--limit", "0", "--out", t / "o2"],
@@ -195,6 +223,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "config_duplicate_key": ["train", ds, "--config", t / "dup.yaml", "--out", t / "r_dup"],
         "config_too_large": ["train", ds, "--config", t / "big.yaml", "--out", t / "r_big"],
         "config_is_folder": ["train", ds, "--config", user_dir, "--out", t / "r_dir"],
+        "npz_is_folder": ["ingest", "maxslice", user_dir, "--out", t / "ds_npz_dir"],
+        "image_is_folder": ["predict", run, "--image", user_dir, "--center", "1,1,1", "--diameter-mm", "5"],
         "config_long_value": ["train", ds, "--config", "radiomics_logreg", "--set",
                               "name=[" + ",".join(["123456789"] * 3000) + "]", "--out", t / "r_long"],
         # ---- run integrity
@@ -214,23 +244,35 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
                                  "inject": "autorad.train.cv:train"},
         "baseline_version": ["--version"],
     }
+    mounted = _try_mount(full, "size=64k")
+    mounted = mounted and _try_mount(ro, "size=64k,ro") and _try_mount(no_inodes, "size=64k,nr_inodes=8")
     if mounted:
         c["env_disk_full_ingest"] = PHANTOM + ["--out", full / "ds"]
         c["env_disk_full_evaluate"] = ["evaluate", run, "--data", ds, "--out", full / "eval"]
         c["env_read_only"] = PHANTOM + ["--out", ro / "ds"]
+        # tmpfs still takes a few bytes when its pages are all used: small files need a file system that is out
+        # of inodes (also "no space left on device")
+        c["env_disk_full_segment"] = ["segment", "--dicom", series, "--center", "19,30,6", "--out",
+                                      no_inodes / "mask.nii.gz"]
+        c["env_disk_full_report"] = ["predict", run, "--dicom", series, *CENTER, "--report", no_inodes / "p.html"]
     before = {"user_dir": _snapshot(user_dir), "work": _snapshot(work), "lidc": _snapshot(lidc_root),
               "run": _snapshot(run), "ds": _snapshot(ds), "user_file": user_file.read_bytes()}
     names = list(c)
     try:
+        if mounted:
+            _fill(full / FILLER)
+            _use_all_inodes(no_inodes)
         results = run_batch([c[n] for n in names], t / "batch")
     finally:
         if mounted:
-            full_left = sorted(p.name for p in full.rglob("*"))
+            full_left = sorted(p.name for m in (full, no_inodes) for p in m.rglob("*")
+                               if not p.name.startswith(FILLER))
             ro_left = sorted(p.name for p in ro.rglob("*"))
-            subprocess.run(["umount", str(full)], check=False)
-            subprocess.run(["umount", str(ro)], check=False)
         else:
             full_left = ro_left = []
+        for m in (full, ro, no_inodes):
+            if os.path.ismount(m):
+                subprocess.run(["umount", str(m)], check=False)
         shutil.rmtree(perm_base, ignore_errors=True)
     ctx = {"t": t, "before": before, "user_dir": user_dir, "work": work, "lidc": lidc_root, "run": run, "ds": ds,
            "user_file": user_file, "old_ds": old_ds, "resume_run": resume_run, "other_run": other_run,
@@ -471,6 +513,18 @@ def test_predict_report_overwrites_its_own(cases):
     done(cases, "predict_report_again_overwrite")
 
 
+def test_segment_mask_into_its_input(cases):
+    """segment --out inside the DICOM series it reads (with --overwrite): refused ('inside the input')."""
+    refused(cases, "segment_out_inside_input", "--out", "inside the input")
+    assert not (cases[1]["t"] / "series" / "mask.nii.gz").exists()
+
+
+def test_segment_mask_over_a_user_file(cases):
+    """segment --out naming a user's file, with --overwrite: refused ('not written by autorad'), unchanged."""
+    refused(cases, "segment_out_user_file_overwrite", "--out", "not written by autorad")
+    assert (cases[1]["t"] / "user_mask.nii.gz").read_text() == USER_TEXT
+
+
 # ------------------------------------------------------------------------------------------- option values
 
 
@@ -482,7 +536,7 @@ def test_predict_report_overwrites_its_own(cases):
     ("option_min_readers_nine", ["argument --min-readers", ">= 1 and <= 4", "got 9"]),
     ("option_jobs_zero", ["argument --jobs", ">= 1"]),
     ("option_folds_not_a_number", ["argument --folds", "expected an integer", "many"]),
-    ("option_diameter_zero", ["argument --diameter-mm", ">= 2"]),
+    ("option_diameter_zero", ["argument --diameter-mm", ">= 2", "got 0"]),
     ("option_batch_size_zero", ["argument --batch-size", "> 0"]),
 ])
 def test_option_out_of_bounds(cases, name, words):
@@ -522,6 +576,12 @@ def test_yaml_too_large(cases):
 def test_config_is_a_folder(cases):
     """--config naming a folder: refused ('is a folder')."""
     refused(cases, "config_is_folder", "--config", "is a folder")
+
+
+def test_folder_where_a_file_is_expected(cases):
+    """ingest maxslice FOLDER and predict --image FOLDER: refused, saying a file is needed."""
+    refused(cases, "npz_is_folder", "is a folder", ".npz")
+    refused(cases, "image_is_folder", "must be a NIfTI", "file")
 
 
 def test_error_quotes_a_short_excerpt(cases):
@@ -567,14 +627,25 @@ def test_edited_sidecar_evaluate(cases):
 
 
 def test_disk_full(cases):
-    """ingest and evaluate onto a full disk (a 64 KiB tmpfs): refused ('no space left'), naming --out; no
+    """ingest and evaluate onto a full disk (a 64 KiB tmpfs, filled up): refused ('no space left'), naming --out; no
     half-written dataset, evaluation or temporary file remains."""
     results, ctx = cases
     if not ctx["mounted"]:
         pytest.skip("mounting a small tmpfs needs root (CAP_SYS_ADMIN)")
     refused(cases, "env_disk_full_ingest", "--out", "no space left")
     refused(cases, "env_disk_full_evaluate", "--out", "no space left")
-    assert ctx["full_left"] in ([], ["eval", MARKER]) and "ds" not in ctx["full_left"], ctx["full_left"]
+    assert ctx["full_left"] == [], ctx["full_left"]
+
+
+def test_disk_full_single_files(cases):
+    """segment --out (a NIfTI mask) and predict --report onto a full disk (a tmpfs out of inodes): refused,
+    naming the option; no partial file remains."""
+    _, ctx = cases
+    if not ctx["mounted"]:
+        pytest.skip("mounting a small tmpfs needs root (CAP_SYS_ADMIN)")
+    refused(cases, "env_disk_full_segment", "--out", "mask.nii.gz")
+    refused(cases, "env_disk_full_report", "--report", "no space left")
+    assert ctx["full_left"] == [], ctx["full_left"]
 
 
 def test_read_only_file_system(cases):

@@ -211,7 +211,7 @@ def test_no_network_at_run_time(tmp_path, small_dataset):
     proc = subprocess.run([sys.executable, str(Path(__file__).parent / "cli_batch.py"), str(spec / "cases.json")],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    codes = json.loads(proc.stdout.strip().splitlines()[-1])
+    codes = json.loads(proc.stdout.strip().splitlines()[-1])["codes"]
     errs = [Path(c["stderr"]).read_text() for c in cases]
     assert codes == [0, 0, 0], errs
     attempts = [ln for ln in log.read_text().splitlines() if ln != "armed"]

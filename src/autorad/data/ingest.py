@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autorad.config import DataConfig
+from autorad.config import INGEST_SOURCES, DataConfig
 from autorad.data.dataset import Dataset, write_dataset
 from autorad.errors import InputError
 from autorad.outputs import prepare_output_dir
 
-SOURCES = ("lidc", "maxslice", "phantom")
+SOURCES = INGEST_SOURCES
 
 
 def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: DataConfig | None = None,

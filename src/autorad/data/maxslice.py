@@ -22,6 +22,8 @@ REQUIRED_KEYS = ("images_hu", "consensus_mask", "ratings", "rating_names", "nodu
 def open_maxslice(path: str | Path) -> dict[str, np.ndarray]:
     """Load and check the NPZ (no pickle); raise :class:`InputError` on a missing file or missing keys."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder; ingest maxslice needs the .npz file")
     if not p.is_file():
         raise InputError(f"max-slice file not found: {p}")
     try:

@@ -143,8 +143,9 @@ def _disk(shape: tuple[int, ...], centre_rc: tuple[int, int], spacing_rc: tuple[
 class ClickSegmenter:
     """A trained click segmenter (a U-Net on square windows around the seed) with its 2D and 3D steps."""
 
-    def __init__(self, net: Any, meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, net: Any, meta: dict[str, Any] | None = None, tta: bool = True) -> None:
         self.net = net.eval()
+        self.tta = tta  # average over the 8 flips/rotations (False: the window as it is, for comparison)
         self.meta = dict(meta or {})
         self.method = str(self.meta.get("method", "unet-click"))
         self.window_px = int(self.meta.get("window_px", WINDOW_PX))
@@ -153,8 +154,9 @@ class ClickSegmenter:
     def probability(self, slice_hu: np.ndarray, seed_rc: tuple[int, int], scale: int = 1) -> np.ndarray:
         """Nodule probability in the window of ``window_px * scale`` pixels centred on the seed.
 
-        With ``scale`` > 1 the window is averaged down by ``scale`` (so the network always sees ``window_px``
-        pixels, as in training) and the probability is interpolated back.
+        The probability is the mean over the window's 8 flips and rotations (test-time augmentation, the same 8
+        as in training). With ``scale`` > 1 the window is averaged down by ``scale`` (so the network always sees
+        ``window_px`` pixels, as in training) and the probability is interpolated back.
         """
         import torch
 
@@ -162,14 +164,22 @@ class ClickSegmenter:
         hu = click_window(slice_hu, seed_rc, size * scale)
         if scale > 1:
             hu = hu.reshape(size, scale, size, scale).mean(axis=(1, 3))
-        x = torch.from_numpy(net_input(hu)[None])
+        x = net_input(hu)
+        n_rot = 4 if self.tta else 1
+        views = [np.rot90(x, k, axes=(1, 2)) for k in range(n_rot)]
+        if self.tta:
+            views += [v[:, :, ::-1] for v in views]  # the 8 flips/rotations of training, in one batch
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a 48x48 window gains nothing from threads, and loses a lot on a busy machine
         try:
             with torch.inference_mode():
-                prob = torch.sigmoid(self.net(x))[0, 0].numpy()
+                out = torch.sigmoid(self.net(torch.from_numpy(np.ascontiguousarray(np.stack(views)))))[:, 0].numpy()
         finally:
             torch.set_num_threads(threads)
+        back = [np.rot90(out[k], -k) for k in range(n_rot)]
+        if self.tta:
+            back += [np.rot90(out[4 + k][:, ::-1], -k) for k in range(4)]
+        prob = np.mean(back, axis=0)
         if scale > 1:
             prob = ndi.zoom(prob, scale, order=1, mode="nearest", grid_mode=True)
         return prob

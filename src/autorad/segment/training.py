@@ -3,8 +3,7 @@
 Training windows are cut by the same :func:`~autorad.segment.window.click_window` the segmenter uses, centred on
 the mask's click (:func:`~autorad.segment.core.seed_from_mask`) moved by up to ``jitter_px`` pixels (a user does
 not click the exact centre), in one of the 8 flips/rotations. Loss: binary cross-entropy + soft Dice.
-Scoring runs :meth:`ClickSegmenter.segment_2d` (the shipped code path) on each held-out crop, clicked at its
-mask's centre.
+Scoring is in :mod:`autorad.segment.evaluation`.
 
 Everything is seeded; with ``torch.set_num_threads(1)`` a run is reproducible on one machine.
 """
@@ -18,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autorad.data.consensus import dice
-from autorad.errors import InputError
-from autorad.segment.core import ClickSegmenter, seed_from_mask
+from autorad.segment.core import seed_from_mask
 from autorad.segment.unet import DEFAULT_WIDTHS, UNet2d
 from autorad.segment.window import WINDOW_PX, click_window, net_input
 
@@ -114,18 +111,6 @@ def fit(crops: CropSet, epochs: int = 10, seed: int = 0, batch_size: int = 32, l
     return net.eval()
 
 
-def score(segmenter: ClickSegmenter, crops: CropSet) -> np.ndarray:
-    """Dice of :meth:`ClickSegmenter.segment_2d` (clicked at each mask's centre) against each consensus mask."""
-    out = np.zeros(len(crops))
-    for i in range(len(crops)):
-        try:
-            res = segmenter.segment_2d(crops.images[i], (crops.spacing_mm[i],) * 2, seed_from_mask(crops.masks[i]))
-        except InputError:  # nothing found at the click: a miss
-            continue
-        out[i] = dice(res.mask, crops.masks[i])
-    return out
-
-
 def train_and_save(npz: str | Path, out: str | Path, n_folds: int = 5, fold: int | None = None, seed: int = 0,
                    epochs: int = 10, log: Callable[[str], None] | None = None) -> Path:
     """Train on every dev crop (``fold=None``, the shipped model) or on all folds but ``fold``; save to ``out``.
@@ -150,3 +135,13 @@ def train_and_save(npz: str | Path, out: str | Path, n_folds: int = 5, fold: int
             "torch": torch.__version__}
     save_segmenter(net, out, meta)
     return Path(out)
+
+
+def train_task(task: dict) -> str:
+    """One training as an independent task (for :func:`autorad.tasks.run_tasks`: local processes or Ray).
+
+    ``task`` holds the keyword arguments of :func:`train_and_save` (``npz``, ``out``, ``fold``...).
+    """
+    name = "all" if task.get("fold") is None else f"fold{task['fold']}"
+    train_and_save(**task, log=lambda m: print(f"[{name}] {m}", flush=True))
+    return name
