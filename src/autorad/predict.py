@@ -71,9 +71,11 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
     if len({Path(p).resolve() for p in (report, save_mask, dicom_seg, dicom_sr) if p is not None}) < \
             sum(p is not None for p in (report, save_mask, dicom_seg, dicom_sr)):
         raise InputError("two outputs (--report, --save-mask, --dicom-seg, --dicom-sr) name the same file")
+    from autorad.data.dicom import load_image_file, load_series
+
     predictor = load_predictor(run)
-    pred = predictor.predict_case(dicom if dicom is not None else image, mask=mask, center=center,
-                                  diameter_mm=diameter_mm, label=label, disk=disk)
+    ct = load_series(dicom) if dicom is not None else load_image_file(image)  # type: ignore[arg-type]
+    pred = predictor.predict_case(ct, mask=mask, center=center, diameter_mm=diameter_mm, label=label, disk=disk)
     write_outputs(pred, predictor, report=report, save_mask=save_mask, dicom_seg=dicom_seg, dicom_sr=dicom_sr,
                   series=dicom)
     return pred.result
@@ -165,8 +167,8 @@ def read_nodules_csv(path: str | Path) -> list[dict[str, Any]]:
         center, mask = cell("center"), cell("mask")
         if bool(center) == bool(mask):
             raise InputError(f"{where}: give either a center or a mask")
-        row: dict[str, Any] = {"id": rid, "ct": ct_path, "mask": None, "center": None, "diameter_mm": None,
-                               "label": None, "disk": cell("disk").lower() in ("1", "true", "yes")}
+        row: dict[str, Any] = {"id": rid, "ct": ct_path, "ct_kind": cols[0], "mask": None, "center": None,
+                               "diameter_mm": None, "label": None, "disk": cell("disk").lower() in ("1", "true", "yes")}
         try:
             if center:
                 row["center"] = parse_center(center)
@@ -202,7 +204,7 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwri
     ``out/predictions.parquet`` and ``out/nodules/<id>.json``. A nodule that fails (air click, empty mask ...)
     gets its error in the table and no JSON; the others go on."""
     from autorad.data.dataset import safe_id
-    from autorad.data.dicom import load_ct
+    from autorad.data.dicom import load_ct, load_image_file, load_series
 
     rows = read_nodules_csv(nodules)
     inputs = (run, nodules, *{r["ct"] for r in rows}, *{r["mask"] for r in rows if r["mask"] is not None})
@@ -214,7 +216,8 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwri
     for row in rows:
         try:
             if row["ct"] != last_ct:  # consecutive nodules of one CT load it once
-                vol, last_ct = load_ct(row["ct"]), None
+                loader = {"dicom": load_series, "image": load_image_file}.get(row["ct_kind"], load_ct)
+                vol, last_ct = loader(row["ct"]), None
                 last_ct = row["ct"]
             result = predictor.predict(vol, mask=row["mask"], center=row["center"], diameter_mm=row["diameter_mm"],
                                        label=row["label"], disk=row["disk"])
