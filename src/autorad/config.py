@@ -85,6 +85,9 @@ class ModelConfig(_Strict):
     metanet_hidden: int | None = None  # None = input_dim // 16 as in CoCoOp
     logit_scale_init: float = Field(4.6052, description="log(100), CLIP's value")
     learn_logit_scale: bool = True
+    # late fusion with the radiomics GBM (autorad.train.fusion): weight of the GBM, or auto (inner validation)
+    fusion: Literal["none", "gbm"] = "none"
+    fusion_weight: float | Literal["auto"] = 0.5
     # baselines (scikit-learn)
     logreg_c: float = Field(0.05, gt=0)  # inverse L2 strength of the logistic-regression baselines
     gbm_max_iter: int = Field(300, ge=1)
@@ -121,7 +124,16 @@ class TrainConfig(_Strict):
     warmup_epochs: int = Field(1, ge=0)
     class_weighting: Literal["none", "balanced"] = "none"
     val_fraction: float = Field(0.0, ge=0, lt=0.5)  # >0: select the best epoch on a patient-level split
+    # quality levers of the prompt learners (autorad.train.losses; 0 = the paper's cross-entropy)
+    soft_targets: float = Field(0.0, ge=0, le=1)  # weight of the readers' own class distribution in the target
+    ordinal_weight: float = Field(0.0, ge=0)  # expected |class distance| penalty (benign < unsure < malignant)
+    aux_attributes: float = Field(0.0, ge=0)  # weight of the 8 radiologist attributes as auxiliary targets
     seed: int = 0
+    n_seeds: int = Field(1, ge=1)  # train seeds seed .. seed+n_seeds-1 under the same folds (autorad.train.seeds)
+    seed_ensemble: bool = False  # with n_seeds > 1: the shipped model and pooled predictions average the seeds
+    executor: Literal["local", "ray"] = "local"  # how the seeds run (independent tasks)
+    jobs: int = Field(1, ge=1)  # seeds trained at once (local worker processes or Ray CPUs)
+    ray_address: str | None = None
     device: str = Field("cpu", pattern=DEVICE_PATTERN)  # embedding, training and prediction
     final_model: bool = True  # also train on all data after cross-validation
 

@@ -56,6 +56,18 @@ def _edit_sidecar(run: Path, dest: Path, change, reseal: bool) -> Path:
     return dest
 
 
+def _has_option(command: str, option: str) -> bool:
+    """Whether ``autorad COMMAND`` offers ``option`` (cases of commands still being built are skipped)."""
+    import argparse
+
+    from autorad.cli import build_parser
+
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return any(option in a.option_strings for a in action.choices[command]._actions)
+    return False
+
+
 def _nifti_like(path: Path) -> Path:
     import numpy as np
     import SimpleITK as sitk  # noqa: N813
@@ -244,6 +256,17 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
                                  "inject": "autorad.train.cv:train"},
         "baseline_version": ["--version"],
     }
+    if _has_option("predict", "--save-mask"):  # the predictor's file outputs and batch / robustness folders
+        (t / "nodules.csv").write_text(f"id,ct,center\nn1,{series},\"19,30,6\"\n")
+        c.update({
+            "predict_save_mask_inside_run": ["predict", run, "--dicom", series, *CENTER, "--save-mask",
+                                             run / "mask.nii.gz", "--overwrite"],
+            "predict_dicom_seg_over_user_file": ["predict", run, "--dicom", series, *CENTER, "--dicom-seg",
+                                                 user_file, "--overwrite"],
+            "predict_nodules_out_user_folder": ["predict", run, "--nodules", t / "nodules.csv", "--out", user_dir,
+                                                "--overwrite"],
+            "robustness_out_is_run": ["robustness", run, "--data", ds, "--out", run, "--overwrite"],
+        })
     mounted = _try_mount(full, "size=64k")
     mounted = mounted and _try_mount(ro, "size=64k,ro") and _try_mount(no_inodes, "size=64k,nr_inodes=8")
     if mounted:
@@ -525,6 +548,39 @@ def test_segment_mask_over_a_user_file(cases):
     assert (cases[1]["t"] / "user_mask.nii.gz").read_text() == USER_TEXT
 
 
+def _needs(cases, name: str) -> None:
+    if name not in cases[0]:
+        pytest.skip("this autorad has no such output option yet")
+
+
+def test_predict_outputs_never_enter_the_run(cases):
+    """predict --save-mask inside the run (with --overwrite): refused ('inside the input'); run unchanged."""
+    _needs(cases, "predict_save_mask_inside_run")
+    refused(cases, "predict_save_mask_inside_run", "--save-mask", "inside the input")
+    _unchanged(cases, "run")
+
+
+def test_predict_dicom_seg_over_a_user_file(cases):
+    """predict --dicom-seg naming a user's file, with --overwrite: refused ('not written by autorad')."""
+    _needs(cases, "predict_dicom_seg_over_user_file")
+    refused(cases, "predict_dicom_seg_over_user_file", "--dicom-seg", "not written by autorad")
+    _unchanged(cases, "user_file")
+
+
+def test_predict_batch_into_a_user_folder(cases):
+    """predict --nodules CSV --out naming a user's folder (with --overwrite): refused ('did not make')."""
+    _needs(cases, "predict_nodules_out_user_folder")
+    refused(cases, "predict_nodules_out_user_folder", "--out", "did not make")
+    _unchanged(cases, "user_dir")
+
+
+def test_robustness_into_its_run(cases):
+    """autorad robustness RUN --out RUN --overwrite: refused ('is the input'); the run is unchanged."""
+    _needs(cases, "robustness_out_is_run")
+    refused(cases, "robustness_out_is_run", "--out", "is the input")
+    _unchanged(cases, "run")
+
+
 # ------------------------------------------------------------------------------------------- option values
 
 
@@ -579,9 +635,10 @@ def test_config_is_a_folder(cases):
 
 
 def test_folder_where_a_file_is_expected(cases):
-    """ingest maxslice FOLDER and predict --image FOLDER: refused, saying a file is needed."""
+    """ingest maxslice FOLDER and predict --image FOLDER: refused, naming the folder (and, for the NPZ, saying
+    a file is needed)."""
     refused(cases, "npz_is_folder", "is a folder", ".npz")
-    refused(cases, "image_is_folder", "must be a NIfTI", "file")
+    refused(cases, "image_is_folder", "thesis")
 
 
 def test_error_quotes_a_short_excerpt(cases):

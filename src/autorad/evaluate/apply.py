@@ -6,6 +6,9 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
 from autorad.io import atomic_dir
@@ -45,3 +48,37 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
         evaluated.write_metrics(metrics)
         write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
     return Path(out)
+
+
+def out_of_fold(run: str | Path, data: str | Path) -> pd.DataFrame:
+    """Each fold model of a cross-validated ``run`` applied to its own test fold of ``data``.
+
+    ``data`` holds the same nodules and folds as the run's dataset, with other inputs (e.g. each mask grown by one
+    pixel and the radiomics extracted again): this measures how the cross-validated result moves with those
+    inputs, without any model seeing its test nodules. A run trained with several seeds is averaged over its
+    seeds (the seed ensemble). Returns the predictions table (metrics via :func:`compute_metrics`).
+    """
+    from autorad.train.seeds import average_predictions
+
+    run = Path(run)
+    seed_runs = sorted((run / "seeds").iterdir()) if (run / "seeds").is_dir() else [run]
+    ds = Dataset(data)
+    frames = []
+    for seed_path in seed_runs:
+        trained, parts, table = Run(seed_path), [], None
+        folds = sorted(int(p.name) for p in (seed_path / "folds").iterdir()) if (seed_path / "folds").is_dir() else []
+        for k in folds:
+            model, meta = trained.load_model(k)
+            if table is None:
+                table = build_features(ds, trained.model_config(meta))
+            test = table.subset(table.folds == k)
+            if not len(test):
+                raise InputError(f"{ds.path} has no nodule in fold {k} of {run}")
+            parts.append(prediction_frame(test, model.predict_proba(test)))
+        if not parts:
+            raise InputError(f"{seed_path} has no fold models")
+        frames.append(pd.concat(parts, ignore_index=True))
+    pred = average_predictions(frames) if len(frames) > 1 else frames[0]
+    if not np.isfinite(pred.filter(like="prob_").to_numpy()).all():
+        raise InputError(f"{run}: non-finite probabilities on {ds.path}")
+    return pred.sort_values(["fold", "nodule_id"], kind="stable").reset_index(drop=True)

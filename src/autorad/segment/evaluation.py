@@ -20,16 +20,23 @@ if TYPE_CHECKING:
     from autorad.data.dicom import CTVolume
 
 
-def score_crops(segmenter: ClickSegmenter, images: np.ndarray, masks: np.ndarray,
-                spacing_mm: np.ndarray) -> np.ndarray:
+def score_crops(segmenter: ClickSegmenter, images: np.ndarray, masks: np.ndarray, spacing_mm: np.ndarray,
+                offset_px: int = 0, seed: int = 0) -> np.ndarray:
     """Dice of :meth:`ClickSegmenter.segment_2d`, clicked at each mask's centre, against each mask.
 
-    A click where nothing is found (an :class:`InputError`) scores 0.
+    ``offset_px`` moves each click that many pixels (rounded) in a random direction (seeded), as a user's click
+    is not at the exact centre. A click where nothing is found (an :class:`InputError`) scores 0.
     """
+    rng = np.random.default_rng(seed)
     out = np.zeros(len(images))
     for i, (img, m, s) in enumerate(zip(images, masks, spacing_mm, strict=True)):
+        r, c = seed_from_mask(m)
+        if offset_px:
+            angle = rng.uniform(0, 2 * np.pi)
+            r = int(np.clip(round(r + offset_px * np.sin(angle)), 0, m.shape[0] - 1))
+            c = int(np.clip(round(c + offset_px * np.cos(angle)), 0, m.shape[1] - 1))
         try:
-            res = segmenter.segment_2d(img, (float(s), float(s)), seed_from_mask(m))
+            res = segmenter.segment_2d(img, (float(s), float(s)), (r, c))
         except InputError:
             continue
         out[i] = dice(res.mask, m)

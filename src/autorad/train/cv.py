@@ -100,7 +100,7 @@ def encoder_info(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     return infos
 
 
-def _check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
+def check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
     """Refuse to resume into a run folder whose config differs from ``cfg`` (unless ``overwrite``)."""
     import yaml
 
@@ -141,7 +141,8 @@ def cross_validate(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentCo
         tk = time.time()
         model = _fit_one(cfg, tr, run.state_dir(k), k)
         pred = prediction_frame(te, model.predict_proba(te))
-        run.save_model(k, model, {**meta, "fingerprint": fp, "fold": k})
+        history = model.history.as_dict() if model.history is not None else None  # inner validation, if any
+        run.save_model(k, model, {**meta, "fingerprint": fp, "fold": k, "history": history})
         run.write_predictions(pred, k)
         shutil.rmtree(run.state_dir(k), ignore_errors=True)
         parts.append(pred)
@@ -186,9 +187,13 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
     """
     t0 = time.time()
     resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
+    if cfg.train.n_seeds > 1:
+        from autorad.train.seeds import train_seeds
+
+        return train_seeds(dataset, cfg, out, overwrite)
     run = Run(out)
     prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
-    _check_resumable(run, cfg, overwrite)
+    check_resumable(run, cfg, overwrite)
     ds = Dataset(dataset)
     log.info("%s: model %s on %s (%d nodules)", cfg.name, cfg.model.kind, ds.path, len(ds))
     table = build_features(ds, cfg)

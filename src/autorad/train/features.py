@@ -13,6 +13,7 @@ from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.train.kinds import get_kind
+from autorad.train.targets import reader_attributes, reader_distribution
 
 
 @dataclass
@@ -27,6 +28,8 @@ class FeatureTable:
     radiomics_names: list[str] | None = None
     radiomics_status: np.ndarray | None = None
     image: np.ndarray | None = None  # (N, D) frozen embeddings
+    soft: np.ndarray | None = None  # (N, 3) readers' class distribution: a training target, never an input
+    attributes: np.ndarray | None = None  # (N, 8) mean radiologist attributes: a training target, never an input
 
     def __len__(self) -> int:
         return len(self.nodule_ids)
@@ -37,12 +40,18 @@ class FeatureTable:
             return None if a is None else a[idx]
         return replace(self, nodule_ids=self.nodule_ids[idx], patient_ids=self.patient_ids[idx],
                        folds=self.folds[idx], y=self.y[idx], radiomics=take(self.radiomics),
-                       radiomics_status=take(self.radiomics_status), image=take(self.image))
+                       radiomics_status=take(self.radiomics_status), image=take(self.image),
+                       soft=take(self.soft), attributes=take(self.attributes))
+
+
+def needs_radiomics(cfg: ExperimentConfig) -> bool:
+    """Whether the model reads radiomics: its kind says so, or it is fused with the radiomics GBM."""
+    return get_kind(cfg.model.kind).needs_radiomics or cfg.model.fusion != "none"
 
 
 def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig) -> None:
     """Stage: extract the radiomics ``cfg.model`` needs (minutes on a new dataset; a cached no-op afterwards)."""
-    if get_kind(cfg.model.kind).needs_radiomics:
+    if needs_radiomics(cfg):
         from autorad.radiomics.extract import run_radiomics
 
         run_radiomics(ds.path, cfg.radiomics)
@@ -69,10 +78,11 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
                          patient_ids=m["patient_id"].astype(str).to_numpy(),
                          folds=m["fold"].to_numpy(dtype=np.int64),
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
+    table.soft, table.attributes = reader_distribution(m), reader_attributes(m)
     kind = get_kind(cfg.model.kind)
     ensure_radiomics(ds, cfg)
     ensure_embeddings(ds, cfg)
-    if kind.needs_radiomics:
+    if needs_radiomics(cfg):
         table.radiomics, table.radiomics_names, table.radiomics_status = read_radiomics_matrix(ds, cfg)
     if kind.needs_image:
         table.image = read_image_matrix(ds, cfg)

@@ -30,6 +30,7 @@ from autorad.train.checkpoint import (
     split_prefix,
     with_prefix,
 )
+from autorad.train.losses import Objective
 
 
 @dataclass
@@ -39,9 +40,17 @@ class TrainInputs:
     image: torch.Tensor  # (N, Dv)
     radiomics: torch.Tensor | None  # (N, R) preprocessed
     y: torch.Tensor  # (N,) class indices
+    soft: torch.Tensor | None = None  # (N, 3) readers' class distribution (training targets only)
+    attributes: torch.Tensor | None = None  # (N, 8) mean radiologist attributes (auxiliary targets only)
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def targets(self, idx: np.ndarray, device: torch.device | str = "cpu",
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The training-only targets of rows ``idx`` on ``device``."""
+        t = torch.as_tensor(idx, dtype=torch.long)
+        return tuple(None if a is None else a[t].to(device) for a in (self.soft, self.attributes))
 
     def batch(self, idx: np.ndarray, device: torch.device | str = "cpu",
               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -132,14 +141,15 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
     ``state_dir`` receives an epoch checkpoint after every epoch; a later call with the same ``fingerprint``
     resumes from it.
     """
+    device = _device_of(learner)
+    weights = class_weights(train.y.numpy(), len(CLASS_NAMES), cfg.class_weighting)
+    objective = Objective(cfg, weights, len(CLASS_NAMES), learner, train.attributes).to(device)
     params = [(n, p) for n, p in learner.named_parameters() if p.requires_grad]
+    params += [(f"aux.{n}", p) for n, p in objective.named_parameters()]
     names = {id(p): n for n, p in params}
     opt = torch.optim.SGD([p for _, p in params], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     schedule = lr_schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
-    device = _device_of(learner)
-    weights = class_weights(train.y.numpy(), len(CLASS_NAMES), cfg.class_weighting)
-    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     history, start_epoch = History(), 0
     best_state: dict[str, np.ndarray] | None = None
     best_val = math.inf
@@ -153,6 +163,7 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
     if meta.get("fingerprint") == fingerprint:
         learner.load_learnable_state_dict(
             {k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "learner").items()})
+        objective.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "aux").items()})
         _restore_momentum(opt, names, split_prefix(tensors, "momentum"))
         best_state = split_prefix(tensors, "best") or None
         h = meta["history"]
@@ -173,7 +184,7 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
             if len(idx) == 0:
                 continue
             img, rad, y = train.batch(idx, device)
-            loss = loss_fn(learner(img, rad), y)
+            loss = objective(learner(img, rad), y, *train.targets(idx, device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -195,10 +206,14 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
             tensors = with_prefix({k: v.detach().cpu().numpy() for k, v in learner.learnable_state_dict().items()},
                                   "learner")
             tensors.update(with_prefix(_momentum_state(opt, names), "momentum"))
+            tensors.update(with_prefix({k: v.detach().cpu().numpy() for k, v in objective.state_dict().items()},
+                                       "aux"))
             if best_state is not None:
                 tensors.update(with_prefix(best_state, "best"))
             save_checkpoint(state_dir, tensors, {"fingerprint": fingerprint, "epoch": epoch,
                                                  "history": history.as_dict()})
+    if objective.aux is not None:
+        objective.aux.remove()
     if val is not None and best_state is not None:
         learner.load_learnable_state_dict({k: torch.from_numpy(v.copy()) for k, v in best_state.items()})
     elif val is None:

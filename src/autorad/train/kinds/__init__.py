@@ -93,13 +93,27 @@ def get_kind(name: str) -> type[Model]:
 
 
 def make_model(cfg: ModelConfig) -> Model:
-    """A fresh, unfitted model of ``cfg.kind``."""
+    """A fresh, unfitted model of ``cfg.kind`` (late-fused with the radiomics GBM when ``cfg.fusion`` is ``gbm``,
+    see :mod:`autorad.train.fusion`)."""
+    if cfg.fusion == "gbm":
+        from autorad.train.fusion import FusedModel
+
+        return FusedModel(cfg, get_kind(cfg.kind)(cfg), get_kind("radiomics_gbm")(cfg))
     return get_kind(cfg.kind)(cfg)
 
 
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Model:
-    """Rebuild a fitted model from checkpoint tensors and metadata; refuse tensors the model does not use."""
-    model = get_kind(cfg.kind).from_tensors(cfg, tensors, meta)
+    """Rebuild a fitted model from checkpoint tensors and metadata; refuse tensors the model does not use.
+
+    Checkpoints of the model combinations (a seed ensemble, :mod:`autorad.train.seeds`; a fusion with the
+    radiomics GBM, :mod:`autorad.train.fusion`) say so in their metadata and hold their members' checkpoints.
+    """
+    from autorad.train.fusion import FusedModel
+    from autorad.train.seeds import SeedEnsemble
+
+    cls: type[Model] = SeedEnsemble if "seed_ensemble" in meta else FusedModel if "fusion" in meta \
+        else get_kind(cfg.kind)
+    model = cls.from_tensors(cfg, tensors, meta)
     extra = sorted(set(tensors) - set(model.to_tensors()[0]))
     if extra:
         raise CheckpointError(f"checkpoint has unexpected key(s) {', '.join(extra[:5])} for a {cfg.kind} model")

@@ -72,8 +72,10 @@ class PromptModel(Model):
         rad = None
         if self.needs_radiomics:
             rad = torch.from_numpy(self.pre.transform(data.radiomics).astype(np.float32))
+        def optional(a: np.ndarray | None):  # training-only targets (soft reader labels, attributes)
+            return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         return TrainInputs(torch.from_numpy(np.ascontiguousarray(data.image, dtype=np.float32)), rad,
-                           torch.from_numpy(data.y.astype(np.int64)))
+                           torch.from_numpy(data.y.astype(np.int64)), optional(data.soft), optional(data.attributes))
 
     def fit(self, train, tcfg, val=None, state_dir=None, fold=-1):
         import torch

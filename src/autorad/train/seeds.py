@@ -1,0 +1,208 @@
+"""Several training seeds of one config under the same folds: numbers that hold, and the seed ensemble.
+
+With ``train.n_seeds = k > 1``, ``autorad train`` trains seeds ``seed .. seed+k-1`` (each a complete run under
+``seeds/<s>/``, the same patient folds, independent of each other: local in sequence, or Ray tasks with
+``train.executor: ray``). The run folder's own files then describe
+
+- ``metrics.json["seeds"]``: every seed's pooled metrics, their mean and sample std over seeds;
+- ``predictions.parquet`` / ``metrics.json`` pooled: the seed ensemble (probabilities averaged over seeds) when
+  ``train.seed_ensemble`` is true, else the first seed's run;
+- ``final/model``: the ensemble of every seed's final model (:class:`SeedEnsemble`), or the first seed's.
+
+A seed's run is exactly ``autorad train`` with ``train.seed = s`` and ``n_seeds = 1``: a finished seed is reused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autorad import CLASS_NAMES
+from autorad.config import ExperimentConfig, ModelConfig
+from autorad.errors import CheckpointError
+from autorad.train.checkpoint import split_prefix, with_prefix
+from autorad.train.features import FeatureTable
+from autorad.train.kinds.base import Model
+
+PROB_COLUMNS = [f"prob_{c}" for c in CLASS_NAMES]
+SUMMARY_KEYS = ("accuracy", "macro_auc", "macro_f1", "per_class.benign.f1", "per_class.unsure.f1",
+                "per_class.malignant.f1", "ece")
+
+
+def seed_values(cfg: ExperimentConfig) -> list[int]:
+    """The seeds a config trains: ``seed, seed+1, ..., seed+n_seeds-1``."""
+    return [cfg.train.seed + i for i in range(cfg.train.n_seeds)]
+
+
+def single_seed_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """The config of one seed's run: the same config with ``seed``, ``n_seeds = 1`` and the scheduling settings
+    (executor, jobs) at their defaults, so a seed's run and its checkpoints do not depend on how it was scheduled."""
+    one = cfg.model_copy(deep=True)
+    one.train.seed, one.train.n_seeds, one.train.seed_ensemble = seed, 1, False
+    one.train.executor, one.train.jobs, one.train.ray_address = "local", 1, None
+    return one
+
+
+def average_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Row-aligned (by nodule_id) mean of the class probabilities of several prediction tables."""
+    base = frames[0].set_index("nodule_id")
+    probs = np.mean([f.set_index("nodule_id").loc[base.index, PROB_COLUMNS].to_numpy() for f in frames], axis=0)
+    out = base.copy()
+    out[PROB_COLUMNS] = probs
+    out["pred"] = [CLASS_NAMES[i] for i in probs.argmax(axis=1)]
+    return out.reset_index()[frames[0].columns]
+
+
+def seed_summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Pooled metrics of every seed, with their mean and sample standard deviation over seeds."""
+    from autorad.evaluate.metrics import flatten_scalars
+
+    flats = {s: flatten_scalars(m["pooled"]) for s, m in per_seed.items()}
+    values = {k: [flats[s].get(k) for s in flats] for k in SUMMARY_KEYS}
+    mean, std = {}, {}
+    for k, v in values.items():
+        arr = np.array([x for x in v if x is not None], dtype=np.float64)
+        mean[k] = round(float(arr.mean()), 6) if arr.size else None
+        std[k] = round(float(arr.std(ddof=1)), 6) if arr.size >= 2 else None
+    return {"seeds": list(flats), "values": values, "mean": mean, "std": std}
+
+
+def train_seed_task(task: tuple[str, str, str]) -> str:
+    """One seed's run (a Ray- and process-pool-friendly task: plain strings in, the run folder out)."""
+    from autorad.config import config_from_dict
+    from autorad.train.cv import train
+
+    dataset, cfg_json, out = task
+    return str(train(dataset, config_from_dict(json.loads(cfg_json)), out))
+
+
+class SeedEnsemble(Model):
+    """The mean of several fitted models' probabilities (the same kind trained with different seeds)."""
+
+    kind = "seed_ensemble"
+
+    def __init__(self, cfg: ModelConfig, members: list[Model] | None = None):
+        super().__init__(cfg)
+        self.members = members or []
+
+    def fit(self, train: FeatureTable, tcfg, val=None, state_dir=None, fold=-1) -> None:
+        raise NotImplementedError("a seed ensemble is assembled from trained runs, not fitted")
+
+    def predict_proba(self, data: FeatureTable) -> np.ndarray:
+        return np.mean([m.predict_proba(data) for m in self.members], axis=0)
+
+    def to_tensors(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        tensors: dict[str, np.ndarray] = {}
+        metas = []
+        for i, m in enumerate(self.members):
+            t, meta = m.to_tensors()
+            tensors.update(with_prefix(t, f"member{i}"))
+            metas.append(meta)
+        return tensors, {"seed_ensemble": metas}
+
+    @classmethod
+    def from_tensors(cls, cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> SeedEnsemble:
+        from autorad.train.kinds import model_from_tensors
+
+        metas = meta.get("seed_ensemble")
+        if not isinstance(metas, list) or not metas:
+            raise CheckpointError("seed ensemble checkpoint lists no members")
+        members = [model_from_tensors(cfg, split_prefix(tensors, f"member{i}"), m) for i, m in enumerate(metas)]
+        extra = sorted(k for k in tensors if not k.startswith(tuple(f"member{i}." for i in range(len(metas)))))
+        if extra:
+            raise CheckpointError(f"seed ensemble checkpoint has unexpected key(s) {', '.join(extra[:5])}")
+        return cls(cfg, members)
+
+
+def _gbm_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The radiomics GBM that a fused multi-seed run trains once (it has no random state to vary)."""
+    gbm = single_seed_config(cfg, cfg.train.seed)
+    gbm.model.kind, gbm.model.fusion = "radiomics_gbm", "none"
+    return gbm
+
+
+def fuse(base: pd.DataFrame, gbm: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """(1 - weight) base + weight gbm, row-aligned by nodule_id (the late fusion of autorad.train.fusion)."""
+    g = gbm.set_index("nodule_id").loc[base["nodule_id"], PROB_COLUMNS].to_numpy()
+    out = base.copy()
+    out[PROB_COLUMNS] = (1 - weight) * base[PROB_COLUMNS].to_numpy() + weight * g
+    out["pred"] = [CLASS_NAMES[i] for i in out[PROB_COLUMNS].to_numpy().argmax(axis=1)]
+    return out
+
+
+def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite: bool = False) -> Path:
+    """Train every seed of ``cfg`` (see the module docstring) and write the run folder's combined files.
+
+    With ``model.fusion: gbm`` the radiomics GBM is trained once (``gbm/``) and fused with each seed and with
+    the seed ensemble; the fusion weight must then be a number.
+    """
+    import logging
+    import time
+
+    from autorad.data.dataset import Dataset
+    from autorad.errors import ConfigError
+    from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
+    from autorad.outputs import prepare_output_dir
+    from autorad.radiomics.executors import run_tasks
+    from autorad.train.cv import check_resumable, write_run_report
+    from autorad.train.run import Run
+
+    log = logging.getLogger(__name__)
+    fused = cfg.model.fusion == "gbm"
+    if fused and cfg.model.fusion_weight == "auto":
+        raise ConfigError("model.fusion_weight: auto is chosen per training run; with train.n_seeds > 1 give a "
+                          "number (e.g. 0.5)")
+    t0 = time.time()
+    run = Run(out)
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
+    check_resumable(run, cfg, overwrite)
+    prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=not overwrite)
+    with run.logging_to_file():
+        run.write_config(cfg)
+        seeds = seed_values(cfg)
+        configs = {str(s): single_seed_config(cfg, s) for s in seeds}
+        for c in configs.values():
+            c.model.fusion = "none"
+        paths = {k: run.path / "seeds" / k for k in configs}
+        if fused:
+            configs["gbm"], paths["gbm"] = _gbm_config(cfg), run.path / "gbm"
+        tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(paths[k])) for k, c in configs.items()]
+        log.info("%s: %d seeds %s under the same folds%s (%s)", cfg.name, len(seeds), seeds,
+                 " + the radiomics GBM" if fused else "", cfg.train.executor)
+        list(run_tasks(train_seed_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
+                       address=cfg.train.ray_address))
+        runs = {k: Run(v) for k, v in paths.items()}
+        frames = {s: runs[str(s)].read_predictions() for s in seeds}
+        weight = float(cfg.model.fusion_weight) if fused else 0.0
+        if fused:
+            gbm = runs["gbm"].read_predictions()
+            frames = {s: fuse(f, gbm, weight) for s, f in frames.items()}
+        per_seed = {s: compute_metrics(f) for s, f in frames.items()}
+        predictions = average_predictions(list(frames.values())) if cfg.train.seed_ensemble else frames[seeds[0]]
+        run.write_predictions(predictions)
+        metrics = compute_metrics(predictions)
+        metrics["seeds"] = seed_summary(per_seed)
+        metrics["seed_ensemble"] = bool(cfg.train.seed_ensemble)
+        run.write_metrics(metrics)
+        summary = metrics["seeds"]
+        log.info("%s: %s", "seed ensemble" if cfg.train.seed_ensemble else f"seed {seeds[0]}",
+                 metrics_summary_line(metrics))
+        log.info("over seeds: %s", ", ".join(
+            f"{k} {summary['mean'][k]:.3f} ± {summary['std'][k]:.3f}" for k in
+            ("accuracy", "macro_auc", "per_class.unsure.f1")
+            if summary["mean"][k] is not None and summary["std"][k] is not None))
+        if cfg.train.final_model:
+            loaded = [runs[str(k)].load_model() for k in seeds]
+            model = SeedEnsemble(cfg.model, [m for m, _ in loaded]) if cfg.train.seed_ensemble else loaded[0][0]
+            if fused:
+                from autorad.train.fusion import FusedModel
+
+                model = FusedModel(cfg.model, model, runs["gbm"].load_model()[0], weight)
+            run.save_model(None, model, {**loaded[0][1], "fold": None, "seeds": seeds,
+                                         "config": cfg.model_dump(mode="json")})
+        write_run_report(run, cfg, Dataset(dataset), [], time.time() - t0)
+    return run.path
