@@ -202,7 +202,7 @@ async function loadHealth() {
     const m = h.model;
     const enc = [m.vision_encoder && `vision ${m.vision_encoder}`, m.text_encoder && `text ${m.text_encoder}`]
       .filter(Boolean).join(", ");
-    $("model-line").textContent = `model: ${m.kind} (run ${m.run})${enc ? `, ${enc}` : ""}, ` +
+    $("model-line").textContent = `model: ${m.kind}${enc ? `, ${enc}` : ""}, ` +
       `trained on ${m.trained_on} · autorad ${h.autorad_version}`;
     $("model-words").textContent = m.in_words ? `${m.in_words}.` : "";
     $("sim-banner").hidden = !m.simulated_training_data;
