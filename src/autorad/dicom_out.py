@@ -42,6 +42,13 @@ def _code(value: str, meaning: str) -> Any:
 
 def source_datasets(series: str | Path, pred: Prediction) -> list[Any]:
     """The series' DICOM datasets in the volume's slice order (matched by SOP instance UID)."""
+    return read_sources(series, pred.volume.sop_uids)
+
+
+def read_sources(series: str | Path, sop_uids: list[str], headers_only: bool = False) -> list[Any]:
+    """The DICOM datasets of ``series`` in the order of ``sop_uids`` (a volume's slices), with the type 2 patient
+    and study attributes present; ``headers_only`` skips the pixel data (enough for SEG and SR, which the viewer
+    builds after the uploaded files are gone)."""
     import pydicom
 
     from autorad.data.dicom import dicom_files
@@ -50,13 +57,13 @@ def source_datasets(series: str | Path, pred: Prediction) -> list[Any]:
     for f in dicom_files(series):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(f)
+            ds = pydicom.dcmread(f, stop_before_pixels=headers_only)
         for kw in TYPE2_COPIED:
             if kw not in ds:
                 setattr(ds, kw, "")
         by_uid[str(ds.SOPInstanceUID)] = ds
     try:
-        return [by_uid[u] for u in pred.volume.sop_uids]
+        return [by_uid[u] for u in sop_uids]
     except KeyError:
         raise InputError(f"the DICOM series {Path(series).name} changed since it was read") from None
 
