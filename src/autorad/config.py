@@ -14,7 +14,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autorad import CLASS_NAMES
-from autorad.data.crop import CROP_FACTOR, CROP_MIN_PX
 from autorad.devices import DEVICE_PATTERN
 from autorad.errors import ConfigError
 from autorad.safe_yaml import excerpt, load_yaml_file, load_yaml_text
@@ -31,6 +30,10 @@ class LabelConfig(_Strict):
 
     rule: Literal["median", "mean"] = "median"
     min_readers: int = Field(3, ge=1, le=4)
+
+
+CROP_FACTOR = 2.0  # the crop side is this many times the equivalent diameter (the paper's 2x)
+CROP_MIN_PX = 16  # but at least this many pixels
 
 
 class CropConfig(_Strict):

@@ -57,13 +57,13 @@ def check_diameter(diameter_mm: float | None) -> float | None:
 
 def check_center(vol: CTVolume, center: tuple[int, int, int]) -> None:
     """Refuse a centre outside the volume, or one in air (the segmenter's rule, for a disk too)."""
-    from autorad.segment.core import _check_seed_in_air  # one air rule for clicks and disks
+    from autorad.segment.core import check_seed_in_air  # one air rule for clicks and disks
 
     x, y, z = (int(v) for v in center)
     d, h, w = vol.hu.shape
     if not (0 <= x < w and 0 <= y < h and 0 <= z < d):
         raise InputError(f"--center {x},{y},{z} lies outside the volume (X < {w}, Y < {h}, Z < {d})")
-    _check_seed_in_air(vol.hu[z], (y, x), (float(vol.spacing_mm[1]), float(vol.spacing_mm[2])),
+    check_seed_in_air(vol.hu[z], (y, x), (float(vol.spacing_mm[1]), float(vol.spacing_mm[2])),
                        f"--center {x},{y},{z}")
 
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autorad.config import CROP_FACTOR, CROP_MIN_PX  # the defaults live with CropConfig
+
 AIR_HU = -1000
-CROP_FACTOR = 2.0  # the crop side is this many times the equivalent diameter (the paper's 2x)
-CROP_MIN_PX = 16  # but at least this many pixels
 
 
 def equivalent_diameter_mm(mask: np.ndarray, spacing_mm: float | tuple[float, float]) -> float:
