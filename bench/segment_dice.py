@@ -78,7 +78,7 @@ def cv_scores(crops: CropSet, cv: Path, n_folds: int, seed: int, tta: bool = Tru
 
 def lidc_3d(root: Path, crops: CropSet, cv: Path, n_folds: int, seed: int) -> None:
     """3D Dice on the LIDC DICOM sample, clicked at the 3D consensus centre: shipped model and held-out fold."""
-    from autorad.predict import middle_slice
+    from autorad.data.geometry import middle_slice_index as middle_slice
 
     folds = patient_folds(crops.patient_ids, n_folds, seed)
     print(f"\n3D, LIDC DICOM sample ({root.name}), click at the 3D consensus centre:")

@@ -115,7 +115,7 @@ def _base_dataset(*, series_uid: str, study_uid: str, sop_uid: str, patient_id: 
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = generate_uid(prefix=None, entropy_srcs=[study_uid])
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid, "frame-of-reference"])  # one per series
     ds.Modality = modality
     ds.PatientName = identifiers["PatientName"]
     ds.PatientID = patient_id

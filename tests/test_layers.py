@@ -13,7 +13,8 @@ LAYERS = [
     "autorad.paths", "autorad.progress", "autorad.pseudonym", "autorad.outputs", "autorad.config", "autorad.tasks",
     "autorad.data", "autorad.radiomics", "autorad.encoders", "autorad.prompts",
     "autorad.evaluate.metrics", "autorad.evaluate.plots", "autorad.evaluate.report", "autorad.evaluate.compare",
-    "autorad.train", "autorad.evaluate.apply", "autorad.predict", "autorad.segment", "autorad.pipeline",
+    "autorad.train", "autorad.evaluate.apply", "autorad.segment", "autorad.nodule_input", "autorad.predictor",
+    "autorad.dicom_out", "autorad.predict_report", "autorad.predict", "autorad.robustness", "autorad.pipeline",
     "autorad.api", "autorad.serve", "autorad.cli", "autorad.__main__",
 ]
 # The one sanctioned upward lookup: validating ``model.kind`` asks the registry of model kinds (a plugin lookup).
@@ -21,6 +22,7 @@ ALLOWED = {("autorad.config", "autorad.train.kinds")}
 
 
 def _layer(module: str) -> int | None:
+    """Index of the module's layer; ``autorad.predictor`` is its own layer, not part of ``autorad.predict``."""
     hits = [i for i, p in enumerate(LAYERS) if module == p or module.startswith(p + ".")]
     return max(hits, key=lambda i: len(LAYERS[i])) if hits else None
 

@@ -33,7 +33,7 @@ def test_dev_crops_dice_floor(maxslice_npz):
 
 
 def test_lidc_0001_3d_against_consensus(lidc_dicom_root):
-    from autorad.predict import middle_slice
+    from autorad.data.geometry import middle_slice_index as middle_slice  # the one middle-slice rule
     from autorad.segment.evaluation import lidc_volumes
 
     nodule_id, vol, truth = next(n for n in lidc_volumes(lidc_dicom_root / "LIDC-IDRI-0001"))

@@ -44,13 +44,24 @@ def series(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def series_zip(series, tmp_path_factory) -> bytes:
-    s, _ = series
+def series_b(tmp_path_factory):
+    """Another synthetic series with a larger nodule (its prediction differs from :func:`series`')."""
+    s = make_ct_series(tmp_path_factory.mktemp("ct") / "Roe_Richard_series", radius_mm=6.0)
+    r, c = s.center_rc
+    return s, (int(round(c)), int(round(r)), s.center_index)
+
+
+def _series_zip(s) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in s.folder.iterdir():
             zf.write(f, f"{s.folder.name}/{f.name}")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def series_zip(series) -> bytes:
+    return _series_zip(series[0])
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +76,12 @@ def client(app):
 
 
 @pytest.fixture(scope="module")
-def reference(phantom_logreg_run, series):
-    """What `autorad predict` gives for the synthetic nodule with 8 mm and 5 mm disks."""
-    s, centre = series
-    return {d: predict(phantom_logreg_run, dicom=s.folder, center=centre, diameter_mm=d) for d in (8.0, 5.0)}
+def reference(phantom_logreg_run, series, series_b):
+    """What `autorad predict --center` gives for the synthetic nodules (a: without and with an 8 mm hint; b)."""
+    (s, centre), (sb, centre_b) = series, series_b
+    return {"a": predict(phantom_logreg_run, dicom=s.folder, center=centre),
+            "a8": predict(phantom_logreg_run, dicom=s.folder, center=centre, diameter_mm=8.0),
+            "b": predict(phantom_logreg_run, dicom=sb.folder, center=centre_b)}
 
 
 def _same(a: dict, b: dict) -> None:
@@ -102,9 +115,10 @@ def test_health_and_page(client, phantom_logreg_run):
     body = h.json()
     assert body["autorad_version"] == __version__
     m = body["model"]
-    assert m["kind"] == "radiomics_logreg" and m["encoders"] == [] and m["simulated_data"] is True
+    assert m["kind"] == "radiomics_logreg" and m["vision_encoder"] is None and m["simulated_training_data"] is True
     metrics = json.loads((phantom_logreg_run / "metrics.json").read_text())
-    assert m["cv"]["accuracy"] == metrics["pooled"]["accuracy"] and m["cv"]["n"] == metrics["n"]
+    cv = m["cross_validation"]
+    assert cv["accuracy"] == metrics["pooled"]["accuracy"] and cv["n"] == metrics["n"]
     page = client.get("/")
     assert page.status_code == 200 and "autorad viewer" in page.text and 'id="sim-banner"' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -114,10 +128,13 @@ def test_health_and_page(client, phantom_logreg_run):
 
 def test_predict_zip_matches_autorad_predict(client, series_zip, series, reference):
     _, (x, y, z) = series
+    r = _post(client, {"file": ("series.zip", series_zip, "application/zip")}, f"{x},{y},{z}")
+    assert r.status_code == 200, r.text
+    _same(r.json(), reference["a"])
+    assert r.json()["mask"]["method"] == "click" and r.json()["slice_index"] == z
     r = _post(client, {"file": ("series.zip", series_zip, "application/zip")}, f"{x},{y},{z}", "8")
     assert r.status_code == 200, r.text
-    _same(r.json(), reference[8.0])
-    assert r.json()["slice_index"] == z
+    _same(r.json(), reference["a8"])
 
 
 def test_predict_several_files_and_nifti(client, series, reference, tmp_path):
@@ -127,16 +144,17 @@ def test_predict_several_files_and_nifti(client, series, reference, tmp_path):
 
     s, (x, y, z) = series
     files = [("file", (f.name, f.read_bytes(), "application/dicom")) for f in sorted(s.folder.iterdir())]
-    r = client.post("/api/predict", files=files, data={"center": f"{x},{y},{z}", "diameter_mm": "5"})
+    r = client.post("/api/predict", files=files, data={"center": f"{x},{y},{z}"})
     assert r.status_code == 200, r.text
-    _same(r.json(), reference[5.0])
+    _same(r.json(), reference["a"])
     sitk.WriteImage(load_series(s.folder).to_sitk(), str(tmp_path / "ct.nii.gz"))
-    r = _post(client, {"file": ("ct.nii.gz", (tmp_path / "ct.nii.gz").read_bytes())}, f"{x},{y},{z}", "5")
+    r = _post(client, {"file": ("ct.nii.gz", (tmp_path / "ct.nii.gz").read_bytes())}, f"{x},{y},{z}")
     assert r.status_code == 200, r.text
-    _same(r.json(), reference[5.0])
+    _same(r.json(), reference["a"])
 
 
 def test_open_volume_voxels_predict_and_downloads(client, series, reference):
+    import pydicom
     import SimpleITK as sitk  # noqa: N813
 
     s, (x, y, z) = series
@@ -147,12 +165,14 @@ def test_open_volume_voxels_predict_and_downloads(client, series, reference):
     vox = client.get(f"/api/volumes/{info['id']}/voxels")
     assert np.array_equal(np.frombuffer(vox.content, "<i2").reshape(s.hu.shape), s.hu)
     assert client.get(f"/api/volumes/{info['id']}/files/report.html").status_code == 404  # no click yet
-    r = client.post(f"/api/volumes/{info['id']}/predict", data={"center": f"{x},{y},{z}", "diameter_mm": "8"})
+    r = client.post(f"/api/volumes/{info['id']}/predict", data={"center": f"{x},{y},{z}"})
     assert r.status_code == 200, r.text
     ans = r.json()
-    _same(ans["prediction"], reference[8.0])
+    _same(ans["prediction"], reference["a"])
     m = ans["mask"]
-    assert m["z0"] == z and m["depth"] == 1 and m["y0"] <= y < m["y0"] + m["height"]
+    # the click is segmented in 3D: the mask spans the clicked slice and its neighbours
+    assert m["z0"] <= z < m["z0"] + m["depth"] and m["y0"] <= y < m["y0"] + m["height"]
+    assert ans["prediction"]["mask"]["method"] == "click"
     report = client.get(ans["downloads"]["report.html"])
     assert report.status_code == 200 and ans["prediction"]["predicted_class"] in report.text
     assert "attachment" in report.headers["content-disposition"]
@@ -161,6 +181,11 @@ def test_open_volume_voxels_predict_and_downloads(client, series, reference):
     path.write_bytes(nii.content)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     assert mask.shape == s.hu.shape and mask[z, y, x] == 1 and mask.sum() > 20
+    seg = pydicom.dcmread(io.BytesIO(client.get(ans["downloads"]["seg.dcm"]).content))
+    sr = pydicom.dcmread(io.BytesIO(client.get(ans["downloads"]["sr.dcm"]).content))
+    assert seg.Modality == "SEG" and sr.Modality == "SR"
+    assert seg.SOPInstanceUID in str(sr)  # the SR references the SEG offered for download
+    assert str(seg.PatientName) == IDENTIFIERS["PatientName"]  # DICOM objects carry the source's patient module
     assert client.get("/api/volumes/nope/voxels").status_code == 404
     assert client.post("/api/volumes/nope/predict", data={"center": "1,1,1"}).json()["error"].startswith("unknown")
 
@@ -278,18 +303,20 @@ def test_private_temp_folders_removed_and_no_identifiers_logged(client, series, 
         assert secret not in caplog.text
 
 
-def test_eight_concurrent_predictions_are_correct(app, series_zip, series, reference):
-    _, (x, y, z) = series
+def test_eight_concurrent_predictions_are_correct(app, series_zip, series, series_b, reference):
+    (_, (x, y, z)), (sb, (xb, yb, zb)) = series, series_b
+    zip_b = _series_zip(sb)
+    assert reference["a"]["probabilities"] != reference["b"]["probabilities"]  # a mix-up would show
 
     async def one(client, i):
         if i % 4 == 3:  # a malformed upload among them
             r = await client.post("/api/predict", files={"file": ("x.zip", b"PK\x03\x04broken")},
-                                  data={"center": f"{x},{y},{z}", "diameter_mm": "5"})
+                                  data={"center": f"{x},{y},{z}"})
             return i, None, r
-        d = 8.0 if i % 2 else 5.0
-        r = await client.post("/api/predict", files={"file": ("s.zip", series_zip)},
-                              data={"center": f"{x},{y},{z}", "diameter_mm": str(d)})
-        return i, d, r
+        which = "b" if i % 2 else "a"
+        upload, centre = (zip_b, f"{xb},{yb},{zb}") if which == "b" else (series_zip, f"{x},{y},{z}")
+        r = await client.post("/api/predict", files={"file": ("s.zip", upload)}, data={"center": centre})
+        return i, which, r
 
     async def main():
         transport = httpx.ASGITransport(app=app)
@@ -317,9 +344,9 @@ def test_predict_real_lidc_series_zip(client, phantom_logreg_run, lidc_dicom_roo
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in folder.iterdir():
             zf.write(f, f"{folder.name}/{f.name}")
-    r = _post(client, {"file": ("0001.zip", buf.getvalue())}, "320,360,8", "10")
+    r = _post(client, {"file": ("0001.zip", buf.getvalue())}, "314,366,6")
     assert r.status_code == 200, r.text
-    _same(r.json(), predict(phantom_logreg_run, dicom=folder, center=(320, 360, 8), diameter_mm=10))
+    _same(r.json(), predict(phantom_logreg_run, dicom=folder, center=(314, 366, 6)))
 
 
 def _free_port() -> int:

@@ -11,7 +11,8 @@ autorad train          :func:`train`
 autorad sweep          :func:`sweep`
 autorad evaluate       :func:`evaluate`
 autorad compare        :func:`compare`
-autorad predict        :func:`predict`
+autorad predict        :func:`predict` (one nodule), :func:`predict_batch` (``--nodules``), :class:`Predictor`
+autorad robustness     :func:`robustness`
 autorad serve          :func:`serve` (and :func:`create_app` for the ASGI app)
 autorad segment        :func:`segment` (and :func:`segment_click`, :func:`segment_click_2d` on arrays)
 autorad run            :func:`run`
@@ -44,6 +45,9 @@ _EXPORTS = {
     "compare": "autorad.evaluate.compare",
     "compute_metrics": "autorad.evaluate.metrics",
     "predict": "autorad.predict",
+    "predict_batch": "autorad.predict",
+    "Predictor": "autorad.predictor",
+    "robustness": "autorad.robustness",
     "segment": "autorad.segment.command",
     "segment_click": "autorad.segment",
     "segment_click_2d": "autorad.segment",

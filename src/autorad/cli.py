@@ -120,12 +120,44 @@ def _cmd_compare(a: argparse.Namespace) -> int:
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from autorad.predict import parse_center, predict
+    from autorad.predict import parse_center, predict, predict_batch
+    from autorad.predictor import warn_stderr
 
+    if a.nodules is not None:
+        single = [o for o, v in (("--mask", a.mask), ("--center", a.center), ("--diameter-mm", a.diameter_mm),
+                                 ("--label", a.label), ("--report", a.report), ("--save-mask", a.save_mask),
+                                 ("--dicom-seg", a.dicom_seg), ("--dicom-sr", a.dicom_sr)) if v is not None]
+        if single or a.disk:
+            raise AutoradError(f"--nodules takes the nodules from its CSV; {', '.join(single) or '--disk'} "
+                               "belongs to a single prediction")
+        if a.out is None:
+            raise AutoradError("--nodules needs --out FOLDER for the table and the per-nodule JSON files")
+        table = predict_batch(a.run, a.nodules, a.out, overwrite=a.overwrite)
+        ok = int((table["error"] == "").sum())
+        print(f"{ok} of {len(table)} nodules predicted; table: {Path(a.out) / 'predictions.csv'}")
+        for _, row in table[table["error"] != ""].iterrows():
+            print(f"autorad: warning: nodule {row['id']}: {row['error']}", file=sys.stderr)
+        return 0
+    if a.out is not None:
+        raise AutoradError("--out is for --nodules; a single prediction prints its JSON (use --report etc.)")
     result = predict(a.run, dicom=a.dicom, image=a.image, mask=a.mask,
                      center=parse_center(a.center) if a.center else None, diameter_mm=a.diameter_mm,
-                     report=a.report, overwrite=a.overwrite)
+                     label=a.label, disk=a.disk, report=a.report, save_mask=a.save_mask, dicom_seg=a.dicom_seg,
+                     dicom_sr=a.dicom_sr, overwrite=a.overwrite)
+    warn_stderr(result)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_robustness(a: argparse.Namespace) -> int:
+    from autorad.robustness import VARIANTS, robustness
+    from autorad.train.cv import log
+
+    variants = tuple(a.variants) if a.variants else VARIANTS
+    table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, oof=a.oof,
+                       overwrite=a.overwrite, log=log.info)
+    print(table.to_string(index=False))
+    print(f"table: {Path(a.out) / 'robustness.csv'} (and .md); figure: {Path(a.out) / 'robustness.png'}")
     return 0
 
 
@@ -244,6 +276,14 @@ def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Call
     return parse
 
 
+def diameter_mm(text: str) -> float:
+    """``--diameter-mm``: a number of mm within the range :mod:`autorad.nodule_input` accepts."""
+    from autorad.nodule_input import DIAMETER_RANGE_MM
+
+    lo, hi = DIAMETER_RANGE_MM
+    return _number(float, [(lambda v: v >= lo, f">= {lo:g}"), (lambda v: v <= hi, f"<= {hi:g}")])(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from autorad.config import (
@@ -357,17 +397,45 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_compare, outputs={"out": "--out"})
 
-    s = sub.add_parser("predict", help="run a trained model on one nodule of a new CT", epilog=EPILOG)
+    s = sub.add_parser("predict", help="run a trained model on nodules of new CTs (docs/predict.md)",
+                       epilog=EPILOG)
     s.add_argument("run", help="run folder with a final model (written by autorad train)")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--dicom", help="folder holding one CT series")
     src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
-    s.add_argument("--mask", help="nodule mask with the image's geometry")
-    s.add_argument("--center", help="X,Y,Z voxel indices (column, row, slice in position order)")
-    s.add_argument("--diameter-mm", type=positive(float), help="with --center: diameter of the round mask, > 0")
-    s.add_argument("--report", help="write an HTML report to this new file (never inside the run)")
+    src.add_argument("--nodules", help="CSV with one nodule per row (columns ct, center or mask; optional id, "
+                                       "diameter_mm, label, disk); writes a table and JSON per nodule to --out")
+    s.add_argument("--mask", help="nodule mask with the image's geometry (binary, or a label map with --label)")
+    s.add_argument("--label", type=int, help="with --mask: the label of the nodule in a label map")
+    s.add_argument("--center", help="X,Y,Z voxel indices (column, row, slice in position order) of a click inside "
+                                    "the nodule; the nodule is segmented from it")
+    s.add_argument("--diameter-mm", type=diameter_mm, help="with --center: the nodule's size as a hint to the "
+                                                            "segmentation (2-100 mm), or the disk's diameter with "
+                                                            "--disk")
+    s.add_argument("--disk", action="store_true", help="with --center and --diameter-mm: use a drawn disk instead "
+                                                        "of segmenting (stated as such in every output)")
+    s.add_argument("--report", help="write an HTML report here (.html)")
+    s.add_argument("--save-mask", help="write the mask used here (.nii.gz / .nii / .nrrd, the CT's geometry)")
+    s.add_argument("--dicom-seg", help="with --dicom: write the mask as a DICOM SEG file (.dcm)")
+    s.add_argument("--dicom-sr", help="with --dicom: write a DICOM SR measurement report (TID 1500, .dcm)")
+    s.add_argument("--out", help="with --nodules: the output folder (new or empty)")
     add_overwrite_argument(s)
-    s.set_defaults(func=_cmd_predict, outputs={"report": "--report"})
+    s.set_defaults(func=_cmd_predict, outputs={"report": "--report", "save_mask": "--save-mask",
+                                               "dicom_seg": "--dicom-seg", "dicom_sr": "--dicom-sr", "out": "--out"})
+
+    s = sub.add_parser("robustness", help="evaluate a run with each dataset mask grown, shrunk, replaced by disks "
+                                          "or by the click segmentation", epilog=EPILOG)
+    s.add_argument("run", help="run folder with a final model (written by autorad train)")
+    s.add_argument("--data", required=True, help="dataset folder (its stored slices and masks)")
+    s.add_argument("--out", required=True, help="output folder (new or empty)")
+    s.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
+                   help="mask variants (default: all: consensus grow1 grow2 shrink1 shrink2 eqdisk longaxis click)")
+    s.add_argument("--limit", type=positive(int), default=None, help="only the first N nodules")
+    s.add_argument("--jobs", type=positive(int), default=1, help="radiomics processes")
+    s.add_argument("--oof", action="store_true", help="DATASET is the run's own: predict each nodule with the fold "
+                                                       "model that did not see it (cross-validated), not the final")
+    add_overwrite_argument(s)
+    s.set_defaults(func=_cmd_robustness, outputs={"out": "--out"})
 
     s = sub.add_parser("segment", help="segment one nodule of a CT from a click; write the mask as NIfTI",
                        description="Segment the nodule under a click (a seed voxel) in 3D with the shipped click "

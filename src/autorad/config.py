@@ -32,11 +32,15 @@ class LabelConfig(_Strict):
     min_readers: int = Field(3, ge=1, le=4)
 
 
+CROP_FACTOR = 2.0  # the crop side is this many times the equivalent diameter (the paper's 2x)
+CROP_MIN_PX = 16  # but at least this many pixels
+
+
 class CropConfig(_Strict):
     """The encoder crop: a square of ``factor`` x equivalent diameter around the nodule, at least ``min_px``."""
 
-    factor: float = Field(2.0, gt=0)
-    min_px: int = Field(16, ge=4)
+    factor: float = Field(CROP_FACTOR, gt=0)
+    min_px: int = Field(CROP_MIN_PX, ge=4)
 
 
 class FoldConfig(_Strict):

@@ -1,249 +1,235 @@
-"""``autorad predict``: one nodule of a new CT -> class probabilities (and an HTML report).
+"""``autorad predict``: nodules of new CTs -> class probabilities (and a report, the mask, DICOM SEG / SR).
 
-The CT comes as a DICOM series folder or a NIfTI/NRRD volume; the nodule as a mask with the image's geometry or as
-a centre (voxel indices X=column, Y=row, Z=slice in position order) plus a diameter, from which a round mask is
-drawn on slice Z. autorad segments nothing itself. The nodule's middle slice is processed exactly as in training:
-crop at the run's crop settings, PyRadiomics with the run's parameters, the run's frozen encoder, the final model.
+One nodule: the CT as a DICOM series folder or a NIfTI/NRRD volume; the nodule as a mask with the image's
+geometry (``--label N`` picks one label of a label map), or a centre click (voxel indices X = column, Y = row,
+Z = slice in position order) that :mod:`autorad.segment` turns into a mask (``--diameter-mm`` is then a hint), or
+``--disk`` with ``--diameter-mm`` for an explicitly drawn disk. Many nodules: ``--nodules nodules.csv`` (see
+:func:`predict_batch`), with the model loaded once. Everything runs through :class:`autorad.predictor.Predictor`,
+which featurises exactly as training does.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import time
-from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 
 from autorad import CLASS_NAMES
-from autorad.config import config_from_dict
-from autorad.data.crop import crop_nodule, equivalent_diameter_mm
-from autorad.devices import resolve_device
 from autorad.errors import InputError
-from autorad.io import atomic_write_text
-from autorad.outputs import prepare_output_file, record_output_file
-from autorad.train.features import FeatureTable
-from autorad.train.kinds import get_kind
+from autorad.io import atomic_write_text, write_parquet
+from autorad.nodule_input import check_diameter, parse_center
+from autorad.outputs import prepare_output_dir, prepare_output_file, record_output_file
+from autorad.predictor import Prediction, Predictor, warn_stderr
+
+__all__ = ["check_output", "load_predictor", "parse_center", "predict", "predict_batch", "read_nodules_csv"]
+
+_PREDICTORS: dict[Path, Predictor] = {}
 
 
-def parse_center(text: str) -> tuple[int, int, int]:
-    """``"X,Y,Z"`` -> integer voxel indices (column, row, slice)."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if len(parts) != 3:
-        raise InputError(f"--center must be X,Y,Z voxel indices, got {text!r}")
-    try:
-        return int(parts[0]), int(parts[1]), int(parts[2])
-    except ValueError:
-        raise InputError(f"--center must hold three integers, got {text!r}") from None
-
-
-def round_mask(shape: tuple[int, int, int], center: tuple[int, int, int], diameter_mm: float,
-               spacing_rc: tuple[float, float]) -> np.ndarray:
-    """A (D, H, W) mask holding a disk of ``diameter_mm`` on slice Z around (X, Y)."""
-    x, y, z = center
-    d, h, w = shape
-    if not (0 <= x < w and 0 <= y < h and 0 <= z < d):
-        raise InputError(f"--center {x},{y},{z} lies outside the volume (X < {w}, Y < {h}, Z < {d})")
-    if not diameter_mm or diameter_mm <= 0:
-        raise InputError("--diameter-mm must be a positive number")
-    rows, cols = np.ogrid[:h, :w]
-    r = diameter_mm / 2.0
-    disk = ((rows - y) * spacing_rc[0]) ** 2 + ((cols - x) * spacing_rc[1]) ** 2 <= r ** 2
-    mask = np.zeros(shape, dtype=bool)
-    mask[z] = disk
-    return mask
-
-
-def middle_slice(mask: np.ndarray) -> int:
-    """Index of the middle of the mask's slice extent (the nearest non-empty slice to it)."""
-    filled = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
-    if filled.size == 0:
-        raise InputError("the nodule mask is empty")
-    mid = (filled[0] + filled[-1]) / 2.0
-    return int(filled[np.argmin(np.abs(filled - mid))])
-
-
-def subvolume_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    """The mask's bounding box padded as LIDC ingestion pads the consensus sub-volume."""
-    from autorad.data.lidc import PAD_INPLANE_PX, PAD_SLICES
-
-    pads = (PAD_SLICES, PAD_INPLANE_PX, PAD_INPLANE_PX)
-    idx = np.nonzero(mask)
-    return tuple(slice(max(int(i.min()) - p, 0), min(int(i.max()) + p + 1, n))  # type: ignore[return-value]
-                 for i, p, n in zip(idx, pads, mask.shape, strict=True))
-
-
-@dataclass
-class LoadedRun:
-    """A run's final model with what is needed to featurise a new nodule."""
-
-    run: Path
-    model: Any
-    meta: dict[str, Any]
-    cfg: Any
-    encoder: Any | None
-
-
-_RUNS: dict[Path, LoadedRun] = {}
-
-
-def load_run(run: str | Path) -> LoadedRun:
-    """Load (once per process) a run's final model and its vision encoder."""
-    from autorad.train.run import Run, load_model
-
+def load_predictor(run: str | Path) -> Predictor:
+    """The run's :class:`Predictor`, loaded once per process."""
     key = Path(run).resolve()
-    if key not in _RUNS:
-        final = Run(key).model_dir()
-        if not final.is_dir():
-            raise InputError(f"{run} is not a trained run with a final model (no final/model folder)")
-        model, meta = load_model(final)
-        cfg = config_from_dict(meta["config"], source=str(final / "model.json"))
-        device = resolve_device(cfg.train.device)
-        model.to(device)
-        encoder = None
-        if get_kind(cfg.model.kind).needs_image:
-            from autorad.encoders import load_encoder
-
-            encoder = load_encoder(cfg.model.vision_encoder, weights=cfg.model.vision_weights, device=device)
-        _RUNS[key] = LoadedRun(key, model, meta, cfg, encoder)
-    return _RUNS[key]
+    if key not in _PREDICTORS:
+        _PREDICTORS[key] = Predictor.from_run(run)
+    return _PREDICTORS[key]
 
 
-def _load_inputs(dicom, image, mask, center, diameter_mm):
-    from autorad.data.dicom import load_image_file, load_mask_file, load_series
-
-    if dicom is not None:
-        vol = load_series(dicom)
-    elif image is not None:
-        vol = load_image_file(image)
-    else:
-        raise InputError("give the CT as --dicom SERIES_DIR or --image FILE")
-    if mask is not None:
-        m = load_mask_file(mask, like=vol)
-    elif center is not None:
-        m = round_mask(vol.hu.shape, center, diameter_mm or 0.0, (vol.spacing_mm[1], vol.spacing_mm[2]))
-    else:
-        raise InputError("give the nodule as --mask FILE or --center X,Y,Z --diameter-mm D")
-    m = np.asarray(m) > 0
-    if m.shape != vol.hu.shape:
-        raise InputError(f"mask shape {m.shape} differs from the image's {vol.hu.shape}")
-    if not m.any():
-        raise InputError("the nodule mask is empty")
-    return vol, m
-
-
-def predict_arrays(loaded: LoadedRun, slice_hu: np.ndarray, slice_mask: np.ndarray, spacing_mm: float,
-                   volume_hu: np.ndarray | None = None, volume_mask: np.ndarray | None = None,
-                   volume_spacing_mm: tuple[float, float, float] | None = None) -> dict[str, Any]:
-    """Probabilities for one nodule given its middle slice (and optionally its sub-volume)."""
-    crop_cfg = loaded.meta.get("dataset", {}).get("crop") or {"factor": 2.0, "min_px": 16}
-    crop_hu, crop_mask, _ = crop_nodule(slice_hu, slice_mask, spacing_mm, crop_cfg["factor"], crop_cfg["min_px"])
-    kind = loaded.cfg.model.kind
-    needs = get_kind(kind)
-    table = FeatureTable(nodule_ids=np.array(["new"]), patient_ids=np.array(["new"]), folds=np.array([0]),
-                         y=np.array([0]))
-    status = "not used"
-    if needs.needs_radiomics:
-        from autorad.radiomics.extract import extract_one, resolve_params
-
-        if loaded.cfg.radiomics.mode == "3d":
-            if volume_hu is None or volume_mask is None or volume_spacing_mm is None:
-                raise InputError("this model uses 3D radiomics: give a volume, not a single slice")
-            status, feats = extract_one(volume_hu, volume_mask, volume_spacing_mm, resolve_params(loaded.cfg.radiomics))
-        else:
-            status, feats = extract_one(slice_hu, slice_mask, (spacing_mm, spacing_mm),
-                                        resolve_params(loaded.cfg.radiomics))
-        names = loaded.meta["radiomics_names"]
-        table.radiomics = np.array([[feats.get(n, np.nan) for n in names]], dtype=np.float64)
-        table.radiomics_names = list(names)
-        table.radiomics_status = np.array([status])
-    if needs.needs_image:
-        from autorad.encoders.embed import encoder_input
-
-        arrays = {"crop_hu": crop_hu, "crop_mask": crop_mask, "slice_hu": slice_hu, "slice_mask": slice_mask}
-        if volume_hu is not None:
-            arrays.update(volume_hu=volume_hu, volume_mask=volume_mask)
-        table.image = np.asarray(loaded.encoder.embed([encoder_input(arrays, loaded.encoder)]), dtype=np.float32)
-    proba = loaded.model.predict_proba(table)[0]
-    from autorad.train.checkpoint import version_note
-
-    warnings = [note] if (note := version_note(loaded.meta)) else []
-    if needs.needs_radiomics and status != "ok":
-        warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
-                        "medians, so the radiomics part of this prediction says little about the nodule")
-    return {
-        "warnings": warnings,
-        "probabilities": {c: round(float(p), 6) for c, p in zip(CLASS_NAMES, proba, strict=True)},
-        "predicted_class": CLASS_NAMES[int(np.argmax(proba))],
-        "radiomics_status": status,
-        "model": {"run": loaded.run.name, "kind": kind},
-        "encoders": {"vision": loaded.cfg.model.vision_encoder if needs.needs_image else None,
-                     "text": loaded.cfg.model.text_encoder if needs.needs_text else None},
-        "equivalent_diameter_mm": round(equivalent_diameter_mm(slice_mask, spacing_mm), 3),
-        "_crop": (crop_hu, crop_mask),
-    }
+def check_output(path: str | Path | None, option: str, suffixes: tuple[str, ...], inputs: tuple = (),
+                 overwrite: bool = False) -> Path | None:
+    """Check an output file before any computation: the suffix, then autorad's output rules
+    (:func:`autorad.outputs.prepare_output_file`: never an existing file autorad did not write, never an input)."""
+    if path is None:
+        return None
+    checked = prepare_output_file(path, inputs=inputs, overwrite=overwrite, option=option)
+    if not Path(path).name.lower().endswith(suffixes):
+        raise InputError(f"{option} {Path(path).name}: the file name must end with {' or '.join(suffixes)}")
+    return checked
 
 
 def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path | None = None,
             mask: str | Path | None = None, center: tuple[int, int, int] | None = None,
-            diameter_mm: float | None = None, report: str | Path | None = None,
+            diameter_mm: float | None = None, label: int | None = None, disk: bool = False,
+            report: str | Path | None = None, save_mask: str | Path | None = None,
+            dicom_seg: str | Path | None = None, dicom_sr: str | Path | None = None,
             overwrite: bool = False) -> dict[str, Any]:
     """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring).
 
-    ``report`` must be a new file outside the run and the inputs (or, with ``overwrite``, a report autorad
-    wrote); it is checked before anything is loaded.
+    Output files are checked before anything is loaded (:func:`check_output`); ``overwrite`` lets them replace
+    files autorad wrote earlier, never anything else."""
+    if (dicom is None) == (image is None):
+        raise InputError("give the CT as --dicom SERIES_DIR or --image FILE (one of them)")
+    if (dicom_seg or dicom_sr) and dicom is None:
+        raise InputError("--dicom-seg / --dicom-sr need the CT as a DICOM series (--dicom), to reference it")
+    check_diameter(diameter_mm)
+    inputs = (run, dicom, image, mask)
+    report = check_output(report, "--report", (".html", ".htm"), inputs, overwrite)
+    save_mask = check_output(save_mask, "--save-mask", (".nii", ".nii.gz", ".nrrd"), inputs, overwrite)
+    dicom_seg = check_output(dicom_seg, "--dicom-seg", (".dcm",), inputs, overwrite)
+    dicom_sr = check_output(dicom_sr, "--dicom-sr", (".dcm",), inputs, overwrite)
+    if len({Path(p).resolve() for p in (report, save_mask, dicom_seg, dicom_sr) if p is not None}) < \
+            sum(p is not None for p in (report, save_mask, dicom_seg, dicom_sr)):
+        raise InputError("two outputs (--report, --save-mask, --dicom-seg, --dicom-sr) name the same file")
+    from autorad.data.dicom import load_image_file, load_series
+
+    predictor = load_predictor(run)
+    ct = load_series(dicom) if dicom is not None else load_image_file(image)  # type: ignore[arg-type]
+    pred = predictor.predict_case(ct, mask=mask, center=center, diameter_mm=diameter_mm, label=label, disk=disk)
+    write_outputs(pred, predictor, report=report, save_mask=save_mask, dicom_seg=dicom_seg, dicom_sr=dicom_sr,
+                  series=dicom)
+    return pred.result
+
+
+def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = None, save_mask: Path | None = None,
+                  dicom_seg: Path | None = None, dicom_sr: Path | None = None,
+                  series: str | Path | None = None) -> None:
+    """Write the outputs asked for and list them in ``pred.result["outputs"]``."""
+    outputs = {}
+    if save_mask is not None:
+        save_mask_file(pred, save_mask)
+        outputs["mask"] = str(save_mask)
+    if dicom_seg is not None or dicom_sr is not None:
+        from autorad.dicom_out import source_datasets, write_dicom_seg, write_dicom_sr
+
+        sources, seg = source_datasets(series, pred), None
+        if dicom_seg is not None:
+            seg = write_dicom_seg(pred, sources, dicom_seg)
+            outputs["dicom_seg"] = str(dicom_seg)
+        if dicom_sr is not None:
+            write_dicom_sr(pred, sources, dicom_sr, seg)
+            outputs["dicom_sr"] = str(dicom_sr)
+    if report is not None:
+        from autorad.predict_report import write_prediction_report
+
+        write_prediction_report(report, pred, predictor)
+        outputs["report"] = str(report)
+    for written in outputs.values():
+        record_output_file(written)
+    if outputs:
+        pred.result["outputs"] = outputs
+
+
+def save_mask_file(pred: Prediction, path: Path) -> None:
+    """The mask used, as NIfTI / NRRD with the CT's geometry (:func:`autorad.data.dicom.write_mask_file`)."""
+    from autorad.data.dicom import write_mask_file
+
+    write_mask_file(pred.nodule_mask.mask, pred.volume, path)
+
+
+# ------------------------------------------------------------------------------------------------ batch
+CT_COLUMNS = ("ct", "dicom", "image")
+TABLE_COLUMNS = ["id", "predicted_class", *(f"prob_{c}" for c in CLASS_NAMES), "mask_method", "mask_volume_mm3",
+                 "slice_index", "slice_z_mm", "equivalent_diameter_mm", "radiomics_status", "n_warnings",
+                 "warnings", "error", "seconds"]
+
+
+def read_nodules_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a nodules CSV, checked and resolved (relative paths against the CSV's folder).
+
+    Columns: ``ct`` (or ``dicom`` / ``image``: a series folder or NIfTI/NRRD file) and either ``center``
+    (``X,Y,Z``) or ``mask`` (a file); optional ``id``, ``diameter_mm`` (hint, or the disk's diameter with
+    ``disk`` = 1), ``label``. Raises :class:`InputError` naming the row for anything wrong.
     """
-    if report is not None:
-        prepare_output_file(report, inputs=(run, dicom, image, mask), overwrite=overwrite, option="--report")
-    loaded = load_run(run)
-    vol, m = _load_inputs(dicom, image, mask, center, diameter_mm)
-    t0 = time.time()
-    z = middle_slice(m)
-    spacing = float(np.sqrt(vol.spacing_mm[1] * vol.spacing_mm[2]))
-    box = subvolume_box(m)
-    result = predict_arrays(loaded, vol.hu[z], m[z], spacing, volume_hu=vol.hu[box], volume_mask=m[box],
-                            volume_spacing_mm=tuple(float(s) for s in vol.spacing_mm))
-    crop_hu, crop_mask = result.pop("_crop")
-    result["slice_index"] = z
-    result["seconds"] = round(time.time() - t0, 3)
-    if report is not None:
-        write_prediction_report(Path(report), result, crop_hu, crop_mask)
-        record_output_file(report)
-        result["report"] = str(report)
-    return result
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--nodules file not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as err:
+        raise InputError(f"--nodules {path.name}: cannot read it as CSV ({type(err).__name__})") from None
+    cols = [c for c in CT_COLUMNS if c in df.columns]
+    if len(cols) != 1 or not ({"center", "mask"} & set(df.columns)):
+        raise InputError(f"--nodules {path.name} needs one CT column (ct, dicom or image) and a center or mask "
+                         f"column; it has {', '.join(df.columns)}")
+    unknown = set(df.columns) - {*CT_COLUMNS, "center", "mask", "id", "diameter_mm", "label", "disk"}
+    if unknown:
+        raise InputError(f"--nodules {path.name}: unknown column(s) {', '.join(sorted(unknown))}")
+    if df.empty:
+        raise InputError(f"--nodules {path.name} lists no nodule")
+    rows, seen = [], set()
+    for i, r in enumerate(df.to_dict("records"), start=2):  # line numbers as a spreadsheet shows them
+        where = f"--nodules {path.name} line {i}"
+
+        def cell(name: str, r: dict = r) -> str:
+            return str(r.get(name, "") or "").strip()
+
+        rid = cell("id") or f"nodule-{i - 1}"
+        if rid in seen:
+            raise InputError(f"{where}: duplicate id {rid!r}")
+        seen.add(rid)
+        ct = cell(cols[0])
+        if not ct:
+            raise InputError(f"{where}: no CT given")
+        ct_path = (path.parent / ct) if not Path(ct).is_absolute() else Path(ct)
+        if not ct_path.exists():
+            raise InputError(f"{where}: CT not found: {ct}")
+        center, mask = cell("center"), cell("mask")
+        if bool(center) == bool(mask):
+            raise InputError(f"{where}: give either a center or a mask")
+        row: dict[str, Any] = {"id": rid, "ct": ct_path, "ct_kind": cols[0], "mask": None, "center": None,
+                               "diameter_mm": None, "label": None, "disk": cell("disk").lower() in ("1", "true", "yes")}
+        try:
+            if center:
+                row["center"] = parse_center(center)
+            if mask:
+                row["mask"] = (path.parent / mask) if not Path(mask).is_absolute() else Path(mask)
+                if not row["mask"].is_file():
+                    raise InputError(f"mask not found: {mask}")
+            if cell("diameter_mm"):
+                row["diameter_mm"] = check_diameter(cell("diameter_mm"))
+            if cell("label"):
+                row["label"] = int(cell("label"))
+        except (InputError, ValueError) as err:
+            raise InputError(f"{where}: {err}") from None
+        rows.append(row)
+    return rows
 
 
-def _crop_png(crop_hu: np.ndarray, crop_mask: np.ndarray) -> bytes:
-    from matplotlib.figure import Figure
-
-    from autorad.evaluate.plots import figure_png
-
-    fig = Figure(figsize=(3.2, 3.2))
-    ax = fig.add_subplot()
-    ax.imshow(crop_hu, cmap="gray", vmin=-1000, vmax=400, interpolation="nearest")
-    if crop_mask.any():
-        ax.contour(crop_mask.astype(float), levels=[0.5], colors=["#e69f00"], linewidths=1.2)
-    ax.set_axis_off()
-    ax.set_title("crop, window -1000..400 HU", fontsize=8)
-    return figure_png(fig)
+def _table_row(rid: str, result: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(TABLE_COLUMNS)
+    row.update(id=rid, error=error or "")
+    if result is not None:
+        row.update({f"prob_{c}": result["probabilities"][c] for c in CLASS_NAMES})
+        row.update(predicted_class=result["predicted_class"], mask_method=result["mask"]["method"],
+                   mask_volume_mm3=result["mask"]["volume_mm3"], slice_index=result["slice_index"],
+                   slice_z_mm=result["slice_z_mm"], equivalent_diameter_mm=result["equivalent_diameter_mm"],
+                   radiomics_status=result["radiomics_status"], n_warnings=len(result["warnings"]),
+                   warnings="; ".join(result["warnings"]), seconds=result["seconds"])
+    return row
 
 
-def write_prediction_report(path: Path, result: dict[str, Any], crop_hu: np.ndarray, crop_mask: np.ndarray) -> None:
-    """A self-contained HTML page: the crop with the mask outline and the probabilities."""
-    img = base64.b64encode(_crop_png(crop_hu, crop_mask)).decode()
-    bars = "".join(
-        f"<tr><td>{html.escape(c)}</td><td><div style='background:#0072b2;height:14px;width:{p * 300:.0f}px'>"
-        f"</div></td><td>{p:.3f}</td></tr>" for c, p in result["probabilities"].items())
-    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>autorad prediction</title>
-<style>body{{font-family:sans-serif;max-width:760px;margin:2em auto}} td{{padding:4px 8px}}</style></head><body>
-<h1>autorad prediction</h1>
-<p><b>Predicted class: {html.escape(result['predicted_class'])}</b> &mdash; research software, not a diagnosis.</p>
-<img alt="nodule crop with mask outline" src="data:image/png;base64,{img}">
-<table>{bars}</table>
-<p>Model: {html.escape(str(result['model']))}<br>Encoders: {html.escape(str(result['encoders']))}<br>
-Radiomics status: {html.escape(str(result['radiomics_status']))}<br>
-Equivalent diameter: {result['equivalent_diameter_mm']} mm, slice index {result['slice_index']}</p>
-</body></html>"""
-    atomic_write_text(path, body)
+def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwrite: bool = False) -> pd.DataFrame:
+    """Predict every nodule of a nodules CSV with the model loaded once; write ``out/predictions.csv``,
+    ``out/predictions.parquet`` and ``out/nodules/<id>.json``. A nodule that fails (air click, empty mask ...)
+    gets its error in the table and no JSON; the others go on."""
+    from autorad.data.dataset import safe_id
+    from autorad.data.dicom import load_ct, load_image_file, load_series
+
+    rows = read_nodules_csv(nodules)
+    inputs = (run, nodules, *{r["ct"] for r in rows}, *{r["mask"] for r in rows if r["mask"] is not None})
+    prepare_output_dir(out, kind="predictions", inputs=inputs, overwrite=overwrite, create=False)
+    predictor = load_predictor(run)
+    out = prepare_output_dir(out, kind="predictions", inputs=inputs, overwrite=overwrite)
+    (out / "nodules").mkdir(parents=True, exist_ok=True)
+    table, last_ct, vol = [], None, None
+    for row in rows:
+        try:
+            if row["ct"] != last_ct:  # consecutive nodules of one CT load it once
+                loader = {"dicom": load_series, "image": load_image_file}.get(row["ct_kind"], load_ct)
+                vol, last_ct = loader(row["ct"]), None
+                last_ct = row["ct"]
+            result = predictor.predict(vol, mask=row["mask"], center=row["center"], diameter_mm=row["diameter_mm"],
+                                       label=row["label"], disk=row["disk"])
+        except InputError as err:
+            table.append(_table_row(row["id"], None, str(err)))
+            continue
+        result = {"id": row["id"], **result}
+        atomic_write_text(out / "nodules" / f"{safe_id(row['id'])}.json", json.dumps(result, indent=2) + "\n")
+        table.append(_table_row(row["id"], result, None))
+    df = pd.DataFrame(table, columns=TABLE_COLUMNS)
+    atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
+    write_parquet(df, out / "predictions.parquet")
+    if predictor.model_warnings():
+        warn_stderr({"warnings": predictor.model_warnings()})
+    return df

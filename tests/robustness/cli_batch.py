@@ -28,7 +28,9 @@ from pathlib import Path
 
 PRELOAD = ("autorad.cli", "autorad.config", "autorad.train.cv", "autorad.predict", "autorad.data.dicom",
            "autorad.data.ingest", "autorad.evaluate.apply", "autorad.evaluate.report", "autorad.train.kinds",
-           "autorad.radiomics.extract", "pydicom", "SimpleITK", "sklearn.linear_model", "torch", "pandas")
+           "autorad.radiomics.extract", "pydicom", "SimpleITK", "sklearn.linear_model", "torch", "pandas",
+           "autorad.predictor", "autorad.segment", "autorad.segment.unet", "radiomics.featureextractor",
+           "logging.config", "jinja2")
 
 
 @dataclass

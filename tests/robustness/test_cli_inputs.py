@@ -23,7 +23,8 @@ from autorad.outputs import MARKER, write_marker
 from autorad.train.checkpoint import seal_meta
 from robustness.cli_batch import CliResult, run_batch
 
-CENTER = ["--center", "19,30,6", "--diameter-mm", "6"]  # the factory's nodule: column 19, row 30, slice 6
+DISK = ["--diameter-mm", "6", "--disk"]  # an explicit disk: these cases test inputs, not the click segmentation
+CENTER = ["--center", "19,30,6", *DISK]  # the factory's nodule: column 19, row 30, slice 6
 
 
 def _nifti(arr: np.ndarray, path: Path, spacing=(0.7, 0.7, 1.25), origin=(0.0, 0.0, 0.0)) -> Path:
@@ -136,7 +137,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     argv: dict[str, tuple[list, Path | None]] = {
         **{f"dicom_{k}": (predict_dicom(k), out / f"{k}.html") for k in d},
         # slice 2 is missing: the nodule's slice (6 in the full series) is the 6th present one, Z=5
-        "dicom_gap": (["predict", run, "--dicom", d["gap"], "--center", "19,30,5", "--diameter-mm", "6", "--report",
+        "dicom_gap": (["predict", run, "--dicom", d["gap"], "--center", "19,30,5", *DISK, "--report",
                        out / "gap.html"], out / "gap.html"),
         "dicom_missing_path": (["predict", run, "--dicom", t / "nowhere", *CENTER, "--report", out / "nw.html"],
                                out / "nw.html"),
@@ -155,11 +156,11 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
                        out / "nan.html"], out / "nan.html"),
         "image_inf": (["predict", run, "--image", _nifti(inf, t / "inf.nrrd"), "--mask", m["ball"], "--report",
                        out / "inf.html"], out / "inf.html"),
-        "image_zero_spacing": (["predict", run, "--image", zero_nrrd, "--center", "2,2,2", "--diameter-mm", "3"],
+        "image_zero_spacing": (["predict", run, "--image", zero_nrrd, "--center", "2,2,2", *DISK],
                                None),
         "image_missing": (["predict", run, "--image", t / "nowhere.nii.gz", "--mask", m["ball"]], None),
         "image_not_nifti": (["predict", run, "--image", d["ok"] / "img0003.dcm", "--mask", m["ball"]], None),
-        "center_outside": (["predict", run, "--dicom", d["ok"], "--center", "500,2,3", "--diameter-mm", "6"], None),
+        "center_outside": (["predict", run, "--dicom", d["ok"], "--center", "500,2,3", *DISK], None),
         "config_unknown_key": (["train", small_dataset, "--config", t / "unknown_key.yaml", "--out",
                                 out / "r_uk"], out / "r_uk"),
         "config_wrong_type": (["train", small_dataset, "--config", t / "wrong_type.yaml", "--out", out / "r_wt"],

@@ -87,17 +87,24 @@ def identified(tmp_path_factory, logreg_run):
         uids += [s.series_uid, s.study_uid, *s.sop_uids]
         series.append(s)
     ds, run, ev, pred = t / "out" / "ds", t / "out" / "run", t / "out" / "eval", t / "out" / "predict"
+    nodules_csv = t / "nodules.csv"  # its CT paths hold the hospital patient ids and raw UIDs
+    nodules_csv.write_text("ct,center,diameter_mm,disk\n" + "".join(f'{s.folder},"19,30,6",6,1\n' for s in series))
     argvs = [["ingest", "lidc", root, "--out", ds, "--folds", "3"],
              ["radiomics", ds],
              ["embed", ds, "--encoder", "tiny-vit-2d"],
              ["train", ds, "--config", "radiomics_logreg", "--out", run],
              ["evaluate", logreg_run, "--data", ds, "--out", ev],
-             ["predict", run, "--dicom", series[0].folder, "--center", "19,30,6", "--diameter-mm", "6",
+             ["predict", run, "--dicom", series[0].folder, "--center", "19,30,6", "--diameter-mm", "6", "--disk",
               "--report", pred / "report.html"],
              ["predict", logreg_run, "--dicom", series[2].folder, "--center", "19,30,6", "--diameter-mm", "6",
-              "--report", pred / "report2.html"],
+              "--disk", "--report", pred / "report2.html"],
+             # the mask, a batch over every series, and the DICOM outputs (which go to t / "pacs", outside "out")
+             ["predict", run, "--dicom", series[1].folder, "--center", "19,30,6", "--diameter-mm", "6", "--disk",
+              "--save-mask", pred / "mask.nii.gz", "--report", pred / "report3.html",
+              "--dicom-seg", t / "pacs" / "seg.dcm", "--dicom-sr", t / "pacs" / "sr.dcm"],
+             ["predict", run, "--nodules", nodules_csv, "--out", pred / "batch"],
              # failing commands print the input's problem: their messages must not leak either
-             ["predict", run, "--dicom", root, "--center", "19,30,6", "--diameter-mm", "6"]]
+             ["predict", run, "--dicom", root, "--center", "19,30,6", "--diameter-mm", "6", "--disk"]]
     other_home = t / "other_home"
     again = [["ingest", "lidc", root, "--out", t / "again" / "same_key", "--folds", "3"],  # same installation
              {"argv": ["ingest", "lidc", root, "--out", t / "again" / "other_key", "--folds", "3"],
@@ -130,6 +137,23 @@ def test_no_identifier_in_any_output_or_log(identified):
     assert hits == []
     manifest = pd.read_parquet(t / "out" / "ds" / "manifest.parquet")
     assert len(manifest) == 3 and manifest["patient_id"].str.startswith("anon-").all()
+
+
+def test_dicom_seg_and_sr_carry_the_source_patient_and_reference_the_series(identified):
+    """--dicom-seg / --dicom-sr are the exception by design: they go back to the archive, so they carry the
+    source's patient and study modules and reference its series (and nothing else of autorad's outputs does)."""
+    import highdicom as hd
+    import pydicom
+
+    t = identified[0]
+    src = pydicom.dcmread(next(p for p in sorted((t / "dicom").rglob("*.dcm")) if "MRN-00417734" in str(p)))
+    seg = hd.seg.segread(t / "pacs" / "seg.dcm")
+    sr = hd.sr.srread(t / "pacs" / "sr.dcm")
+    for ds in (seg, sr):
+        assert ds.PatientID == src.PatientID and ds.StudyInstanceUID == src.StudyInstanceUID
+        assert str(ds.PatientName) == str(src.PatientName)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+    assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
 
 
 def _patient_ids(ds: Path) -> list[str]:

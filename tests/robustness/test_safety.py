@@ -592,7 +592,7 @@ def test_robustness_into_its_run(cases):
     ("option_min_readers_nine", ["argument --min-readers", ">= 1 and <= 4", "got 9"]),
     ("option_jobs_zero", ["argument --jobs", ">= 1"]),
     ("option_folds_not_a_number", ["argument --folds", "expected an integer", "many"]),
-    ("option_diameter_zero", ["argument --diameter-mm", "must be", "got 0"]),
+    ("option_diameter_zero", ["argument --diameter-mm", ">= 2", "got 0"]),
     ("option_batch_size_zero", ["argument --batch-size", "> 0"]),
 ])
 def test_option_out_of_bounds(cases, name, words):

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autorad.config import CROP_FACTOR, CROP_MIN_PX  # the defaults live with CropConfig
+
 AIR_HU = -1000
 
 
@@ -25,7 +27,7 @@ class CropBox:
     size: int
 
 
-def crop_box(mask: np.ndarray, spacing_mm: float, factor: float = 2.0, min_px: int = 16) -> CropBox:
+def crop_box(mask: np.ndarray, spacing_mm: float, factor: float = CROP_FACTOR, min_px: int = CROP_MIN_PX) -> CropBox:
     """The crop box: centred on the mask's centroid, side = max(min_px, factor x diameter / spacing) pixels."""
     if not mask.any():
         raise ValueError("empty mask: no nodule to crop around")
@@ -49,8 +51,8 @@ def apply_crop(image: np.ndarray, box: CropBox, fill: float = AIR_HU) -> np.ndar
     return out
 
 
-def crop_nodule(image: np.ndarray, mask: np.ndarray, spacing_mm: float, factor: float = 2.0,
-                min_px: int = 16) -> tuple[np.ndarray, np.ndarray, CropBox]:
+def crop_nodule(image: np.ndarray, mask: np.ndarray, spacing_mm: float, factor: float = CROP_FACTOR,
+                min_px: int = CROP_MIN_PX) -> tuple[np.ndarray, np.ndarray, CropBox]:
     """Crop image (filled with air outside) and mask (filled with 0) with the same box."""
     box = crop_box(mask, spacing_mm, factor, min_px)
     return apply_crop(image, box, AIR_HU), apply_crop(mask.astype(bool), box, False), box

@@ -27,8 +27,9 @@ import pandas as pd
 
 from autorad import CLASS_NAMES
 from autorad.config import CropConfig, FoldConfig, LabelConfig
-from autorad.data.crop import crop_nodule, equivalent_diameter_mm
+from autorad.data.crop import equivalent_diameter_mm
 from autorad.data.folds import assign_folds
+from autorad.data.geometry import nodule_arrays
 from autorad.data.labels import MAX_READERS, label_from_ratings, malignancy_score
 from autorad.errors import InputError
 from autorad.io import atomic_dir, hash_file, write_json
@@ -124,16 +125,9 @@ def write_dataset(records: Iterable[NoduleRecord | Skip], out: Path, source: str
             if fid in seen:
                 raise InputError(f"duplicate nodule id {rec.nodule_id!r} in source {source}")
             seen.add(fid)
-            crop_hu, crop_mask, box = crop_nodule(rec.slice_hu, mask, rec.pixel_spacing_mm, crop.factor,
-                                                  crop.min_px)
-            arrays: dict[str, np.ndarray] = {
-                "slice_hu": np.asarray(rec.slice_hu, dtype=np.int16), "slice_mask": mask,
-                "crop_hu": crop_hu.astype(np.int16), "crop_mask": crop_mask,
-            }
-            if rec.volume_hu is not None and rec.volume_mask is not None:
-                arrays["volume_hu"] = np.asarray(rec.volume_hu, dtype=np.int16)
-                arrays["volume_mask"] = np.asarray(rec.volume_mask, dtype=bool)
-                arrays["volume_spacing_mm"] = np.asarray(rec.volume_spacing_mm, dtype=np.float64)
+            arrays = nodule_arrays(rec.slice_hu, mask, rec.pixel_spacing_mm, crop.factor, crop.min_px,
+                                   rec.volume_hu, rec.volume_mask, rec.volume_spacing_mm)
+            crop_px = int(arrays.pop("crop_box")[2])
             np.savez_compressed(tmp / "arrays" / f"{fid}.npz", **arrays)
             row: dict[str, Any] = {
                 "nodule_id": str(rec.nodule_id), "array_file": f"arrays/{fid}.npz",
@@ -142,7 +136,7 @@ def write_dataset(records: Iterable[NoduleRecord | Skip], out: Path, source: str
                 "pixel_spacing_mm": float(rec.pixel_spacing_mm),
                 "slice_thickness_mm": float(rec.slice_thickness_mm), "z_mm": float(rec.z_mm),
                 "equivalent_diameter_mm": equivalent_diameter_mm(mask, rec.pixel_spacing_mm),
-                "crop_px": box.size, "has_volume": "volume_hu" in arrays, "source": source,
+                "crop_px": crop_px, "has_volume": "volume_hu" in arrays, "source": source,
             }
             row.update(dict(zip(rating_columns(), ratings.reshape(-1).tolist(), strict=True)))
             row.update(rec.extra)

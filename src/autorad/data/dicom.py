@@ -101,6 +101,10 @@ class CTVolume:
         """The gaps that lie (partly) inside [z_lo, z_hi]."""
         return [(a, b) for a, b in self.gaps if b > z_lo and a < z_hi]
 
+    def gap_between_slices(self, a: int, b: int) -> bool:
+        """Whether slices are missing between slice indices ``a`` and ``b``."""
+        return bool(self.gaps_between(float(self.z_positions[a]), float(self.z_positions[b])))
+
     def to_sitk(self) -> Any:
         """The volume as a SimpleITK image with the same origin, spacing and direction."""
         import SimpleITK as sitk  # noqa: N813
@@ -368,8 +372,17 @@ def load_image_file(path: str | Path) -> CTVolume:
 
 
 def load_mask_file(path: str | Path, like: CTVolume) -> np.ndarray:
-    """Load a nodule mask (NIfTI / NRRD) as a (D, H, W) bool array; refuse one whose geometry differs from
-    ``like``: size must match exactly, spacing and origin within 1e-3 mm, direction within 1e-4.
+    """Load a nodule mask (NIfTI / NRRD) as a (D, H, W) bool array (every voxel above 0); refuse one whose
+    geometry differs from ``like`` (see :func:`load_mask_values`) or that is empty."""
+    mask = load_mask_values(path, like) > 0
+    if not mask.any():
+        raise InputError(f"mask {Path(path).name} is empty (no voxel above 0)")
+    return mask
+
+
+def load_mask_values(path: str | Path, like: CTVolume) -> np.ndarray:
+    """Load a mask or label map (NIfTI / NRRD) as its raw (D, H, W) values; refuse one whose geometry differs
+    from ``like``: size must match exactly, spacing and origin within 1e-3 mm, direction within 1e-4.
     """
     import SimpleITK as sitk  # noqa: N813
 
@@ -387,10 +400,17 @@ def load_mask_file(path: str | Path, like: CTVolume) -> np.ndarray:
                          f"the image has {tuple(round(v, 3) for v in ref.GetOrigin())}")
     if not np.allclose(img.GetDirection(), ref.GetDirection(), atol=1e-4):
         raise InputError(f"mask {path.name} has a different orientation (direction) from the image")
-    mask = sitk.GetArrayFromImage(img) > 0
-    if not mask.any():
-        raise InputError(f"mask {path.name} is empty (no voxel above 0)")
-    return mask
+    return sitk.GetArrayFromImage(img)
+
+
+def load_ct(path: str | Path) -> CTVolume:
+    """A CT from a DICOM series folder (:func:`load_series`) or a NIfTI / NRRD file (:func:`load_image_file`)."""
+    p = Path(path)
+    if p.is_dir():
+        return load_series(p)
+    if not p.exists():
+        raise InputError(f"CT not found: {p} (give a DICOM series folder or a NIfTI / NRRD file)")
+    return load_image_file(p)
 
 
 def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:

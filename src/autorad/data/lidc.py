@@ -32,12 +32,10 @@ from autorad.data.dicom import (
     load_series,
     pseudonymize_patient_id,
 )
+from autorad.data.geometry import middle_slice_index, pixel_spacing_mm, subvolume_box
 from autorad.data.labels import MAX_READERS
 from autorad.data.lidc_xml import LidcAnnotations, ReaderNodule, parse_lidc_xml
 from autorad.errors import InputError
-
-PAD_INPLANE_PX = 10
-PAD_SLICES = 2
 
 
 @dataclass
@@ -139,24 +137,17 @@ def _nodule_record(nodule_id: str, anns: list[ReaderNodule], vol: CTVolume,
         ks, rs, cs = np.nonzero(full)
     else:  # no voxel reaches 50%: keep the annotated extent (write_dataset skips an empty consensus)
         ks, rs, cs = np.array([k_lo, k_hi]), np.array([r_lo, r_hi]), np.array([c_lo, c_hi])
-    k_mid = (int(ks.min()) + int(ks.max())) // 2
-
-    z0, z1 = max(int(ks.min()) - PAD_SLICES, 0), min(int(ks.max()) + PAD_SLICES, depth - 1)
-    # never pad across a gap in the series
-    while z0 < ks.min() and vol.gaps_between(float(vol.z_positions[z0]), float(vol.z_positions[ks.min()])):
-        z0 += 1
-    while z1 > ks.max() and vol.gaps_between(float(vol.z_positions[ks.max()]), float(vol.z_positions[z1])):
-        z1 -= 1
-    y0, y1 = max(int(rs.min()) - PAD_INPLANE_PX, 0), min(int(rs.max()) + PAD_INPLANE_PX, height - 1)
-    x0, x1 = max(int(cs.min()) - PAD_INPLANE_PX, 0), min(int(cs.max()) + PAD_INPLANE_PX, width - 1)
+    k_mid = middle_slice_index(full) if cons.any() else (k_lo + k_hi) // 2
+    box = subvolume_box((int(ks.min()), int(rs.min()), int(cs.min())), (int(ks.max()), int(rs.max()), int(cs.max())),
+                        vol.hu.shape, vol.gap_between_slices)
     ratings = np.stack([a.ratings for a in anns]).astype(np.int16)
     return NoduleRecord(
         nodule_id=nodule_id, patient_id=pid, series_uid=vol.series_uid, ratings=ratings,
         slice_hu=vol.hu[k_mid].copy(), slice_mask=full[k_mid].copy(),
-        pixel_spacing_mm=float(vol.spacing_mm[1]), slice_thickness_mm=float(vol.slice_thickness_mm),
+        pixel_spacing_mm=pixel_spacing_mm(vol.spacing_mm[1], vol.spacing_mm[2]),
+        slice_thickness_mm=float(vol.slice_thickness_mm),
         z_mm=float(vol.z_positions[k_mid]),
-        volume_hu=vol.hu[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1].copy(),
-        volume_mask=full[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1].copy(),
+        volume_hu=vol.hu[box].copy(), volume_mask=full[box].copy(),
         volume_spacing_mm=tuple(float(s) for s in vol.spacing_mm),  # type: ignore[arg-type]
         extra={"manufacturer": vol.manufacturer, "n_annotations": len(anns),
                "consensus_slices": int(ks.max() - ks.min() + 1) if cons.any() else 0})

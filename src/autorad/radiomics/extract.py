@@ -178,19 +178,30 @@ def _params_from_json(settings_json: str) -> RadiomicsParams:
     return load_params(json.loads(settings_json))
 
 
-def _nodule_arrays(ds: Dataset, row: Any, mode: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]] | None:
-    keys = ("volume_hu", "volume_mask", "volume_spacing_mm") if mode == "3d" else ("slice_hu", "slice_mask")
-    with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
-        if any(k not in z.files for k in keys):
-            if mode == "3d":
-                return None
-            raise InputError(f"{row['array_file']}: missing {', '.join(k for k in keys if k not in z.files)}")
-        arrays = {k: z[k] for k in keys}
+RADIOMICS_KEYS = {"2d": ("slice_hu", "slice_mask"), "3d": ("volume_hu", "volume_mask", "volume_spacing_mm")}
+
+
+def radiomics_inputs(arrays: dict[str, np.ndarray], pixel_spacing_mm: float,
+                     mode: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]] | None:
+    """What PyRadiomics sees for one nodule's stored arrays (see :func:`autorad.data.geometry.nodule_arrays`):
+    the middle slice and its mask at ``pixel_spacing_mm`` (2D), or the padded sub-volume (3D; None without one).
+    Dataset extraction and prediction both call this."""
     if mode == "3d":
+        if any(k not in arrays for k in RADIOMICS_KEYS["3d"]):
+            return None
         spacing = tuple(float(s) for s in arrays["volume_spacing_mm"])
         return arrays["volume_hu"], arrays["volume_mask"], spacing
-    s = float(row["pixel_spacing_mm"])
+    s = float(pixel_spacing_mm)
     return arrays["slice_hu"], arrays["slice_mask"], (s, s)
+
+
+def _nodule_arrays(ds: Dataset, row: Any, mode: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]] | None:
+    keys = RADIOMICS_KEYS[mode]
+    with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
+        if mode == "2d" and any(k not in z.files for k in keys):
+            raise InputError(f"{row['array_file']}: missing {', '.join(k for k in keys if k not in z.files)}")
+        arrays = {k: z[k] for k in keys if k in z.files}
+    return radiomics_inputs(arrays, float(row["pixel_spacing_mm"]), mode)
 
 
 def resolve_params(cfg: RadiomicsConfig, validate: bool = True) -> RadiomicsParams:

@@ -26,8 +26,8 @@ def segment(center: tuple[int, int, int], out: str | Path, dicom: str | Path | N
     """
     from autorad.data.crop import equivalent_diameter_mm
     from autorad.data.dicom import MASK_WRITE_SUFFIXES, load_image_file, load_series, write_mask_file
+    from autorad.data.geometry import middle_slice_index as middle_slice  # the one middle-slice rule
     from autorad.outputs import prepare_output_file, record_output_file
-    from autorad.predict import middle_slice
     from autorad.segment import segment_click
 
     if (dicom is None) == (image is None):

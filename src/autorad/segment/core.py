@@ -71,7 +71,7 @@ def _check_spacing(spacing: tuple[float, ...], n: int) -> tuple[float, ...]:
     return s
 
 
-def _check_seed_in_air(slice_hu: np.ndarray, seed_rc: tuple[int, int], spacing_rc: tuple[float, float],
+def check_seed_in_air(slice_hu: np.ndarray, seed_rc: tuple[int, int], spacing_rc: tuple[float, float],
                        where: str) -> None:
     r, c = seed_rc
     rr, rc = (max(1, int(math.ceil(AIR_RADIUS_MM / s))) for s in spacing_rc)
@@ -216,7 +216,7 @@ class ClickSegmenter:
         r, c = (int(v) for v in seed_rc)
         if not (0 <= r < img.shape[0] and 0 <= c < img.shape[1]):
             raise InputError(f"the seed (row {r}, column {c}) lies outside the {img.shape[0]}x{img.shape[1]} slice")
-        _check_seed_in_air(img, (r, c), spacing, f"(row {r}, column {c})")  # type: ignore[arg-type]
+        check_seed_in_air(img, (r, c), spacing, f"(row {r}, column {c})")  # type: ignore[arg-type]
         allowed = None if hint is None else _disk(img.shape, (r, c), spacing, HINT_LIMIT * hint)
         mask = self._window_mask(img, (r, c), spacing, allowed)  # type: ignore[arg-type]
         return self._finish(mask, img, spacing, hint, (r, c), f"(row {r}, column {c})")
@@ -255,7 +255,7 @@ class ClickSegmenter:
             raise InputError(f"--center {x},{y},{z} lies outside the volume (X < {w}, Y < {h}, Z < {d})")
         where = f"--center {x},{y},{z}"
         inplane = spacing[1:]
-        _check_seed_in_air(vol[z], (y, x), inplane, where)  # type: ignore[arg-type]
+        check_seed_in_air(vol[z], (y, x), inplane, where)  # type: ignore[arg-type]
         allowed = None if hint is None else _disk((h, w), (y, x), inplane, HINT_LIMIT * hint)
         first = self._window_mask(vol[z], (y, x), inplane, allowed)  # type: ignore[arg-type]
         res2d = self._finish(first, vol[z], inplane, hint, (y, x), where)

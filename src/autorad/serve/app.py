@@ -32,14 +32,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autorad import __version__
+from autorad.data.dicom import CTVolume
 from autorad.errors import InputError
-from autorad.serve.model import DOWNLOADS, ServedModel
+from autorad.serve.model import DICOM_DOWNLOADS, DOWNLOADS, ServedModel
 from autorad.serve.uploads import MB, UploadLimits, UploadTooLargeError, load_volume, private_workdir, stage_upload
 from autorad.serve.volumes import VolumeStore, mask_payload, volume_info, voxels_int16
 
 log = logging.getLogger("autorad.serve")
 STATIC = Path(str(package_files("autorad.serve") / "static"))
-DOWNLOAD_TYPES = {"report.html": "text/html; charset=utf-8", "mask.nii.gz": "application/gzip"}
+DOWNLOAD_TYPES = {"report.html": "text/html; charset=utf-8", "mask.nii.gz": "application/gzip",
+                  "seg.dcm": "application/dicom", "sr.dcm": "application/dicom"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
                                "frame-ancestors 'none'",
@@ -127,8 +129,7 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
     settings = settings or ServeSettings()
     model = ServedModel(run)
     if settings.warm_up:
-        with private_workdir() as work:
-            model.warm_up(work)
+        model.warm_up()
     store = VolumeStore(settings.max_volumes)
     app = FastAPI(title="autorad viewer", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.model, app.state.store, app.state.settings = model, store, settings
@@ -175,10 +176,17 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
             raise StarletteHTTPException(404, "unknown volume id (it may have been closed: open the file again)") \
                 from None
 
-    def _decode(uploads: list[UploadFile]):
+    def _decode(uploads: list[UploadFile], keep_sources: bool = False) -> tuple[CTVolume, list | None]:
+        """The uploaded CT and, for a DICOM series when asked, its slices' headers (for DICOM SEG / SR)."""
         with private_workdir() as work:
             path = stage_upload([(u.filename, u.file) for u in uploads], work, settings.limits)
-            return load_volume(path)
+            vol = load_volume(path)
+            sources = None
+            if keep_sources and path.is_dir():
+                from autorad.dicom_out import read_sources
+
+                sources = read_sources(path, vol.sop_uids, headers_only=True)
+            return vol, sources
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -196,14 +204,13 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
     def predict(file: Annotated[list[UploadFile], File()], center: Annotated[str, Form()],
                 diameter_mm: Annotated[str | None, Form()] = None) -> dict[str, Any]:
         c, d = parse_center(center), parse_diameter(diameter_mm)
-        with private_workdir() as work:
-            vol = load_volume(stage_upload([(u.filename, u.file) for u in file], work, settings.limits))
-            return model.predict(vol, c, d, work).result
+        vol, _ = _decode(file)
+        return model.predict(vol, c, d).result
 
     @app.post("/api/volumes")
     def open_volume(file: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
-        vol = _decode(file)
-        return volume_info(store.add(vol), vol)
+        vol, sources = _decode(file, keep_sources=True)
+        return volume_info(store.add(vol, sources), vol)
 
     @app.get("/api/volumes/{key}/voxels")
     def voxels(key: str) -> Response:
@@ -215,22 +222,22 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
                      diameter_mm: Annotated[str | None, Form()] = None) -> dict[str, Any]:
         item = _open(key)
         c, d = parse_center(center), parse_diameter(diameter_mm)
-        with private_workdir() as work:
-            pred = model.predict(item.volume, c, d, work)
-        item.prediction = pred
-        return {"prediction": pred.result, "mask": mask_payload(pred.mask),
-                "downloads": {name: f"/api/volumes/{key}/files/{name}" for name in DOWNLOADS}}
+        answer = model.predict(item.volume, c, d)
+        item.prediction = answer
+        names = DOWNLOADS + (DICOM_DOWNLOADS if item.sources else ())
+        return {"prediction": answer.result, "mask": mask_payload(answer.mask),
+                "downloads": {name: f"/api/volumes/{key}/files/{name}" for name in names}}
 
     @app.get("/api/volumes/{key}/files/{name}")
     def download(key: str, name: str) -> Response:
         item = _open(key)
-        pred = item.prediction
-        if name not in DOWNLOADS:
-            raise StarletteHTTPException(404, f"no download named {name!r}")
-        if pred is None:
+        answer = item.prediction
+        if name not in DOWNLOADS + DICOM_DOWNLOADS or (name in DICOM_DOWNLOADS and not item.sources):
+            raise StarletteHTTPException(404, f"no download named {name!r} for this volume")
+        if answer is None:
             raise StarletteHTTPException(404, f"no {name} yet: click a nodule first")
         with private_workdir() as work:
-            content = model.download(item.volume, pred, name, work)
+            content = model.download(answer, name, work, item.sources)
         return Response(content, media_type=DOWNLOAD_TYPES.get(name, "application/octet-stream"),
                         headers={"Content-Disposition": f'attachment; filename="autorad-{name}"',
                                  "Cache-Control": "no-store"})

@@ -12,18 +12,20 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from autorad.data.dicom import CTVolume
 from autorad.errors import InputError
-from autorad.serve.model import Prediction
+from autorad.serve.model import Answer
 
 
 @dataclass
 class OpenVolume:
     volume: CTVolume
-    prediction: Prediction | None = None
+    sources: list[Any] | None = None  # a DICOM series' slice headers (identifiers: only for SEG / SR downloads)
+    prediction: Answer | None = None
 
 
 class VolumeStore:
@@ -36,10 +38,10 @@ class VolumeStore:
         self._items: OrderedDict[str, OpenVolume] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, vol: CTVolume) -> str:
+    def add(self, vol: CTVolume, sources: list[Any] | None = None) -> str:
         key = secrets.token_urlsafe(16)
         with self._lock:
-            self._items[key] = OpenVolume(vol)
+            self._items[key] = OpenVolume(vol, sources)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return key

@@ -143,7 +143,8 @@ function showPrediction(answer, clickMs) {
   $("warnings").replaceChildren(...(p.warnings || []).map((w) => {
     const li = document.createElement("li"); li.textContent = w; return li;
   }));
-  const parts = [`slice ${p.slice_index}`];
+  const parts = [`slice ${p.slice_index} (z = ${p.slice_z_mm} mm)`];
+  if (p.mask) parts.push(`mask: ${p.mask.description} (${p.mask.detail}), ${p.mask.volume_mm3} mm³`);
   if (p.equivalent_diameter_mm !== undefined) parts.push(`equivalent diameter ${p.equivalent_diameter_mm} mm`);
   if (p.radiomics_status) parts.push(`radiomics: ${p.radiomics_status}`);
   parts.push(`answered in ${(clickMs / 1000).toFixed(2)} s (model ${p.seconds} s)`);
@@ -199,15 +200,17 @@ async function loadHealth() {
   try {
     const h = await (await fetch("/api/health")).json();
     const m = h.model;
-    const enc = (m.encoders || []).map((e) => `${e.role} ${e.name}`).join(", ");
-    $("model-line").textContent = `model: ${m.kind}${m.name && m.name !== m.kind ? ` (${m.name})` : ""}` +
-      `${enc ? `, ${enc}` : ""}, ` +
-      `trained on ${m.data_source || "unknown data"} · autorad ${h.autorad_version}`;
-    $("sim-banner").hidden = !m.simulated_data;
-    const cv = m.cv || {}, sd = cv.fold_std || {};
-    const rows = [["nodules", cv.n === null || cv.n === undefined ? "n/a" : String(cv.n)],
-                  ["accuracy", fmt(cv.accuracy, sd.accuracy)], ["macro AUC", fmt(cv.macro_auc, sd.macro_auc)],
-                  ["calibration error (ECE)", fmt(cv.ece, sd.ece)]];
+    const enc = [m.vision_encoder && `vision ${m.vision_encoder}`, m.text_encoder && `text ${m.text_encoder}`]
+      .filter(Boolean).join(", ");
+    $("model-line").textContent = `model: ${m.kind}${enc ? `, ${enc}` : ""}, ` +
+      `trained on ${m.trained_on} · autorad ${h.autorad_version}`;
+    $("model-words").textContent = m.in_words ? `${m.in_words}.` : "";
+    $("sim-banner").hidden = !m.simulated_training_data;
+    const cv = m.cross_validation || {};
+    const rows = [["nodules", cv.n === null || cv.n === undefined ? "n/a" : `${cv.n} (${cv.n_folds} folds)`],
+                  ["accuracy", fmt(cv.accuracy, cv.accuracy_fold_std)],
+                  ["macro AUC", fmt(cv.macro_auc, cv.macro_auc_fold_std)],
+                  ["unsure F1", fmt(cv.unsure_f1)], ["calibration error (ECE)", fmt(cv.ece)]];
     $("quality").tBodies[0].replaceChildren(...rows.map(([k, v]) => {
       const tr = document.createElement("tr");
       for (const t of [k, v]) { const td = document.createElement("td"); td.textContent = t; tr.append(td); }
