@@ -147,7 +147,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     from autorad.errors import ConfigError
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.outputs import prepare_output_dir
-    from autorad.radiomics.executors import run_tasks
+    from autorad.tasks import run_tasks
     from autorad.train.cv import check_resumable, write_run_report
     from autorad.train.run import Run
 
