@@ -147,3 +147,16 @@ def test_shipped_weights_load_strictly_and_refuse_tampering(tmp_path):
         load_segmenter(bad)
     with pytest.raises(CheckpointError):
         load_segmenter(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("bad", ["1", "101", "nan", "inf", "big"])
+def test_cli_diameter_hint_is_bounded_like_predicts(tmp_path, bad, capsys):
+    """``segment --diameter-mm`` takes the same bounded option type as ``predict --diameter-mm``."""
+    from autorad.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["segment", "--image", str(tmp_path / "ct.nii.gz"), "--center", "1,1,1", "--diameter-mm", bad,
+              "--out", str(tmp_path / "m.nii.gz")])
+    line = capsys.readouterr().err.strip()
+    assert err.value.code == 2 and "argument --diameter-mm" in line and "\n" not in line
+    assert not (tmp_path / "m.nii.gz").exists()

@@ -445,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dicom", help="folder holding one CT series")
     src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
     s.add_argument("--center", required=True, help="X,Y,Z voxel indices (column, row, slice in position order)")
-    s.add_argument("--diameter-mm", type=float, help="optional hint: the nodule's diameter, 2-100 mm")
+    s.add_argument("--diameter-mm", type=diameter_mm, help="optional hint: the nodule's diameter, 2-100 mm")
     s.add_argument("--out", required=True, help="mask file to write (.nii.gz, .nii or .nrrd)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_segment, outputs={"out": "--out"})
