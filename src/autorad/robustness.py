@@ -138,7 +138,7 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
     models = None
     if oof:
         models = predictor.fold_models()
-        cv = pd.read_parquet(Path(run) / "predictions.parquet").set_index("nodule_id")["fold"]
+        cv = predictor.run.read_predictions().set_index("nodule_id")["fold"]
         ids = m["nodule_id"].astype(str)
         if not ids.isin(cv.index).all():
             raise InputError(f"--oof: {ds.path.name} is not the dataset {Path(run).name} was cross-validated on "
