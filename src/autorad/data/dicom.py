@@ -419,10 +419,11 @@ def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
     The file appears complete or not at all (written beside ``path`` under a temporary name, then renamed).
     Whether ``path`` may be written at all is the caller's decision.
     """
-    import os
     import tempfile
 
     import SimpleITK as sitk  # noqa: N813
+
+    from autorad.io import atomic_write_bytes
 
     path = Path(path)
     m = np.asarray(mask)
@@ -433,15 +434,10 @@ def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
         raise InputError(f"the mask file must end in .nii, .nii.gz or .nrrd: {path.name}")
     img = sitk.GetImageFromArray(m.astype(np.uint8))
     img.CopyInformation(like.to_sitk())
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(img, tmp, useCompression=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # SimpleITK writes only to a named file: write it in a private scratch folder, then publish the bytes through
+    # the project's one atomic writer (permissions, rename, write errors naming the path).
+    with tempfile.TemporaryDirectory(prefix="autorad-mask-") as scratch:
+        tmp = Path(scratch) / f"mask{suffix}"
+        sitk.WriteImage(img, str(tmp), useCompression=True)
+        atomic_write_bytes(path, tmp.read_bytes())
     return path
