@@ -139,7 +139,7 @@ def main() -> int:
     ap.add_argument("--report-only", action="store_true", help="train nothing; report the runs that exist")
     ap.add_argument("--masks", nargs="*", choices=MASKS, default=None,
                     help="also evaluate on masks grown / shrunk by one pixel (no value: both)")
-    ap.add_argument("--jobs", type=int, default=2, help="radiomics worker processes")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (radiomics, seeds trained at once)")
     ap.add_argument("--docs", default="docs/results.md")
     args = ap.parse_args()
     out = Path(args.out)
@@ -169,7 +169,8 @@ def main() -> int:
         if args.report_only or (args.only and row.name not in args.only):
             continue
         seeds = args.seeds if row.seeded else 1
-        extra = ["train.final_model=false", f"train.n_seeds={seeds}", f"train.seed_ensemble={seeds > 1}"]
+        extra = ["train.final_model=false", f"train.n_seeds={seeds}", f"train.seed_ensemble={seeds > 1}",
+                 f"train.jobs={min(args.jobs, seeds)}"]  # seeds at once; a seed's result does not depend on it
         cfg = load_config(row.config, row.overrides + extra)
         cfg.name = row.name
         train(ds.path, cfg, run)
