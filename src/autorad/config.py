@@ -7,11 +7,14 @@ defaults equal to the paper's settings, so a config only lists what it changes.
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autorad import CLASS_NAMES
 from autorad.devices import DEVICE_PATTERN
@@ -116,6 +119,31 @@ class ModelConfig(_Strict):
         return v
 
 
+SELECT_METRICS = ("log_loss", "macro_auc", "accuracy", "macro_f1")  # log_loss: lower is better; others: higher
+SELECT_MAX_CANDIDATES = 64  # a bigger grid is refused: every candidate costs a training per inner split and fold
+
+
+class SelectConfig(_Strict):
+    """Nested selection (``train.select``, :mod:`autorad.train.select`): every combination of ``grid`` is trained on
+    the inner part of each training fold and scored on its inner validation part; the best is refitted on the
+    whole training fold. The test fold is never seen."""
+
+    grid: dict[str, list[Any]]  # dotted config key (as for --set) -> candidate values, e.g. {model.n_ctx: [4, 16]}
+    folds: int = Field(1, ge=1, le=10)  # 1: one inner patient-level split; k >= 2: inner k-fold (scores pooled)
+    fraction: float = Field(0.2, gt=0, lt=0.5)  # the inner validation share when folds is 1
+    metric: Literal[SELECT_METRICS] = "log_loss"
+
+
+# train keys that organise a run rather than shape what a fold's model learns: never selected by train.select
+TRAIN_RUN_KEYS = ("seed", "n_seeds", "seed_ensemble", "executor", "jobs", "ray_address", "device", "final_model",
+                  "select")
+
+
+def learning_keys() -> frozenset[str]:
+    """Every ``train.*`` key that changes what a trained model learns (all but :data:`TRAIN_RUN_KEYS`)."""
+    return frozenset(f"train.{k}" for k in TrainConfig.model_fields if k not in TRAIN_RUN_KEYS)
+
+
 class TrainConfig(_Strict):
     """Optimisation schedule (paper: SGD, momentum 0.9, wd 5e-7, lr 1e-4, cosine decay)."""
 
@@ -139,6 +167,7 @@ class TrainConfig(_Strict):
     ray_address: str | None = None
     device: str = Field("cpu", pattern=DEVICE_PATTERN)  # embedding, training and prediction
     final_model: bool = True  # also train on all data after cross-validation
+    select: SelectConfig | None = None  # choose model/train settings by nested validation (None: off)
 
 
 class ExperimentConfig(_Strict):
@@ -151,10 +180,106 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
+    @model_validator(mode="after")
+    def _selection_grid(self) -> ExperimentConfig:
+        if self.train.select is not None:
+            self.train.select.grid = check_selection(self)
+        return self
+
+
+def selection_candidates(cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """Every combination of ``train.select.grid`` as ``{dotted key: value}``, in grid order (the first key varies
+    slowest); empty when selection is off."""
+    sel = cfg.train.select
+    if sel is None:
+        return []
+    keys = list(sel.grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(sel.grid[k] for k in keys))]
+
+
+def candidate_label(overrides: dict[str, Any]) -> str:
+    """``model.n_ctx=16 train.lr=0.001``: a candidate as the --set overrides that make it."""
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+
+
+def candidate_config(cfg: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    """``cfg`` with one candidate's values and selection off: the config a candidate (and the winner) trains with."""
+    raw = cfg.model_dump(mode="json")
+    raw["train"]["select"] = None
+    for key, value in overrides.items():
+        raw = set_dotted(raw, key, value)
+    return config_from_dict(raw, source=f"train.select.grid candidate {candidate_label(overrides)}")
+
+
+def _known_key(dotted: str) -> bool:
+    try:
+        get_dotted(ExperimentConfig().model_dump(mode="json"), dotted)
+    except KeyError:
+        return False
+    return True
+
+
+def check_selection(cfg: ExperimentConfig) -> dict[str, list[Any]]:
+    """The grid of ``train.select`` with every value as its option validates it (``"1e-3"`` -> 0.001); a ValueError
+    naming the option and key, before any training, for an empty grid or value list, a key that is unknown,
+    organises the run, or is not read by ``model.kind``, too many candidates, or a value its option refuses."""
+    from autorad.train.kinds import tunable_keys  # the registry of model kinds says what each kind reads
+
+    grid = cfg.train.select.grid if cfg.train.select is not None else {}
+    if not grid:
+        raise ValueError("train.select.grid is empty; give at least one key with its values, e.g. "
+                         "{model.n_ctx: [4, 16]}")
+    tunable = tunable_keys(cfg.model)
+    for key, values in grid.items():
+        if not values:
+            raise ValueError(f"train.select.grid: key '{key}' lists no value")
+        if not _known_key(key):
+            raise ValueError(f"train.select.grid: unknown config key '{key}'")
+        if key not in tunable:
+            if not key.startswith(("model.", "train.")) or key.removeprefix("train.") in TRAIN_RUN_KEYS:
+                why = "it is not a model or training setting that inner validation can choose"
+            else:
+                why = f"model.kind {cfg.model.kind}{' with fusion gbm' if cfg.model.fusion == 'gbm' else ''} " \
+                      "does not use it"
+            raise ValueError(f"train.select.grid: key '{key}' cannot be selected: {why} (selectable: "
+                             f"{', '.join(sorted(tunable)) or 'none'})")
+    n = math.prod(len(v) for v in grid.values())
+    if n > SELECT_MAX_CANDIDATES:
+        raise ValueError(f"train.select.grid has {n} candidates; at most {SELECT_MAX_CANDIDATES} (each one is "
+                         "trained once per inner split and outer fold)")
+    if n < 2:
+        raise ValueError("train.select.grid has a single candidate; list at least two values to choose among")
+    normalised: dict[str, list[Any]] = {}
+    for key, values in grid.items():
+        normalised[key] = []
+        for value in values:
+            try:
+                one = candidate_config(cfg, {key: value})
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+            normalised[key].append(get_dotted(one.model_dump(mode="json"), key))
+        if len({json.dumps(v, sort_keys=True) for v in normalised[key]}) < len(values):
+            raise ValueError(f"train.select.grid: key '{key}' lists a value twice")
+    return normalised
+
+
+def config_identity(cfg: ExperimentConfig | dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs the same run: the config without its name and output folder, and without options that
+    are off and newer than existing runs (``train.select: null``), so that runs trained before those options
+    existed keep resuming and keep their fingerprints."""
+    d = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else dict(cfg)
+    d = {k: v for k, v in d.items() if k not in ("name", "out_dir")}
+    train = d.get("train")
+    if isinstance(train, dict) and "select" in train and train["select"] is None:
+        d["train"] = {k: v for k, v in train.items() if k != "select"}
+    return d
+
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"])
+    if not loc:  # a whole-config rule (e.g. train.select): its message names the option itself
+        return f"{source}: {str(first['msg']).removeprefix('Value error, ')}"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{loc}'"
     return f"{source}: key '{loc}': {first['msg']} (got {excerpt(first.get('input'))})"
@@ -207,6 +332,28 @@ def load_raw_config(path: str | Path, _depth: int = 0) -> dict[str, Any]:
     return raw
 
 
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """A copy of ``raw`` with ``section.key`` set to ``value`` (the one rule for dotted keys: --set, train.select)."""
+    raw = dict(raw)
+    keys = dotted.strip().split(".")
+    node = raw
+    for k in keys[:-1]:
+        node[k] = dict(node.get(k) or {})
+        node = node[k]
+    node[keys[-1]] = value
+    return raw
+
+
+def get_dotted(raw: dict[str, Any], dotted: str) -> Any:
+    """The value at ``section.key`` of a plain config mapping (KeyError when a part is missing)."""
+    node: Any = raw
+    for k in dotted.strip().split("."):
+        if not isinstance(node, dict):
+            raise KeyError(dotted)
+        node = node[k]
+    return node
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides (value parsed as YAML: numbers, lists, null...)."""
     raw = dict(raw)
@@ -214,13 +361,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, value = item.split("=", 1)
-        keys = dotted.strip().split(".")
-        parsed = load_yaml_text(value, f"--set {excerpt(item)}")
-        node = raw
-        for k in keys[:-1]:
-            node[k] = dict(node.get(k) or {})
-            node = node[k]
-        node[keys[-1]] = parsed
+        raw = set_dotted(raw, dotted, load_yaml_text(value, f"--set {excerpt(item)}"))
     return raw
 
 

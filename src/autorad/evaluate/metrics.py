@@ -89,6 +89,12 @@ def compute_metrics(pred: pd.DataFrame, by_fold: bool = True) -> dict[str, Any]:
     return out
 
 
+def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (probabilities clipped at 1e-12): the cross-entropy that
+    inner validation minimises (fusion weight, nested selection)."""
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
+
+
 def metrics_summary_line(metrics: dict[str, Any]) -> str:
     """One line with the headline numbers: n, accuracy, macro AUC and unsure F1 (pooled, fold mean ± std)."""
     pooled = metrics["pooled"]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from autorad import CLASS_NAMES, __version__
-from autorad.config import ExperimentConfig, dump_config
+from autorad.config import ExperimentConfig, config_identity, dump_config
 from autorad.data.dataset import Dataset
 from autorad.data.folds import assign_folds
 from autorad.devices import resolve_device
@@ -37,7 +37,7 @@ __all__ = ["cross_validate", "fit_final", "load_model", "train", "write_run_repo
 
 
 def _fingerprint(cfg: ExperimentConfig, ds: Dataset, extra: Any) -> str:
-    return hash_json([cfg.model_dump(mode="json", exclude={"name", "out_dir"}), ds.fingerprint, extra])
+    return hash_json([config_identity(cfg), ds.fingerprint, extra])
 
 
 def check_trainable(table: FeatureTable, where: str) -> list[str]:
@@ -67,14 +67,26 @@ def prediction_frame(table: FeatureTable, proba: np.ndarray) -> pd.DataFrame:
     return df
 
 
+def inner_folds(train: FeatureTable, n: int, seed: int) -> np.ndarray:
+    """Patient-level, label-stratified inner folds (0..n-1) of the training rows (never touches the test fold);
+    the one rule behind ``train.val_fraction`` and ``train.select``."""
+    return assign_folds(train.patient_ids, [CLASS_NAMES[i] for i in train.y], n, seed)
+
+
+def split_folds(fraction: float) -> int:
+    """How many inner folds a single validation split of ``fraction`` is cut from (inner fold 0 validates)."""
+    return max(2, round(1 / fraction))
+
+
 def validation_split(train: FeatureTable, fraction: float, seed: int) -> tuple[FeatureTable, FeatureTable]:
     """A patient-level, label-stratified split of the training rows (never touches the test fold)."""
-    k = max(2, round(1 / fraction))
-    inner = assign_folds(train.patient_ids, [CLASS_NAMES[i] for i in train.y], k, seed + 7)
+    inner = inner_folds(train, split_folds(fraction), seed + 7)
     return train.subset(inner != 0), train.subset(inner == 0)
 
 
-def _fit_one(cfg: ExperimentConfig, train: FeatureTable, state_dir: Path, fold: int) -> Model:
+def fit_model(cfg: ExperimentConfig, train: FeatureTable, state_dir: Path | None, fold: int) -> Model:
+    """A fresh ``cfg.model`` fitted on ``train`` as fold ``fold`` (-1: the final model), keeping the best epoch on a
+    patient-level validation split when ``train.val_fraction`` > 0."""
     val = None
     if cfg.train.val_fraction > 0:
         train, val = validation_split(train, cfg.train.val_fraction, cfg.train.seed + fold)
@@ -110,9 +122,7 @@ def check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
         old = yaml.safe_load(run.config_file.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         old = None
-    new = cfg.model_dump(mode="json")
-    if not isinstance(old, dict) or {k: v for k, v in old.items() if k not in ("name", "out_dir")} != \
-            {k: v for k, v in new.items() if k not in ("name", "out_dir")}:
+    if not isinstance(old, dict) or config_identity(old) != config_identity(cfg):
         raise InputError(f"--out {run.path} holds a run of another config; pass --overwrite to replace it, "
                          f"or choose another folder")
 
@@ -139,10 +149,16 @@ def cross_validate(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentCo
             continue
         tr, te = table.subset(table.folds != k), table.subset(table.folds == k)
         tk = time.time()
-        model = _fit_one(cfg, tr, run.state_dir(k), k)
+        chosen = cfg
+        if cfg.train.select is not None:  # nested: only the training rows choose (autorad.train.select)
+            from autorad.train.select import select_config
+
+            chosen = select_config(run, ds, table, np.flatnonzero(table.folds != k), cfg, k)
+        model = fit_model(chosen, tr, run.state_dir(k), k)
         pred = prediction_frame(te, model.predict_proba(te))
         history = model.history.as_dict() if model.history is not None else None  # inner validation, if any
-        run.save_model(k, model, {**meta, "fingerprint": fp, "fold": k, "history": history})
+        run.save_model(k, model, {**meta, "config": chosen.model_dump(mode="json"), "fingerprint": fp, "fold": k,
+                                  "history": history})
         run.write_predictions(pred, k)
         shutil.rmtree(run.state_dir(k), ignore_errors=True)
         parts.append(pred)
@@ -164,8 +180,14 @@ def fit_final(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentConfig)
         log.info("final model: already done")
         return
     log.info("final model on all %d nodules", len(table))
-    model = _fit_one(cfg, table, run.state_dir(None), -1)
-    run.save_model(None, model, {**_checkpoint_meta(cfg, ds, table), "fingerprint": fp, "fold": None})
+    chosen = cfg
+    if cfg.train.select is not None:
+        from autorad.train.select import select_config
+
+        chosen = select_config(run, ds, table, np.arange(len(table)), cfg, None)
+    model = fit_model(chosen, table, run.state_dir(None), -1)
+    run.save_model(None, model, {**_checkpoint_meta(cfg, ds, table), "config": chosen.model_dump(mode="json"),
+                                 "fingerprint": fp, "fold": None})
     shutil.rmtree(run.state_dir(None), ignore_errors=True)
 
 
@@ -207,6 +229,10 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
         cross_validate(run, ds, table, cfg)
         if cfg.train.final_model:
             fit_final(run, ds, table, cfg)
+        if cfg.train.select is not None:
+            from autorad.train.select import attach_selection_summary
+
+            attach_selection_summary(run, cfg)
         write_run_report(run, cfg, ds, warnings, time.time() - t0)
     return run.path
 

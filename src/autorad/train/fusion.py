@@ -14,15 +14,13 @@ import numpy as np
 
 from autorad.config import ModelConfig
 from autorad.errors import CheckpointError, ConfigError
+from autorad.evaluate.metrics import log_loss
 from autorad.train.checkpoint import split_prefix, with_prefix
 from autorad.train.features import FeatureTable
+from autorad.train.kinds import MEMBER_CONFIG
 from autorad.train.kinds.base import Model
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
 
 
 class FusedModel(Model):
@@ -44,7 +42,7 @@ class FusedModel(Model):
                                   "training fold's validation split)")
             self.gbm.fit(train, tcfg)
             pb, pg = self.base.predict_proba(val), self.gbm.predict_proba(val)
-            losses = [_log_loss((1 - w) * pb + w * pg, val.y) for w in WEIGHT_GRID]
+            losses = [log_loss((1 - w) * pb + w * pg, val.y) for w in WEIGHT_GRID]
             self.weight = WEIGHT_GRID[int(np.argmin(losses))]
             full = train if val is None else _concat(train, val)
             self.gbm.fit(full, tcfg)
@@ -59,6 +57,7 @@ class FusedModel(Model):
     def to_tensors(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         tb, mb = self.base.to_tensors()
         tg, mg = self.gbm.to_tensors()
+        mb = {**mb, MEMBER_CONFIG: self.base.cfg.model_dump(mode="json")}  # its own (a seed may select apart)
         return {**with_prefix(tb, "base"), **with_prefix(tg, "gbm")}, \
             {"fusion": {"weight": self.weight, "base": mb, "gbm": mg}}
 

@@ -7,10 +7,14 @@ Run folder::
     log.txt                  the run's log messages (every rerun appends)
     folds/<k>/model/         the fold's model (safetensors + JSON); folds/<k>/predictions.parquet
     folds/<k>/state/         epoch checkpoint while a prompt learner trains (removed when the fold is done)
+    folds/<k>/selection.json with train.select: every candidate's inner score and the winner (autorad.train.select)
+    folds/<k>/selection/     its finished inner trainings' validation predictions (resume)
     predictions.parquet      every out-of-fold prediction
     metrics.json             pooled and per-fold metrics
     final/model/             the model trained on all nodules (used by evaluate and predict)
     final/state/             its epoch checkpoint while it trains
+    final/selection.json     with train.select: the final model's selection on all nodules (and final/selection/)
+    seeds/<s>/               with train.n_seeds > 1: each seed's complete run (autorad.train.seeds)
     report.html, figures/    the report
 
 ``evaluate`` writes the same layout (without folds/ and final/) for a model applied to another dataset.
@@ -84,6 +88,18 @@ class Run:
     def state_dir(self, fold: int | None = None) -> Path:
         """Where a fold's (or the final model's) epoch checkpoint lives while it trains."""
         return (self.path / "final" if fold is None else self.fold_dir(fold)) / "state"
+
+    def selection_file(self, fold: int | None = None) -> Path:
+        """The nested-selection record of a fold, or of the final model for ``fold=None``."""
+        return (self.path / "final" if fold is None else self.fold_dir(fold)) / "selection.json"
+
+    def selection_dir(self, fold: int | None = None) -> Path:
+        """Where a fold's (or the final model's) finished inner trainings are kept while it selects."""
+        return (self.path / "final" if fold is None else self.fold_dir(fold)) / "selection"
+
+    def seed_dir(self, seed: int | str) -> Path:
+        """One seed's complete run inside a multi-seed run."""
+        return self.path / "seeds" / str(seed)
 
     # ------------------------------------------------------------------------------------------ models
     def model_done(self, fold: int | None, fingerprint: str) -> bool:

@@ -26,6 +26,7 @@ from autorad.config import ExperimentConfig, ModelConfig
 from autorad.errors import CheckpointError
 from autorad.train.checkpoint import split_prefix, with_prefix
 from autorad.train.features import FeatureTable
+from autorad.train.kinds import MEMBER_CONFIG
 from autorad.train.kinds.base import Model
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASS_NAMES]
@@ -101,7 +102,7 @@ class SeedEnsemble(Model):
         for i, m in enumerate(self.members):
             t, meta = m.to_tensors()
             tensors.update(with_prefix(t, f"member{i}"))
-            metas.append(meta)
+            metas.append({**meta, MEMBER_CONFIG: m.cfg.model_dump(mode="json")})
         return tensors, {"seed_ensemble": metas}
 
     @classmethod
@@ -119,10 +120,27 @@ class SeedEnsemble(Model):
 
 
 def _gbm_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The radiomics GBM that a fused multi-seed run trains once (it has no random state to vary)."""
+    """The radiomics GBM that a fused multi-seed run trains once (it has no random state to vary; its settings are
+    not selected: see :func:`_check_fused_selection`)."""
     gbm = single_seed_config(cfg, cfg.train.seed)
-    gbm.model.kind, gbm.model.fusion = "radiomics_gbm", "none"
+    gbm.model.kind, gbm.model.fusion, gbm.train.select = "radiomics_gbm", "none", None
     return gbm
+
+
+def _check_fused_selection(cfg: ExperimentConfig) -> None:
+    """With fusion and several seeds each seed selects its prompt learner's settings; the GBM, trained once and
+    fused afterwards, has fixed ones: refuse a grid over what only the fused model reads."""
+    from autorad.errors import ConfigError
+    from autorad.train.kinds import get_kind
+
+    if cfg.train.select is None:
+        return
+    own = get_kind(cfg.model.kind).hyperparameters
+    for key in cfg.train.select.grid:
+        if key not in own:
+            raise ConfigError(f"train.select.grid: key '{key}' cannot be selected with model.fusion: gbm and "
+                              f"train.n_seeds > 1 (the GBM is trained once and fused with every seed); use "
+                              f"train.n_seeds: 1 or drop the key")
 
 
 def fuse(base: pd.DataFrame, gbm: pd.DataFrame, weight: float) -> pd.DataFrame:
@@ -156,6 +174,8 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     if fused and cfg.model.fusion_weight == "auto":
         raise ConfigError("model.fusion_weight: auto is chosen per training run; with train.n_seeds > 1 give a "
                           "number (e.g. 0.5)")
+    if fused:
+        _check_fused_selection(cfg)
     t0 = time.time()
     run = Run(out)
     prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
@@ -167,7 +187,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
         configs = {str(s): single_seed_config(cfg, s) for s in seeds}
         for c in configs.values():
             c.model.fusion = "none"
-        paths = {k: run.path / "seeds" / k for k in configs}
+        paths = {k: run.seed_dir(k) for k in configs}
         if fused:
             configs["gbm"], paths["gbm"] = _gbm_config(cfg), run.path / "gbm"
         tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(paths[k])) for k, c in configs.items()]
@@ -202,7 +222,13 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
                 from autorad.train.fusion import FusedModel
 
                 model = FusedModel(cfg.model, model, runs["gbm"].load_model()[0], weight)
+            # the checkpoint's model config is the shipped model's own (a seed's may be its selection's winner)
             run.save_model(None, model, {**loaded[0][1], "fold": None, "seeds": seeds,
-                                         "config": cfg.model_dump(mode="json")})
+                                         "config": {**cfg.model_dump(mode="json"),
+                                                    "model": model.cfg.model_dump(mode="json")}})
+        if cfg.train.select is not None:
+            from autorad.train.select import attach_selection_summary
+
+            attach_selection_summary(run, cfg, {s: runs[str(s)] for s in seeds})
         write_run_report(run, cfg, Dataset(dataset), [], time.time() - t0)
     return run.path

@@ -28,7 +28,9 @@ How to add a kind (nothing else in autorad changes):
    Every public module of this package is imported on the first registry lookup, so the decorator runs by itself.
    A kind defined outside autorad registers when its module is imported, or by an ``autorad.kinds`` entry point.
 2. Add ``src/autorad/configs/my_kind.yaml`` (``extends: autorad_lung`` + ``model: {kind: my_kind}``).
-   Hyper-parameters a kind needs go into :class:`autorad.config.ModelConfig`.
+   Hyper-parameters a kind needs go into :class:`autorad.config.ModelConfig`; list the keys its ``fit`` reads in
+   the class attribute ``hyperparameters`` (e.g. ``frozenset({"model.my_c", "train.class_weighting"})``) so that
+   ``train.select`` may choose among their values (it refuses keys a kind does not read).
 3. Test it like ``tests/test_model_kinds.py`` does for its toy kind.
 """
 
@@ -49,6 +51,9 @@ if TYPE_CHECKING:
     from autorad.train.kinds.base import Model
 
 ENTRY_POINT_GROUP = "autorad.kinds"
+# in a combined model's checkpoint, each member's metadata holds its own model config under this key (seeds that
+# selected their settings apart, train.select, may differ in e.g. n_ctx)
+MEMBER_CONFIG = "model_config"
 _REGISTRY: dict[str, type[Model]] = {}
 _discovered = False
 
@@ -102,15 +107,29 @@ def make_model(cfg: ModelConfig) -> Model:
     return get_kind(cfg.kind)(cfg)
 
 
+def tunable_keys(cfg: ModelConfig) -> frozenset[str]:
+    """The dotted config keys whose value changes what :func:`make_model`'s model learns (``train.select``)."""
+    keys = get_kind(cfg.kind).hyperparameters
+    if cfg.fusion == "gbm":
+        keys = keys | get_kind("radiomics_gbm").hyperparameters | {"model.fusion_weight"}
+    return keys
+
+
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Model:
     """Rebuild a fitted model from checkpoint tensors and metadata; refuse tensors the model does not use.
 
     Checkpoints of the model combinations (a seed ensemble, :mod:`autorad.train.seeds`; a fusion with the
     radiomics GBM, :mod:`autorad.train.fusion`) say so in their metadata and hold their members' checkpoints.
     """
+    from autorad.config import ModelConfig
     from autorad.train.fusion import FusedModel
     from autorad.train.seeds import SeedEnsemble
 
+    if MEMBER_CONFIG in meta:
+        try:
+            cfg = ModelConfig.model_validate(meta[MEMBER_CONFIG])
+        except ValueError as err:
+            raise CheckpointError(f"a member's model config in the checkpoint is invalid ({err})") from None
     cls: type[Model] = SeedEnsemble if "seed_ensemble" in meta else FusedModel if "fusion" in meta \
         else get_kind(cfg.kind)
     model = cls.from_tensors(cfg, tensors, meta)

@@ -15,6 +15,8 @@ from autorad.train.kinds.base import Model, full_proba, sklearn_class_weight
 class LogisticModel(Model):
     """Logistic regression (L2, ``model.logreg_c``) on the inputs :meth:`_inputs` makes from a feature table."""
 
+    hyperparameters = frozenset({"model.logreg_c", "train.class_weighting"})
+
     @abstractmethod
     def _fit_inputs(self, train) -> None:
         """Fit the input preprocessing on the training rows."""

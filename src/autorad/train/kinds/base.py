@@ -30,6 +30,8 @@ class Model(ABC):
     needs_radiomics: ClassVar[bool] = False  # raw radiomics (FeatureTable.radiomics)
     needs_image: ClassVar[bool] = False  # frozen embeddings of model.vision_encoder (FeatureTable.image)
     needs_text: ClassVar[bool] = False  # the frozen text encoder model.text_encoder
+    # the dotted config keys whose value changes what ``fit`` learns (what train.select may choose among)
+    hyperparameters: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: ModelConfig):
         self.cfg = cfg

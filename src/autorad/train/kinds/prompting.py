@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from autorad.config import learning_keys
 from autorad.devices import resolve_device
 from autorad.errors import CheckpointError, ConfigError
 from autorad.io import hash_json
@@ -48,6 +49,10 @@ class PromptModel(Model):
 
     needs_image = True
     needs_text = True
+    # the prompt and the learner's shape, and every train.* key of the optimisation loop and objective
+    hyperparameters = frozenset({"model.n_ctx", "model.ctx_init", "model.class_names", "model.metanet_hidden",
+                                 "model.logit_scale_init", "model.learn_logit_scale", "model.text_encoder",
+                                 "model.text_weights"}) | learning_keys()
     conditioning: ClassVar[tuple[str, ...]] = ()  # what the MetaNet sees: "image" and/or "radiomics"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

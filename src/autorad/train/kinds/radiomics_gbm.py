@@ -32,6 +32,8 @@ class RadiomicsGBM(Model):
     """scikit-learn's HistGradientBoostingClassifier (``model.gbm_*``) on preprocessed radiomics."""
 
     needs_radiomics = True
+    hyperparameters = frozenset({"model.gbm_max_iter", "model.gbm_learning_rate", "model.gbm_max_leaf_nodes",
+                                 "model.gbm_max_bins", "train.class_weighting"})
 
     def fit(self, train, tcfg, val=None, state_dir=None, fold=-1):
         from sklearn.ensemble import HistGradientBoostingClassifier
