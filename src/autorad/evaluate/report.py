@@ -93,6 +93,7 @@ def render_html(metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str
         "evaluated_run": meta.get("evaluated_run"),
         "headline": _headline(metrics), "data_rows": _data_rows(meta.get("data"), metrics),
         "per_class": _per_class(metrics), "folds": _folds(metrics), "binary": _binary(metrics),
+        "selection": _selection(metrics.get("selection")),
         "figures": {k: {"caption": caption, "data": base64.b64encode(png).decode("ascii")}
                     for k, (caption, png) in figures.items()},
         "warnings": meta.get("warnings") or [], "notes": _notes(metrics), "encoders": _encoders(meta.get("encoders")),
@@ -183,6 +184,26 @@ def _folds(metrics: dict[str, Any]) -> dict[str, Any] | None:
     pooled = _flat(metrics["pooled"])
     rows.append([Markup("<strong>pooled</strong>")] + [_f(pooled.get(k), int_ok=True) for k, _ in FOLD_COLUMNS])
     return {"head": ["Fold"] + [title for _, title in FOLD_COLUMNS], "rows": rows}
+
+
+def _selection(sel: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``train.select`` table: per seed and fold, each candidate's inner score, the winner in bold."""
+    if not sel:
+        return None
+    seeds = any(r.get("seed") is not None for r in sel["rows"])
+    head = (["Seed"] if seeds else []) + ["Fold"] + list(sel["candidates"])
+    rows = []
+    for r in sel["rows"]:
+        cells = [Markup(f"<strong>{_f(s)}</strong>") if i == r["winner"] else _f(s) for i, s in enumerate(r["scores"])]
+        rows.append(([r["seed"]] if seeds else []) + [r["fold"]] + cells)
+    inner = sel.get("inner") or {}
+    how = f"one inner patient-level split ({inner.get('fraction')} validates)" if inner.get("folds") == 1 \
+        else f"inner {inner.get('folds')}-fold cross-validation"
+    note = (f"Each candidate was trained inside the fold's training part and scored by {sel['metric']} "
+            f"({sel['better']} is better) on {how}; the bold one was refitted on the whole training part. The test "
+            f"fold played no part. Outer folds won: "
+            + ", ".join(f"{c} {n}" for c, n in zip(sel["candidates"], sel["outer_fold_wins"], strict=True)) + ".")
+    return {"head": head, "rows": rows, "note": note}
 
 
 def _binary(metrics: dict[str, Any]) -> dict[str, Any]:
