@@ -372,7 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_train, outputs={"out": "--out"})
 
     s = sub.add_parser("sweep", help="train one config for several values of one parameter and compare",
-                       epilog=EPILOG)
+                       description="Train one config for several values of one parameter under the same folds and "
+                                   "compare their cross-validated results. Picking a value from that table picks on "
+                                   "the test folds; to choose a setting, use train.select (nested validation inside "
+                                   "the training folds, docs/training.md).", epilog=EPILOG)
     s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
     s.add_argument("--config", required=True, help="YAML config or a shipped config name")
     s.add_argument("--param", required=True, help="dotted key, e.g. model.n_ctx or radiomics.classes")

@@ -1,5 +1,8 @@
 """``autorad sweep``: one config, one parameter, several values (e.g. the context-length sweep of the paper's
-Table 2, or radiomic-class subsets), each trained under the same folds, then compared side by side."""
+Table 2, or radiomic-class subsets), each trained under the same folds, then compared side by side.
+
+A sweep reports each value's cross-validated result: choosing a value from its table chooses on the test folds.
+To choose a setting, use ``train.select`` (nested validation inside the training folds, autorad.train.select)."""
 
 from __future__ import annotations
 
