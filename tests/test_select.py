@@ -157,11 +157,14 @@ def test_train_records_each_folds_choice_and_resumes(phantom, tmp_path):
     assert again == metrics
 
 
-def test_results_do_not_depend_on_the_executor(phantom, tmp_path):
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_results_do_not_depend_on_the_executor(executor, phantom, tmp_path):
+    if executor == "ray":
+        pytest.importorskip("ray")
     grid = ["train.select.grid={model.logreg_c: [0.003, 0.05, 1.0]}"]
     ds = Dataset(phantom)
     records = []
-    for name, extra in (("in_process", []), ("workers", ["train.jobs=2"])):
+    for name, extra in (("in_process", []), ("tasks", ["train.jobs=2", f"train.executor={executor}"])):
         cfg = load_config("radiomics_logreg", [*grid, *extra])
         table = build_features(ds, cfg)
         select_config(Run(tmp_path / name), ds, table, np.flatnonzero(table.folds != 1), cfg, 1)
