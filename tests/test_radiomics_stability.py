@@ -231,3 +231,17 @@ def test_off_by_default_changes_nothing(phantom_ds, phantom_logreg_run):
     plain, selected = fit_radiomics_pre(table), fit_radiomics_pre(same)
     assert selected.kept_features == plain.kept_features
     assert np.array_equal(selected.transform(table.radiomics), plain.transform(table.radiomics))
+
+
+def test_cli_extracts_a_perturbed_table_and_refuses_a_bad_variant(phantom_ds, stable_run):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "autorad", "radiomics", str(phantom_ds.path), *args],
+                              capture_output=True, text=True)
+
+    bad = cli("--mask-variant", "bigger")
+    assert bad.returncode == 2 and "grow<n> or shrink<n>" in bad.stderr and "Traceback" not in bad.stderr
+    ok = cli("--mask-variant", "shrink1")  # already extracted by the run: read from the cache
+    assert ok.returncode == 0 and "radiomics_mask-shrink1.parquet" in ok.stdout
