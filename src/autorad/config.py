@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from autorad import CLASS_NAMES
 from autorad.devices import DEVICE_PATTERN
@@ -66,8 +75,13 @@ class DataConfig(_Strict):
     limit: int | None = Field(None, ge=1)  # keep only the first N nodules (quick runs)
 
 
+# radiomics.stability -> the mask perturbations whose radiomics a feature must agree with (autorad.data.mask_perturb)
+STABILITY_MASKS = {"one_pixel": ("grow1", "shrink1")}
+
+
 class RadiomicsConfig(_Strict):
-    """PyRadiomics extraction settings."""
+    """PyRadiomics extraction settings, and the stability-aware feature selection
+    (:mod:`autorad.radiomics.stability`)."""
 
     params: str | None = None  # a shipped parameter set name or a PyRadiomics YAML; None: the mode's own set
     mode: Literal["2d", "3d"] = "2d"
@@ -75,6 +89,20 @@ class RadiomicsConfig(_Strict):
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     classes: list[str] | None = None  # subset of feature classes for ablations (e.g. ["glcm", "glrlm"])
+    # keep only features whose values agree (Lin's concordance >= min_agreement on the training rows) between the
+    # dataset's masks and each mask of STABILITY_MASKS[stability]; costs one extra extraction per perturbation
+    stability: Literal["none", "one_pixel"] = "none"
+    min_agreement: float = Field(0.9, gt=0, le=1)
+
+    @model_serializer(mode="wrap")
+    def _omit_stability_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without stability selection the dump (config.yaml, run fingerprints) is what it was before these keys
+        existed, so earlier run folders resume and are not retrained."""
+        data = handler(self)
+        if self.stability == "none":
+            data.pop("stability", None)
+            data.pop("min_agreement", None)
+        return data
 
 
 class ModelConfig(_Strict):
@@ -169,6 +197,15 @@ class TrainConfig(_Strict):
     final_model: bool = True  # also train on all data after cross-validation
     select: SelectConfig | None = None  # choose model/train settings by nested validation (None: off)
 
+    @model_serializer(mode="wrap")
+    def _omit_select_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without nested selection the dump (config.yaml, run fingerprints) is what it was before the key existed,
+        so earlier run folders resume and are not retrained."""
+        data = handler(self)
+        if self.select is None:
+            data.pop("select", None)
+        return data
+
 
 class ExperimentConfig(_Strict):
     """A whole experiment; ``autorad run CONFIG`` executes it."""
@@ -261,18 +298,6 @@ def check_selection(cfg: ExperimentConfig) -> dict[str, list[Any]]:
         if len({json.dumps(v, sort_keys=True) for v in normalised[key]}) < len(values):
             raise ValueError(f"train.select.grid: key '{key}' lists a value twice")
     return normalised
-
-
-def config_identity(cfg: ExperimentConfig | dict[str, Any]) -> dict[str, Any]:
-    """What makes two runs the same run: the config without its name and output folder, and without options that
-    are off and newer than existing runs (``train.select: null``), so that runs trained before those options
-    existed keep resuming and keep their fingerprints."""
-    d = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else dict(cfg)
-    d = {k: v for k, v in d.items() if k not in ("name", "out_dir")}
-    train = d.get("train")
-    if isinstance(train, dict) and "select" in train and train["select"] is None:
-        d["train"] = {k: v for k, v in train.items() if k != "select"}
-    return d
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from autorad import CLASS_NAMES, __version__
-from autorad.config import ExperimentConfig, config_identity, dump_config
+from autorad.config import ExperimentConfig, dump_config
 from autorad.data.dataset import Dataset
 from autorad.data.folds import assign_folds
 from autorad.devices import resolve_device
@@ -37,7 +37,7 @@ __all__ = ["cross_validate", "fit_final", "load_model", "train", "write_run_repo
 
 
 def _fingerprint(cfg: ExperimentConfig, ds: Dataset, extra: Any) -> str:
-    return hash_json([config_identity(cfg), ds.fingerprint, extra])
+    return hash_json([cfg.model_dump(mode="json", exclude={"name", "out_dir"}), ds.fingerprint, extra])
 
 
 def check_trainable(table: FeatureTable, where: str) -> list[str]:
@@ -122,7 +122,9 @@ def check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
         old = yaml.safe_load(run.config_file.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         old = None
-    if not isinstance(old, dict) or config_identity(old) != config_identity(cfg):
+    new = cfg.model_dump(mode="json")
+    if not isinstance(old, dict) or {k: v for k, v in old.items() if k not in ("name", "out_dir")} != \
+            {k: v for k, v in new.items() if k not in ("name", "out_dir")}:
         raise InputError(f"--out {run.path} holds a run of another config; pass --overwrite to replace it, "
                          f"or choose another folder")
 

@@ -33,7 +33,6 @@ from autorad.config import (
     candidate_config,
     candidate_label,
     config_from_dict,
-    config_identity,
     selection_candidates,
 )
 from autorad.data.dataset import Dataset
@@ -106,7 +105,7 @@ def inner_fit_task(task: tuple[str, str, int, int, int, list[int], list[int]]) -
 def _task_fingerprint(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable, candidate: dict[str, Any],
                       fold: int, train_rows: np.ndarray, val_rows: np.ndarray) -> str:
     """What an inner training's result depends on (not how or where it was scheduled)."""
-    ident = config_identity(candidate_config(cfg, candidate))
+    ident = candidate_config(cfg, candidate).model_dump(mode="json", exclude={"name", "out_dir"})
     ident["train"] = {k: v for k, v in ident["train"].items() if k not in ("executor", "jobs", "ray_address")}
     rows = [[table.nodule_ids[r].tolist(), table.y[r].tolist()] for r in (train_rows, val_rows)]
     return hash_json([ident, ds.fingerprint, fold, rows])
