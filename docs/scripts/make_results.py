@@ -28,6 +28,7 @@ import pandas as pd
 
 from autorad.config import DataConfig, RadiomicsConfig, load_config
 from autorad.data.dataset import Dataset
+from autorad.data.mask_perturb import perturb_mask
 from autorad.evaluate.metrics import compute_metrics, flatten_scalars
 from autorad.paths import shared_data_dir
 from autorad.train.seeds import fuse
@@ -94,16 +95,6 @@ def seed_predictions(run: Path) -> list[pd.DataFrame]:
     return [pd.read_parquet(run / "predictions.parquet")]
 
 
-def one_pixel(mask: np.ndarray, variant: str) -> np.ndarray:
-    """The mask grown (``grow1``) or shrunk (``shrink1``) by one pixel: dilation / erosion by the 4-connected
-    cross (scikit-image's disk of radius 1, as ``autorad robustness`` does); a mask eroded away is kept as it is."""
-    from scipy import ndimage
-
-    cross = ndimage.generate_binary_structure(2, 1)
-    new = ndimage.binary_dilation(mask, cross) if variant == "grow1" else ndimage.binary_erosion(mask, cross)
-    return new if new.any() else mask
-
-
 def perturbed_dataset(ds: Dataset, variant: str, out: Path, jobs: int) -> Path:
     """A copy of ``ds`` with every stored mask changed by ``variant``, radiomics extracted again; the crops and
     their embeddings are the originals (only the radiomics see the mask)."""
@@ -123,7 +114,7 @@ def perturbed_dataset(ds: Dataset, variant: str, out: Path, jobs: int) -> Path:
             with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
             for key in ("slice_mask", "crop_mask"):
-                a[key] = one_pixel(a[key].astype(bool), variant).astype(a[key].dtype)
+                a[key] = perturb_mask(a[key], variant)  # the library's one rule (autorad robustness uses it)
             np.savez(tmp / row["array_file"], **a)
         tmp.rename(dst)
     run_radiomics(dst, RadiomicsConfig(jobs=jobs))

@@ -56,7 +56,7 @@ def _cmd_radiomics(a: argparse.Namespace) -> int:
 
     cfg = RadiomicsConfig(params=a.params, mode=a.mode, jobs=a.jobs, executor=a.executor,
                           ray_address=a.address)
-    out = run_radiomics(a.dataset, cfg)
+    out = run_radiomics(a.dataset, cfg, mask_variant=a.mask_variant)
     print(f"radiomics written to {out}")
     return 0
 
@@ -342,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", **config_option(RadiomicsConfig, "executor", "where the extractions run"))
     s.add_argument("--address", **config_option(RadiomicsConfig, "ray_address",
                                                 "Ray cluster address (none: start a local Ray)"))
+    s.add_argument("--mask-variant", default=None, metavar="grow<n>|shrink<n>",
+                   help="extract with every mask grown / shrunk by n pixels into its own table "
+                        "(radiomics_mask-<variant>.parquet; what radiomics.stability: one_pixel reads: grow1, "
+                        "shrink1). Default: the dataset's own masks")
     s.set_defaults(func=_cmd_radiomics, outputs={"dataset": "DATASET"})
 
     s = sub.add_parser("encoders", help="list registered encoders", epilog=EPILOG)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from autorad import CLASS_NAMES
 from autorad.devices import DEVICE_PATTERN
@@ -63,8 +71,13 @@ class DataConfig(_Strict):
     limit: int | None = Field(None, ge=1)  # keep only the first N nodules (quick runs)
 
 
+# radiomics.stability -> the mask perturbations whose radiomics a feature must agree with (autorad.data.mask_perturb)
+STABILITY_MASKS = {"one_pixel": ("grow1", "shrink1")}
+
+
 class RadiomicsConfig(_Strict):
-    """PyRadiomics extraction settings."""
+    """PyRadiomics extraction settings, and the stability-aware feature selection
+    (:mod:`autorad.radiomics.stability`)."""
 
     params: str | None = None  # a shipped parameter set name or a PyRadiomics YAML; None: the mode's own set
     mode: Literal["2d", "3d"] = "2d"
@@ -72,6 +85,20 @@ class RadiomicsConfig(_Strict):
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     classes: list[str] | None = None  # subset of feature classes for ablations (e.g. ["glcm", "glrlm"])
+    # keep only features whose values agree (Lin's concordance >= min_agreement on the training rows) between the
+    # dataset's masks and each mask of STABILITY_MASKS[stability]; costs one extra extraction per perturbation
+    stability: Literal["none", "one_pixel"] = "none"
+    min_agreement: float = Field(0.9, gt=0, le=1)
+
+    @model_serializer(mode="wrap")
+    def _omit_stability_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without stability selection the dump (config.yaml, run fingerprints) is what it was before these keys
+        existed, so earlier run folders resume and are not retrained."""
+        data = handler(self)
+        if self.stability == "none":
+            data.pop("stability", None)
+            data.pop("min_agreement", None)
+        return data
 
 
 class ModelConfig(_Strict):

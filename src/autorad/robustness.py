@@ -5,7 +5,8 @@ Every nodule of a dataset is predicted again with its mask replaced on the store
 =================  ===========================================================================================
 ``consensus``      the dataset's own mask (the reference; equals ``autorad evaluate``)
 ``grow1/grow2``    the mask dilated by a disk of radius 1 / 2 pixels
-``shrink1/2``      the mask eroded by a disk of radius 1 / 2 pixels (a mask eroded away keeps its centre pixel)
+``shrink1/2``      the mask eroded by a disk of radius 1 / 2 pixels (a mask eroded away keeps its centre pixel;
+                   :func:`autorad.data.mask_perturb.perturb_mask`)
 ``eqdisk``         a disk of the mask's equivalent diameter at its centroid
 ``longaxis``       a disk of the mask's long axis (largest Feret diameter, what a radiologist measures)
 ``click``          the click segmentation (:mod:`autorad.segment`, 2D entry) seeded at the mask's centroid
@@ -30,6 +31,7 @@ from autorad import CLASS_NAMES
 from autorad.data.crop import equivalent_diameter_mm
 from autorad.data.dataset import Dataset
 from autorad.data.geometry import nodule_arrays
+from autorad.data.mask_perturb import perturb_mask
 from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_json, write_parquet
 from autorad.outputs import prepare_output_dir
@@ -39,14 +41,6 @@ VARIANTS = ("consensus", "grow1", "grow2", "shrink1", "shrink2", "eqdisk", "long
 VARIANT_WORDS = {"consensus": "dataset mask (reference)", "grow1": "grown by 1 px", "grow2": "grown by 2 px",
                  "shrink1": "shrunk by 1 px", "shrink2": "shrunk by 2 px", "eqdisk": "equivalent-diameter disk",
                  "longaxis": "long-axis disk", "click": "click segmentation from the centroid"}
-
-
-def centroid_pixel(mask: np.ndarray) -> tuple[int, int]:
-    """(row, column) of the mask pixel nearest to its centroid (a click inside the nodule)."""
-    rows, cols = np.nonzero(mask)
-    r, c = rows.mean(), cols.mean()
-    i = int(np.argmin((rows - r) ** 2 + (cols - c) ** 2))
-    return int(rows[i]), int(cols[i])
 
 
 def disk(shape: tuple[int, int], center_rc: tuple[float, float], diameter_mm: float, spacing_mm: float) -> np.ndarray:
@@ -65,20 +59,6 @@ def long_axis_mm(mask: np.ndarray, spacing_mm: float) -> float:
     return float(max(p.feret_diameter_max for p in props)) * spacing_mm if props else 0.0
 
 
-def morph(mask: np.ndarray, radius_px: int, grow: bool) -> np.ndarray:
-    """Dilate (``grow``) or erode by a disk of ``radius_px``; an eroded-away mask keeps its centre pixel."""
-    from scipy.ndimage import binary_dilation, binary_erosion
-    from skimage.morphology import disk as footprint
-
-    if grow:
-        return binary_dilation(mask, structure=footprint(radius_px))
-    out = binary_erosion(mask, structure=footprint(radius_px))
-    if not out.any():
-        out = np.zeros_like(mask)
-        out[centroid_pixel(mask)] = True
-    return out
-
-
 def click_mask(slice_hu: np.ndarray, mask: np.ndarray, spacing_mm: float) -> np.ndarray:
     """The click segmentation of the slice, seeded where a user would click for this mask
     (:func:`autorad.segment.seed_from_mask`: its centroid, or the mask pixel nearest to it)."""
@@ -93,7 +73,7 @@ def variant_mask(name: str, slice_hu: np.ndarray, mask: np.ndarray, spacing_mm: 
     if name == "consensus":
         return mask
     if name.startswith(("grow", "shrink")):
-        return morph(mask, int(name[-1]), name.startswith("grow"))
+        return perturb_mask(mask, name)
     rows, cols = np.nonzero(mask)
     centre = (float(rows.mean()), float(cols.mean()))
     if name == "eqdisk":

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autorad.config import RadiomicsConfig
+from autorad.data.mask_perturb import parse_variant, perturb_mask
 from autorad.errors import ConfigError, InputError
 from autorad.progress import progress
 from autorad.radiomics.cache import FeatureCache, nodule_key
@@ -195,13 +196,18 @@ def radiomics_inputs(arrays: dict[str, np.ndarray], pixel_spacing_mm: float,
     return arrays["slice_hu"], arrays["slice_mask"], (s, s)
 
 
-def _nodule_arrays(ds: Dataset, row: Any, mode: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]] | None:
+def _nodule_arrays(ds: Dataset, row: Any, mode: str,
+                   mask_variant: str | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]] | None:
     keys = RADIOMICS_KEYS[mode]
     with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
         if mode == "2d" and any(k not in z.files for k in keys):
             raise InputError(f"{row['array_file']}: missing {', '.join(k for k in keys if k not in z.files)}")
         arrays = {k: z[k] for k in keys if k in z.files}
-    return radiomics_inputs(arrays, float(row["pixel_spacing_mm"]), mode)
+    inputs = radiomics_inputs(arrays, float(row["pixel_spacing_mm"]), mode)
+    if inputs is None or mask_variant is None:
+        return inputs
+    image, mask, spacing = inputs
+    return image, perturb_mask(mask, mask_variant), spacing  # same dtype: equal masks share cache entries
 
 
 def resolve_params(cfg: RadiomicsConfig, validate: bool = True) -> RadiomicsParams:
@@ -215,12 +221,17 @@ def resolve_params(cfg: RadiomicsConfig, validate: bool = True) -> RadiomicsPara
     return load_params(cfg.params or DEFAULT_PARAMS[cfg.mode], validate=validate)
 
 
-def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Path:
+def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None, mask_variant: str | None = None) -> Path:
     """Extract features for every nodule of ``dataset`` and write the table; returns its path.
 
     Cached nodules are read back, the rest are computed with ``cfg.jobs`` local processes or as Ray tasks
     (``cfg.executor="ray"``). ``cfg.classes`` is not applied here: the table always holds every feature of the
     parameter set, and :func:`autorad.radiomics.load_radiomics` selects classes from it.
+
+    ``mask_variant`` (``grow1``, ``shrink1``...; :func:`autorad.data.mask_perturb.perturb_mask`) extracts the same
+    features with every nodule's mask changed that way into its own table
+    (:func:`~autorad.radiomics.table.radiomics_path`), for the stability-aware selection
+    (``radiomics.stability``); the cache is shared, keyed by the mask itself.
     """
     from autorad.data.dataset import Dataset  # here, not at the top: worker processes never need it
 
@@ -229,6 +240,8 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Pa
     if not ds_path.is_dir():
         raise InputError(f"dataset folder not found: {dataset}")
     ds = Dataset(ds_path)
+    if mask_variant is not None:
+        parse_variant(mask_variant)
     if cfg.classes:
         check_classes(cfg.classes)
     if cfg.ray_address and cfg.executor != "ray":
@@ -243,7 +256,7 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Pa
     keys: dict[str, str] = {}
     done: dict[str, tuple[str, dict[str, float]]] = {}
     for (_, row), nid in zip(manifest.iterrows(), ids, strict=True):
-        arrs = _nodule_arrays(ds, row, cfg.mode)
+        arrs = _nodule_arrays(ds, row, cfg.mode, mask_variant)
         if arrs is None:
             done[nid] = (STATUS_NO_VOLUME, {})
             continue
@@ -258,25 +271,29 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None) -> Pa
     if todo:
         validate_params(params)
     n_hit = len(ids) - len(todo)
-    log.info("radiomics: %d nodules, %d cached, %d to compute", len(ids), n_hit, len(todo))
+    log.info("radiomics%s: %d nodules, %d cached, %d to compute", f" (masks {mask_variant})" if mask_variant else "",
+             len(ids), n_hit, len(todo))
 
     def tasks() -> Iterator[NoduleTask]:
         rows = manifest.set_index(manifest["nodule_id"].astype(str))
         for nid in todo:
-            arrs = _nodule_arrays(ds, rows.loc[nid], cfg.mode)
+            arrs = _nodule_arrays(ds, rows.loc[nid], cfg.mode, mask_variant)
             assert arrs is not None
             yield NoduleTask(nid, keys[nid], arrs[0], arrs[1], arrs[2], params.settings)
 
     results = run_tasks(compute_task, tasks(), jobs=cfg.jobs, executor=cfg.executor, address=cfg.ray_address)
-    for nid, key, status, features in progress(results, desc=f"radiomics {cfg.mode}", unit="nodule",
+    desc = f"radiomics {cfg.mode}" + (f" {mask_variant}" if mask_variant else "")
+    for nid, key, status, features in progress(results, desc=desc, unit="nodule",
                                                total=len(todo)):
         cache.put(key, status, features)
         done[nid] = (status, features)
 
-    out = radiomics_path(ds.path, cfg.mode)
+    out = radiomics_path(ds.path, cfg.mode, mask_variant)
     meta = {"params": params.name, "params_settings": params.settings, "params_key": params.key,
             "pyradiomics": pyradiomics_version(), "mode": cfg.mode, "n_nodules": len(ids), "n_cached": n_hit,
             "n_computed": len(todo), "executor": cfg.executor, "jobs": cfg.jobs,
             "seconds": round(time.perf_counter() - started, 3)}
+    if mask_variant:
+        meta["mask_variant"] = mask_variant
     write_radiomics_table(out, ids, [done[nid] for nid in ids], meta)
     return out

@@ -7,7 +7,10 @@ failed nodules are NaN). :class:`RadiomicsPreprocessor` learns, from the trainin
    that have features at all, and those constant over the training nodules;
 2. which kept columns get a signed log, ``sign(x) * log1p(|x|)``: those whose skewness exceeds
    ``skew_threshold`` and that the log makes less skewed;
-3. per column median (imputes missing values), mean and standard deviation (z-score), all after the log.
+3. per column median (imputes missing values), mean and standard deviation (z-score), all after the log;
+4. optionally (``perturbed`` given: ``radiomics.stability``), keep only the columns whose transformed values agree
+   with those of each perturbed-mask extraction of the same training rows (Lin's concordance >= ``min_agreement``,
+   :mod:`autorad.radiomics.stability`). The perturbed values are used for this choice only.
 
 ``transform`` applies exactly that and clips z to ``[-clip_z, clip_z]``; its output never holds NaN or inf.
 The state is plain arrays (``state_dict`` for safetensors) plus a JSON-able ``config`` with the feature names,
@@ -19,7 +22,7 @@ is not a stock transformer.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,14 +62,26 @@ class RadiomicsPreprocessor:
         self.clip_z = float(clip_z)
         self.feature_names_in: list[str] = []
         self.n_train = 0
+        self.stability: dict[str, Any] | None = None  # what the stability selection did (saved with the state)
+        self.agreement: dict[str, np.ndarray] = {}  # fit only: per perturbation, each candidate column's CCC
         self._state: dict[str, np.ndarray] | None = None
 
     # ---- fitting -------------------------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, feature_names: Sequence[str]) -> RadiomicsPreprocessor:
-        """Learn the transform from training rows ``X`` (n_train, n_features) only."""
+    def fit(self, X: np.ndarray, feature_names: Sequence[str], perturbed: Mapping[str, np.ndarray] | None = None,
+            min_agreement: float = 0.9) -> RadiomicsPreprocessor:
+        """Learn the transform from training rows ``X`` (n_train, n_features) only.
+
+        ``perturbed``: the same rows and columns extracted with each nodule's mask perturbed, by perturbation name
+        (``grow1``...); then only columns whose agreement with every perturbation reaches ``min_agreement`` are
+        kept (see the module docstring).
+        """
         X = np.array(X, dtype=np.float64, copy=True)
         if X.ndim != 2 or X.shape[1] != len(feature_names):
             raise InputError(f"X has shape {X.shape} but {len(feature_names)} feature names were given")
+        perturbed = dict(perturbed or {})
+        for name, P in perturbed.items():
+            if np.shape(P) != X.shape:
+                raise InputError(f"radiomics of masks {name} have shape {np.shape(P)}, expected {X.shape}")
         X[~np.isfinite(X)] = np.nan
         rows = ~np.all(np.isnan(X), axis=1)  # failed extractions carry no information about the columns
         X = X[rows]
@@ -94,7 +109,29 @@ class RadiomicsPreprocessor:
                        "median": median[ok], "mean": mean[ok], "std": std[ok]}
         self.feature_names_in = [str(n) for n in feature_names]
         self.n_train = int(rows.sum())
+        self.stability, self.agreement = None, {}
+        if perturbed:
+            self._keep_stable(X, {k: np.asarray(v, dtype=np.float64)[rows] for k, v in perturbed.items()},
+                              float(min_agreement))
         return self
+
+    def _keep_stable(self, X: np.ndarray, perturbed: dict[str, np.ndarray], min_agreement: float) -> None:
+        """Restrict the fitted columns to those that agree with every perturbed version (training rows only)."""
+        from autorad.radiomics.stability import concordance
+
+        st = self._require()
+        z = self._scaled(X, impute=False)
+        stable = np.ones(len(st["columns"]), dtype=bool)
+        for name, P in sorted(perturbed.items()):
+            self.agreement[name] = concordance(z, self._scaled(P, impute=False))
+            stable &= np.nan_to_num(self.agreement[name], nan=-np.inf) >= min_agreement
+        if not stable.any():
+            best = np.min(np.stack(list(self.agreement.values())), axis=0)
+            raise InputError(f"no radiomic feature reaches radiomics.min_agreement {min_agreement} against masks "
+                             f"{', '.join(sorted(perturbed))} (best: {np.nanmax(best):.3f}); lower it")
+        self._state = {k: v[stable] for k, v in st.items()}
+        self.stability = {"perturbations": sorted(perturbed), "min_agreement": min_agreement,
+                          "n_candidates": int(len(stable)), "n_kept": int(stable.sum())}
 
     def fit_transform(self, X: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
         return self.fit(X, feature_names).transform(X)
@@ -111,18 +148,23 @@ class RadiomicsPreprocessor:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """(n, n_features_in) raw features -> (n, n_features_out) float32, finite, |z| <= clip_z."""
-        st = self._require()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X[None, :]
         if X.shape[1] != len(self.feature_names_in):
             raise InputError(f"expected {len(self.feature_names_in)} radiomics features, got {X.shape[1]}")
+        return self._scaled(X, impute=True).astype(np.float32)
+
+    def _scaled(self, X: np.ndarray, impute: bool) -> np.ndarray:
+        """Kept columns of X after the log, (imputation,) z-score and clipping, in float64; without ``impute``
+        missing values stay NaN."""
+        st = self._require()
         Xk = X[:, st["columns"]].copy()
         with np.errstate(invalid="ignore", over="ignore"):
             T = np.where(st["log"], signed_log1p(Xk), Xk)
-        T = np.where(np.isfinite(T), T, st["median"])
+        T = np.where(np.isfinite(T), T, st["median"] if impute else np.nan)
         Z = (T - st["mean"]) / st["std"]
-        return np.clip(Z, -self.clip_z, self.clip_z).astype(np.float32)
+        return np.clip(Z, -self.clip_z, self.clip_z)
 
     def transform_frame(self, df: pd.DataFrame) -> np.ndarray:
         """Transform a radiomics table (columns looked up by name, so their order does not matter)."""
@@ -140,9 +182,12 @@ class RadiomicsPreprocessor:
     def config(self) -> dict[str, Any]:
         """JSON-able settings, input feature names and kept feature names."""
         self._require()
-        return {"kind": "radiomics_preprocessor", "version": _VERSION, "skew_threshold": self.skew_threshold,
-                "max_missing": self.max_missing, "clip_z": self.clip_z, "n_train": self.n_train,
-                "feature_names_in": list(self.feature_names_in), "kept_features": self.kept_features}
+        out = {"kind": "radiomics_preprocessor", "version": _VERSION, "skew_threshold": self.skew_threshold,
+               "max_missing": self.max_missing, "clip_z": self.clip_z, "n_train": self.n_train,
+               "feature_names_in": list(self.feature_names_in), "kept_features": self.kept_features}
+        if self.stability is not None:
+            out["stability"] = dict(self.stability)
+        return out
 
     @classmethod
     def from_state(cls, state_dict: dict[str, Any], config: dict[str, Any]) -> RadiomicsPreprocessor:
@@ -158,6 +203,7 @@ class RadiomicsPreprocessor:
         p = cls(config["skew_threshold"], config["max_missing"], config["clip_z"])
         p.feature_names_in = names
         p.n_train = int(config.get("n_train", 0))
+        p.stability = dict(config["stability"]) if isinstance(config.get("stability"), dict) else None
         p._state = {"columns": st["columns"].astype(np.int64), "log": st["log"].astype(bool),
                     "median": st["median"].astype(np.float64), "mean": st["mean"].astype(np.float64),
                     "std": st["std"].astype(np.float64)}

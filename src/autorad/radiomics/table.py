@@ -21,9 +21,12 @@ FEATURE_CLASSES = ("firstorder", "shape", "shape2D", "glcm", "glrlm", "glszm", "
 CLASS_GROUPS = {"texture": ("glcm", "glrlm", "glszm", "gldm", "ngtdm")}
 
 
-def radiomics_path(dataset: str | Path, mode: str = "2d") -> Path:
-    """``DATASET/radiomics.parquet`` (2D) or ``DATASET/radiomics_3d.parquet`` (3D)."""
-    return Path(dataset) / ("radiomics.parquet" if mode == "2d" else f"radiomics_{mode}.parquet")
+def radiomics_path(dataset: str | Path, mode: str = "2d", mask_variant: str | None = None) -> Path:
+    """``DATASET/radiomics.parquet`` (2D) or ``DATASET/radiomics_3d.parquet`` (3D); with ``mask_variant`` (e.g.
+    ``grow1``, see :mod:`autorad.data.mask_perturb`) the table of every nodule's mask changed that way:
+    ``radiomics_mask-grow1.parquet`` / ``radiomics_3d_mask-grow1.parquet``."""
+    stem = "radiomics" if mode == "2d" else f"radiomics_{mode}"
+    return Path(dataset) / (f"{stem}_mask-{mask_variant}.parquet" if mask_variant else f"{stem}.parquet")
 
 
 def write_radiomics_table(out: Path, nodule_ids: Sequence[str],
@@ -56,16 +59,19 @@ def write_radiomics_table(out: Path, nodule_ids: Sequence[str],
     write_json(out.with_suffix(".json"), {**meta, "n_features": len(cols), "status_counts": status_counts})
 
 
-def load_radiomics(dataset: str | Path, mode: str = "2d", classes: Sequence[str] | None = None) -> pd.DataFrame:
+def load_radiomics(dataset: str | Path, mode: str = "2d", classes: Sequence[str] | None = None,
+                   mask_variant: str | None = None) -> pd.DataFrame:
     """The radiomics table of ``dataset``: ``nodule_id``, ``status`` and features, rows in manifest order.
 
-    ``classes`` keeps only those feature classes (see :func:`select_feature_columns`). Raises
-    :class:`InputError` when the table is missing or does not match the dataset's nodules.
+    ``classes`` keeps only those feature classes (see :func:`select_feature_columns`); ``mask_variant`` reads the
+    table of the perturbed masks (:func:`radiomics_path`). Raises :class:`InputError` when the table is missing or
+    does not match the dataset's nodules.
     """
-    path = radiomics_path(dataset, mode)
+    path = radiomics_path(dataset, mode, mask_variant)
     if not path.is_file():
         raise InputError(f"no radiomics table at {path}; run `autorad radiomics {dataset}"
-                         f"{' --mode 3d' if mode == '3d' else ''}` first")
+                         f"{' --mode 3d' if mode == '3d' else ''}"
+                         f"{f' --mask-variant {mask_variant}' if mask_variant else ''}` first")
     df = pd.read_parquet(path)
     manifest_path = Path(dataset) / "manifest.parquet"
     if manifest_path.is_file():
@@ -121,6 +127,6 @@ def select_feature_columns(columns: Iterable[str], classes: Sequence[str]) -> li
     return [c for c in cols if feature_class(c) in wanted]
 
 
-def read_meta(dataset: str | Path, mode: str = "2d") -> dict[str, Any]:
+def read_meta(dataset: str | Path, mode: str = "2d", mask_variant: str | None = None) -> dict[str, Any]:
     """The JSON sidecar written with the table (parameters, PyRadiomics version, status counts)."""
-    return json.loads(radiomics_path(dataset, mode).with_suffix(".json").read_text())
+    return json.loads(radiomics_path(dataset, mode, mask_variant).with_suffix(".json").read_text())

@@ -8,12 +8,29 @@ from pathlib import Path
 import numpy as np
 
 from autorad import CLASS_NAMES
-from autorad.config import ExperimentConfig
+from autorad.config import STABILITY_MASKS, ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.train.kinds import get_kind
 from autorad.train.targets import reader_attributes, reader_distribution
+
+
+@dataclass
+class PerturbedRadiomics:
+    """Training-only data of ``radiomics.stability``: the raw radiomics of every nodule with its mask perturbed
+    (perturbation name -> (N, F), rows and columns aligned with :attr:`FeatureTable.radiomics`) and the agreement
+    each feature must reach with every one of them (:mod:`autorad.radiomics.stability`). Never a model input."""
+
+    matrices: dict[str, np.ndarray]
+    min_agreement: float
+
+    def subset(self, idx: np.ndarray) -> PerturbedRadiomics:
+        return PerturbedRadiomics({k: v[idx] for k, v in self.matrices.items()}, self.min_agreement)
+
+    def concat(self, other: PerturbedRadiomics) -> PerturbedRadiomics:
+        return PerturbedRadiomics({k: np.concatenate([v, other.matrices[k]]) for k, v in self.matrices.items()},
+                                  self.min_agreement)
 
 
 @dataclass
@@ -30,6 +47,7 @@ class FeatureTable:
     image: np.ndarray | None = None  # (N, D) frozen embeddings, or (N, V, D): V dihedral views (model.views)
     soft: np.ndarray | None = None  # (N, 3) readers' class distribution: a training target, never an input
     attributes: np.ndarray | None = None  # (N, 8) mean radiologist attributes: a training target, never an input
+    radiomics_perturbed: PerturbedRadiomics | None = None  # radiomics.stability only: for fitting, never an input
 
     def __len__(self) -> int:
         return len(self.nodule_ids)
@@ -41,7 +59,9 @@ class FeatureTable:
         return replace(self, nodule_ids=self.nodule_ids[idx], patient_ids=self.patient_ids[idx],
                        folds=self.folds[idx], y=self.y[idx], radiomics=take(self.radiomics),
                        radiomics_status=take(self.radiomics_status), image=take(self.image),
-                       soft=take(self.soft), attributes=take(self.attributes))
+                       soft=take(self.soft), attributes=take(self.attributes),
+                       radiomics_perturbed=None if self.radiomics_perturbed is None
+                       else self.radiomics_perturbed.subset(idx))
 
 
 def needs_radiomics(cfg: ExperimentConfig) -> bool:
@@ -49,12 +69,22 @@ def needs_radiomics(cfg: ExperimentConfig) -> bool:
     return get_kind(cfg.model.kind).needs_radiomics or cfg.model.fusion != "none"
 
 
+def stability_masks(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The mask perturbations whose radiomics ``radiomics.stability`` needs (none when off or without radiomics)."""
+    if not needs_radiomics(cfg) or cfg.radiomics.stability == "none":
+        return ()
+    return STABILITY_MASKS[cfg.radiomics.stability]
+
+
 def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig) -> None:
-    """Stage: extract the radiomics ``cfg.model`` needs (minutes on a new dataset; a cached no-op afterwards)."""
+    """Stage: extract the radiomics ``cfg.model`` needs (minutes on a new dataset; a cached no-op afterwards), and
+    with ``radiomics.stability`` the same radiomics of every perturbed mask (one table each)."""
     if needs_radiomics(cfg):
         from autorad.radiomics.extract import run_radiomics
 
         run_radiomics(ds.path, cfg.radiomics)
+        for variant in stability_masks(cfg):
+            run_radiomics(ds.path, cfg.radiomics, mask_variant=variant)
 
 
 def ensure_embeddings(ds: Dataset, cfg: ExperimentConfig) -> None:
@@ -85,19 +115,31 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
     ensure_embeddings(ds, cfg)
     if needs_radiomics(cfg):
         table.radiomics, table.radiomics_names, table.radiomics_status = read_radiomics_matrix(ds, cfg)
+        if stability_masks(cfg):
+            table.radiomics_perturbed = PerturbedRadiomics(
+                {v: read_radiomics_matrix(ds, cfg, v, table.radiomics_names)[0] for v in stability_masks(cfg)},
+                cfg.radiomics.min_agreement)
     if kind.needs_image:
         table.image = read_image_matrix(ds, cfg)
     return table
 
 
-def read_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Raw radiomics (N, F) in manifest order from the dataset's radiomics table (see :func:`ensure_radiomics`)."""
+def read_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig, mask_variant: str | None = None,
+                          names: list[str] | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Raw radiomics (N, F) in manifest order from the dataset's radiomics table (see :func:`ensure_radiomics`);
+    ``mask_variant``: the table of the perturbed masks, with the columns ``names`` (those of the main table)."""
     from autorad.radiomics import load_radiomics, select_feature_columns
 
-    df = load_radiomics(ds.path, mode=cfg.radiomics.mode)
+    df = load_radiomics(ds.path, mode=cfg.radiomics.mode, mask_variant=mask_variant)
     df = df.set_index(df["nodule_id"].astype(str)).reindex(ds.nodule_ids)
     if df["status"].isna().any():
         raise InputError(f"radiomics of {ds.path} do not cover every nodule; rerun `autorad radiomics`")
+    if names is not None:
+        missing = [n for n in names if n not in df.columns]
+        if missing:
+            raise InputError(f"radiomics of masks {mask_variant} of {ds.path} lack {len(missing)} features of the "
+                             f"main table (first: {missing[0]}); extract both with the same parameters")
+        return df[names].to_numpy(dtype=np.float64), list(names), df["status"].astype(str).to_numpy()
     names = [c for c in df.columns if c not in ("nodule_id", "status")]
     if cfg.radiomics.classes:
         names = select_feature_columns(names, cfg.radiomics.classes)

@@ -84,4 +84,6 @@ def _concat(a: FeatureTable, b: FeatureTable) -> FeatureTable:
         x, y = getattr(a, f.name), getattr(b, f.name)
         if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
             merged[f.name] = np.concatenate([x, y])
+        elif x is not None and y is not None and f.name == "radiomics_perturbed":
+            merged[f.name] = x.concat(y)
     return replace(a, **merged)

@@ -72,12 +72,17 @@ def sklearn_class_weight(tcfg: TrainConfig) -> str | None:
 
 
 def fit_radiomics_pre(train: FeatureTable) -> RadiomicsPreprocessor:
-    """Radiomics preprocessing fitted on the training rows."""
+    """Radiomics preprocessing fitted on the training rows; with ``radiomics.stability`` (the table carries the
+    training rows' perturbed-mask radiomics) it keeps only the features that agree with them."""
     from autorad.radiomics.preprocess import RadiomicsPreprocessor
 
     if train.radiomics is None or train.radiomics_names is None:
         raise ConfigError("this model needs radiomics, but the feature table has none")
-    return RadiomicsPreprocessor().fit(train.radiomics, train.radiomics_names)
+    p = train.radiomics_perturbed
+    if p is None:
+        return RadiomicsPreprocessor().fit(train.radiomics, train.radiomics_names)
+    return RadiomicsPreprocessor().fit(train.radiomics, train.radiomics_names, perturbed=p.matrices,
+                                       min_agreement=p.min_agreement)
 
 
 def save_radiomics_pre(pre: RadiomicsPreprocessor, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
