@@ -38,6 +38,14 @@ def image_run(small_maxslice_dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def views_run(small_maxslice_dataset, tmp_path_factory):
+    """The image + radiomics MetaNet with 4 dihedral views (test-time averaging)."""
+    cfg = load_config("offline", ["model.kind=autorad_image", "model.vision_encoder=tiny-vit-2d", "model.views=4",
+                                  "model.text_encoder=tiny-text", "model.n_ctx=2", "train.epochs=1"])
+    return train(small_maxslice_dataset, cfg, tmp_path_factory.mktemp("p") / "run")
+
+
+@pytest.fixture(scope="module")
 def nodule_0001(lidc_dicom_root):
     """The LIDC-IDRI-0001 series and its nodule's consensus record (from our own LIDC ingest)."""
     from autorad.data.lidc import iter_lidc
@@ -78,7 +86,7 @@ def _dataset_volume(arrays: dict, row: pd.Series) -> CTVolume:
                     sop_uids=[""], series_uid="x", patient_id="x")
 
 
-@pytest.mark.parametrize("run_name", ["logreg_run", "image_run"])
+@pytest.mark.parametrize("run_name", ["logreg_run", "image_run", "views_run"])
 def test_dataset_nodule_with_its_own_mask_gets_the_evaluate_probabilities(run_name, small_maxslice_dataset,
                                                                           request, tmp_path):
     run = request.getfixturevalue(run_name)

@@ -78,9 +78,11 @@ def _cmd_embed(a: argparse.Namespace) -> int:
     from autorad.devices import resolve_device
     from autorad.encoders.embed import embed_dataset
 
-    out = embed_dataset(a.dataset, a.encoder, weights=a.weights, batch_size=a.batch_size,
-                        executor=a.executor, ray_address=a.address, device=resolve_device(a.device, "--device"))
-    print(f"embeddings written to {out}")
+    device = resolve_device(a.device, "--device")
+    for view in range(a.views):
+        out = embed_dataset(a.dataset, a.encoder, weights=a.weights, batch_size=a.batch_size,
+                            executor=a.executor, ray_address=a.address, device=device, view=view)
+        print(f"embeddings written to {out}")
     return 0
 
 
@@ -292,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         DataConfig,
         FoldConfig,
         LabelConfig,
+        ModelConfig,
         RadiomicsConfig,
         TrainConfig,
     )
@@ -361,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="embed in this process or as Ray tasks (default: local)")
     s.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--views", **config_option(ModelConfig, "views", "embed dihedral views 0..N-1 of every crop, as "
+                                              "model.views does", int))
     s.set_defaults(func=_cmd_embed, outputs={"dataset": "DATASET"})
 
     s = sub.add_parser("train", help="patient-level cross-validation, then a final model", epilog=EPILOG,

@@ -119,6 +119,9 @@ class ModelConfig(_Strict):
     metanet_hidden: int | None = None  # None = input_dim // 16 as in CoCoOp
     logit_scale_init: float = Field(4.6052, description="log(100), CLIP's value")
     learn_logit_scale: bool = True
+    # dihedral views of the crop (autorad.encoders.views): training draws one per nodule per epoch, prediction
+    # averages the probabilities over all of them; 1 = the crop as it is (the paper)
+    views: int = Field(1, ge=1, le=8)
     # late fusion with the radiomics GBM (autorad.train.fusion): weight of the GBM, or auto (inner validation)
     fusion: Literal["none", "gbm"] = "none"
     fusion_weight: float | Literal["auto"] = 0.5

@@ -190,9 +190,12 @@ class Predictor:
             table.radiomics_status = np.array([done[i][0] for i in range(n)])
         if self.needs.needs_image:
             from autorad.encoders.embed import encoder_input
+            from autorad.encoders.views import views_of
 
-            images = [encoder_input(a, self.encoder) for a in nodules]
-            table.image = np.asarray(self.encoder.embed(images), dtype=np.float32).reshape(n, -1)
+            n_views = self.cfg.model.views
+            images = views_of([encoder_input(a, self.encoder) for a in nodules], n_views)
+            emb = np.asarray(self.encoder.embed(images), dtype=np.float32).reshape(n_views, n, -1)
+            table.image = emb[0] if n_views == 1 else np.ascontiguousarray(emb.transpose(1, 0, 2))
         return table
 
     def predict_proba_arrays(self, nodules: list[dict[str, np.ndarray]], pixel_spacings: list[float],

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from autorad.data.dataset import Dataset
+from autorad.encoders import views
 from autorad.encoders.base import VisionEncoder
 from autorad.encoders.registry import EncoderEntry, get_entry
 from autorad.errors import AutoradError, InputError, MissingDependencyError
@@ -66,17 +67,22 @@ def weights_identity(entry: EncoderEntry, weights: str | None) -> str:
     return f"hub:{entry.source}"
 
 
-def cache_key(dataset: Dataset, entry: EncoderEntry, weights: str | None) -> dict[str, Any]:
-    """Everything the cached embeddings depend on."""
-    return {"cache_version": CACHE_VERSION, "dataset_fingerprint": dataset.fingerprint, "encoder": entry.name,
-            "family": entry.family, "weights": weights_identity(entry, weights),
-            "preprocess": entry.public()["preprocess"], "options": entry.options,
-            "input": "volume_hu|crop_hu" if entry.kind == "vision3d" else "crop_hu"}
+def cache_key(dataset: Dataset, entry: EncoderEntry, weights: str | None, view: int = 0) -> dict[str, Any]:
+    """Everything the cached embeddings depend on (``view``: :func:`autorad.encoders.views.view` index; view 0,
+    the crop itself, keeps the key it had before views existed)."""
+    key = {"cache_version": CACHE_VERSION, "dataset_fingerprint": dataset.fingerprint, "encoder": entry.name,
+           "family": entry.family, "weights": weights_identity(entry, weights),
+           "preprocess": entry.public()["preprocess"], "options": entry.options,
+           "input": "volume_hu|crop_hu" if entry.kind == "vision3d" else "crop_hu"}
+    if view:
+        key["view"] = view
+    return key
 
 
-def cache_paths(dataset: Dataset, entry: EncoderEntry, weights: str | None) -> tuple[Path, Path, Path, dict]:
-    """(final .npz, metadata .json, partial folder, key) for this dataset / encoder / weights."""
-    key = cache_key(dataset, entry, weights)
+def cache_paths(dataset: Dataset, entry: EncoderEntry, weights: str | None,
+                view: int = 0) -> tuple[Path, Path, Path, dict]:
+    """(final .npz, metadata .json, partial folder, key) for this dataset / encoder / weights / view."""
+    key = cache_key(dataset, entry, weights, view)
     digest = hash_json(key, 16)
     base = dataset.path / "embeddings"
     stem = f"{entry.name}-{digest}"
@@ -99,7 +105,8 @@ def _chunks(ds: Dataset, chunk: int) -> list[list[int]]:
     return [list(range(i, min(i + chunk, n))) for i in range(0, n, chunk)]
 
 
-def _load_inputs(ds: Dataset, rows: list[int], entry: EncoderEntry) -> tuple[list[str], list[np.ndarray]]:
+def _load_inputs(ds: Dataset, rows: list[int], entry: EncoderEntry,
+                 view: int = 0) -> tuple[list[str], list[np.ndarray]]:
     keys = ("volume_hu", "crop_hu") if entry.kind == "vision3d" else ("crop_hu",)
     ids, images = [], []
     for i in rows:
@@ -107,7 +114,7 @@ def _load_inputs(ds: Dataset, rows: list[int], entry: EncoderEntry) -> tuple[lis
         with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
             arrays = {k: z[k] for k in keys if k in z.files}
         ids.append(str(row["nodule_id"]))
-        images.append(encoder_input(arrays, entry))
+        images.append(views.view(encoder_input(arrays, entry), view))
     return ids, images
 
 
@@ -135,16 +142,16 @@ def _done_chunks(partial: Path, chunks: list[list[int]], ds: Dataset) -> set[int
 
 
 def _embed_local(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: list[tuple[int, list[int]]],
-                 partial: Path, batch_size: int, device: str) -> None:
+                 partial: Path, batch_size: int, device: str, view: int = 0) -> None:
     from autorad.encoders import load_encoder
 
     if not todo:
         return
     enc = load_encoder(entry.name, weights=weights, device=device)
     n = sum(len(r) for _, r in todo)
-    bar = progress(range(n), desc=f"embed {entry.name}", unit="nodule")
+    bar = progress(range(n), desc=f"embed {entry.name}" + (f" view {view}" if view else ""), unit="nodule")
     for c, rows in todo:
-        ids, images = _load_inputs(ds, rows, entry)
+        ids, images = _load_inputs(ds, rows, entry, view)
         _write_chunk(partial / f"chunk-{c:05d}.npz", ids, enc.embed(images, batch_size=batch_size))
         for _ in rows:
             next(bar, None)
@@ -160,21 +167,21 @@ def _worker_encoder(name: str, weights: str | None) -> Any:
     return load_encoder(name, weights=weights)
 
 
-def embed_chunk(task: tuple[str, str, str | None, int, list[int], int]) -> tuple[int, list[str], np.ndarray]:
+def embed_chunk(task: tuple[str, str, str | None, int, list[int], int, int]) -> tuple[int, list[str], np.ndarray]:
     """Worker side of the Ray executor: ``(chunk index, nodule ids, embeddings)`` of one chunk of a dataset."""
-    path, name, weights, c, rows, batch_size = task
-    ids, images = _load_inputs(Dataset(path), rows, get_entry(name))
+    path, name, weights, c, rows, batch_size, view = task
+    ids, images = _load_inputs(Dataset(path), rows, get_entry(name), view)
     return c, ids, _worker_encoder(name, weights).embed(images, batch_size=batch_size)
 
 
 def _embed_ray(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: list[tuple[int, list[int]]],
-               partial: Path, batch_size: int, ray_address: str | None) -> None:
+               partial: Path, batch_size: int, ray_address: str | None, view: int = 0) -> None:
     """Chunks as Ray tasks through :func:`autorad.tasks.run_tasks` (bounded number in flight)."""
     from autorad.tasks import run_tasks
 
     if not todo:
         return
-    tasks = ((str(ds.path), entry.name, weights, c, rows, batch_size) for c, rows in todo)
+    tasks = ((str(ds.path), entry.name, weights, c, rows, batch_size, view) for c, rows in todo)
     bar = progress(range(len(todo)), desc=f"embed {entry.name} (ray)", unit="chunk")
     for c, ids, emb in run_tasks(embed_chunk, tasks, jobs=os.cpu_count() or 1, executor="ray", address=ray_address):
         _write_chunk(partial / f"chunk-{c:05d}.npz", ids, emb)
@@ -185,9 +192,10 @@ def _embed_ray(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: list
 
 def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str | None = None,
                   batch_size: int = 32, executor: str = "local", ray_address: str | None = None,
-                  chunk_size: int | None = None, device: str = "cpu") -> Path:
+                  chunk_size: int | None = None, device: str = "cpu", view: int = 0) -> Path:
     """Compute (or find) the cached embeddings of every nodule in ``dataset``; return the cache file path.
 
+    ``view``: embed :func:`autorad.encoders.views.view` ``view`` of every crop (0: the crop itself).
     ``executor``: "local" (this process) or "ray" (chunks as Ray tasks, on ``ray_address`` or a local Ray).
     ``device``: a resolved torch device (:func:`autorad.devices.resolve_device`) for the local executor.
     Resumable: chunks written by an interrupted run are kept.
@@ -198,7 +206,7 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
         raise AutoradError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     if batch_size < 1:
         raise AutoradError("batch_size must be at least 1")
-    final, meta_path, partial, key = cache_paths(ds, entry, weights)
+    final, meta_path, partial, key = cache_paths(ds, entry, weights, view)
     if final.is_file():
         return final
     partial.mkdir(parents=True, exist_ok=True)
@@ -206,9 +214,9 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
     done = _done_chunks(partial, chunks, ds)
     todo = [(c, rows) for c, rows in enumerate(chunks) if c not in done]
     if executor == "ray":
-        _embed_ray(ds, entry, weights, todo, partial, batch_size, ray_address)
+        _embed_ray(ds, entry, weights, todo, partial, batch_size, ray_address, view)
     else:
-        _embed_local(ds, entry, weights, todo, partial, batch_size, device)
+        _embed_local(ds, entry, weights, todo, partial, batch_size, device, view)
     ids: list[str] = []
     embs: list[np.ndarray] = []
     for c in range(len(chunks)):
@@ -228,13 +236,14 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
     return final
 
 
-def read_embeddings(dataset: str | Path | Dataset, encoder_name: str,
-                    weights: str | None = None) -> tuple[list[str], np.ndarray]:
+def read_embeddings(dataset: str | Path | Dataset, encoder_name: str, weights: str | None = None,
+                    view: int = 0) -> tuple[list[str], np.ndarray]:
     """(nodule_ids, (N, dim) float32) in manifest order from the cache :func:`embed_dataset` wrote (read only)."""
     ds = _open(dataset)
-    path = cache_paths(ds, _vision_entry(encoder_name), weights)[0]
+    path = cache_paths(ds, _vision_entry(encoder_name), weights, view)[0]
     if not path.is_file():
-        raise InputError(f"no {encoder_name} embeddings for {ds.path}; run `autorad embed {ds.path} "
-                         f"--encoder {encoder_name}` first")
+        what, flag = (f" (view {view})", f" --views {view + 1}") if view else ("", "")
+        raise InputError(f"no {encoder_name} embeddings{what} for {ds.path}; run `autorad embed {ds.path} "
+                         f"--encoder {encoder_name}{flag}` first")
     with np.load(path, allow_pickle=False) as z:
         return z["nodule_ids"].tolist(), z["emb"].astype(np.float32)

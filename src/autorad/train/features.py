@@ -44,7 +44,7 @@ class FeatureTable:
     radiomics: np.ndarray | None = None  # (N, F) raw values, NaN where extraction failed
     radiomics_names: list[str] | None = None
     radiomics_status: np.ndarray | None = None
-    image: np.ndarray | None = None  # (N, D) frozen embeddings
+    image: np.ndarray | None = None  # (N, D) frozen embeddings, or (N, V, D): V dihedral views (model.views)
     soft: np.ndarray | None = None  # (N, 3) readers' class distribution: a training target, never an input
     attributes: np.ndarray | None = None  # (N, 8) mean radiologist attributes: a training target, never an input
     radiomics_perturbed: PerturbedRadiomics | None = None  # radiomics.stability only: for fitting, never an input
@@ -88,13 +88,14 @@ def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig) -> None:
 
 
 def ensure_embeddings(ds: Dataset, cfg: ExperimentConfig) -> None:
-    """Stage: embed every nodule with ``cfg.model.vision_encoder`` on ``train.device`` when the model needs it
-    (minutes on a new dataset; a cached no-op afterwards)."""
+    """Stage: embed every nodule (each of its ``model.views`` views) with ``cfg.model.vision_encoder`` on
+    ``train.device`` when the model needs it (minutes on a new dataset; a cached no-op afterwards)."""
     if get_kind(cfg.model.kind).needs_image:
         from autorad.encoders.embed import embed_dataset
 
-        embed_dataset(ds, cfg.model.vision_encoder, weights=cfg.model.vision_weights,
-                      device=resolve_device(cfg.train.device))
+        for view in range(cfg.model.views):
+            embed_dataset(ds, cfg.model.vision_encoder, weights=cfg.model.vision_weights,
+                          device=resolve_device(cfg.train.device), view=view)
 
 
 def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> FeatureTable:
@@ -148,10 +149,15 @@ def read_radiomics_matrix(ds: Dataset, cfg: ExperimentConfig, mask_variant: str 
 
 
 def read_image_matrix(ds: Dataset, cfg: ExperimentConfig) -> np.ndarray:
-    """Frozen image embeddings (N, D) in manifest order from the dataset's cache (see :func:`ensure_embeddings`)."""
+    """Frozen image embeddings in manifest order from the dataset's cache (see :func:`ensure_embeddings`):
+    (N, D), or (N, V, D) with ``model.views`` V > 1."""
     from autorad.encoders.embed import read_embeddings
 
-    ids, emb = read_embeddings(ds, cfg.model.vision_encoder, weights=cfg.model.vision_weights)
-    if list(ids) != ds.nodule_ids:
-        raise InputError(f"embedding cache of {ds.path} is out of step with the manifest; delete its embeddings/")
-    return np.asarray(emb, dtype=np.float32)
+    mats = []
+    for view in range(cfg.model.views):
+        ids, emb = read_embeddings(ds, cfg.model.vision_encoder, weights=cfg.model.vision_weights, view=view)
+        if list(ids) != ds.nodule_ids:
+            raise InputError(f"embedding cache of {ds.path} is out of step with the manifest; delete its "
+                             "embeddings/")
+        mats.append(np.asarray(emb, dtype=np.float32))
+    return mats[0] if len(mats) == 1 else np.stack(mats, axis=1)

@@ -37,7 +37,7 @@ from autorad.train.losses import Objective
 class TrainInputs:
     """Tensors of one training or validation set."""
 
-    image: torch.Tensor  # (N, Dv)
+    image: torch.Tensor  # (N, Dv), or (N, V, Dv): V views of each nodule (autorad.encoders.views)
     radiomics: torch.Tensor | None  # (N, R) preprocessed
     y: torch.Tensor  # (N,) class indices
     soft: torch.Tensor | None = None  # (N, 3) readers' class distribution (training targets only)
@@ -52,12 +52,21 @@ class TrainInputs:
         t = torch.as_tensor(idx, dtype=torch.long)
         return tuple(None if a is None else a[t].to(device) for a in (self.soft, self.attributes))
 
-    def batch(self, idx: np.ndarray, device: torch.device | str = "cpu",
+    @property
+    def n_views(self) -> int:
+        """Views per nodule (1 for an (N, Dv) image tensor)."""
+        return self.image.shape[1] if self.image.dim() == 3 else 1
+
+    def batch(self, idx: np.ndarray, device: torch.device | str = "cpu", views: np.ndarray | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Rows ``idx`` on ``device``."""
+        """Rows ``idx`` on ``device``; with several views per nodule, view ``views[i]`` of row ``idx[i]``."""
         t = torch.as_tensor(idx, dtype=torch.long)
         rad = None if self.radiomics is None else self.radiomics[t].to(device)
-        return self.image[t].to(device), rad, self.y[t].to(device)
+        img = self.image[t]
+        if img.dim() == 3:
+            img = img[torch.arange(len(t)), torch.as_tensor(np.zeros(len(t)) if views is None else views,
+                                                            dtype=torch.long)]
+        return img.to(device), rad, self.y[t].to(device)
 
 
 @dataclass
@@ -101,14 +110,20 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | No
 
 @torch.no_grad()
 def predict_logits(learner: nn.Module, data: TrainInputs, batch_size: int = 128) -> torch.Tensor:
-    """Logits for every row, in order."""
+    """Logits for every row, in order. With several views per nodule: the log of the class probabilities
+    averaged over the views (test-time augmentation; their softmax is that average)."""
     learner.eval()
     device = _device_of(learner)
     out = []
     for start in range(0, len(data), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data)))
-        img, rad, _ = data.batch(idx, device)
-        out.append(learner(img, rad).cpu())
+        if data.n_views == 1:
+            img, rad, _ = data.batch(idx, device)
+            out.append(learner(img, rad).cpu())
+            continue
+        probs = [torch.softmax(learner(*data.batch(idx, device, np.full(len(idx), v))[:2]), dim=1).cpu()
+                 for v in range(data.n_views)]
+        out.append(torch.log(torch.stack(probs).mean(0).clamp_min(1e-12)))
     return torch.cat(out) if out else torch.zeros((0, 3))
 
 
@@ -178,12 +193,15 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
     for epoch in range(start_epoch, cfg.epochs):
         learner.train()
         order = np.random.default_rng([cfg.seed, fold + 1, epoch]).permutation(len(train))
+        # one random view per nodule and epoch (augmentation); its own stream, so 1 view draws nothing new
+        view_of = (np.random.default_rng([cfg.seed, fold + 1, epoch, 1]).integers(train.n_views, size=len(train))
+                   if train.n_views > 1 else None)
         total, count = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if len(idx) == 0:
                 continue
-            img, rad, y = train.batch(idx, device)
+            img, rad, y = train.batch(idx, device, None if view_of is None else view_of[idx])
             loss = objective(learner(img, rad), y, *train.targets(idx, device))
             opt.zero_grad(set_to_none=True)
             loss.backward()

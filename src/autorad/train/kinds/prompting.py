@@ -94,7 +94,7 @@ class PromptModel(Model):
         # checkpoint is copied in), which would otherwise make the learner's init depend on what ran before
         load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights, device)
         torch.manual_seed(tcfg.seed * 1000 + fold + 1)
-        self._build(train.image.shape[1], self.pre.n_features_out if self.needs_radiomics else 0, device)
+        self._build(train.image.shape[-1], self.pre.n_features_out if self.needs_radiomics else 0, device)
         key = hash_json([self.cfg.model_dump(mode="json"), tcfg.model_dump(mode="json"),
                            sorted(train.nodule_ids.tolist()), fold])
         self.history = train_learner(self.learner, self._inputs(train), tcfg, state_dir, key, fold,
