@@ -36,6 +36,7 @@ from autorad.train.seeds import fuse
 SCHEDULE = "offline_cpu"  # n_ctx 4, 4 epochs, lr 2e-3 (docs/training.md)
 IMAGE = ["model.kind=autorad_image"]
 SOFT, ORDINAL, AUX = ["train.soft_targets=0.5"], ["train.ordinal_weight=0.5"], ["train.aux_attributes=0.3"]
+VIEWS = ["model.views=8"]
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Row:
     overrides: list[str] = field(default_factory=list)
     seeded: bool = True  # False: no random state (one training is the result)
     what: str = ""
+    max_seeds: int | None = None  # train at most this many seeds (the costly sweeps)
+    table: str = "main"  # "main" or "sweep" (the paper's Table 2)
 
 
 ROWS = [
@@ -59,6 +62,13 @@ ROWS = [
     Row("autorad_image+ordinal", SCHEDULE, IMAGE + ORDINAL, what="+ ordinal penalty (0.5)"),
     Row("autorad_image+aux", SCHEDULE, IMAGE + AUX, what="+ 8 attributes as auxiliary targets (0.3)"),
     Row("autorad_image+soft+ordinal", SCHEDULE, IMAGE + SOFT + ORDINAL, what="+ soft targets + ordinal penalty"),
+    Row("autorad_image+views", SCHEDULE, IMAGE + VIEWS,
+        what="+ 8 dihedral views (a random one per epoch; probabilities averaged over all 8 at prediction)"),
+    # the paper's Table 2 on the full dev set: context length, and radiomic classes (paper's AutoRad, 1 seed)
+    *[Row(f"n_ctx={n}", SCHEDULE, [f"model.n_ctx={n}"], what=f"`autorad`, {n} context vectors", max_seeds=1,
+          table="sweep") for n in (1, 16, 50, 70)],  # 4: `autorad` above
+    *[Row(f"classes={c}", SCHEDULE, [f"radiomics.classes=[{c}]"], what=f"`autorad`, {c} features only",
+          max_seeds=1, table="sweep") for c in ("shape2D", "firstorder", "texture")],
 ]
 # late fusion of a row's seed ensemble with the radiomics GBM (model.fusion: gbm, weight 0.5 fixed in advance)
 FUSIONS = [("autorad_image+soft+ordinal", "radiomics_gbm", 0.5), ("autorad_image", "radiomics_gbm", 0.5),
@@ -159,7 +169,7 @@ def main() -> int:
         run = out / row.name
         if args.report_only or (args.only and row.name not in args.only):
             continue
-        seeds = args.seeds if row.seeded else 1
+        seeds = min(args.seeds, row.max_seeds or args.seeds) if row.seeded else 1
         extra = ["train.final_model=false", f"train.n_seeds={seeds}", f"train.seed_ensemble={seeds > 1}",
                  f"train.jobs={min(args.jobs, seeds)}"]  # seeds at once; a seed's result does not depend on it
         cfg = load_config(row.config, row.overrides + extra)
@@ -168,13 +178,14 @@ def main() -> int:
 
     done = [r for r in ROWS if has_predictions(out / r.name)]
     missing = [r for r in ROWS if r not in done]
-    lines = table_lines(out, done)
+    lines = table_lines(out, [r for r in done if r.table == "main"])
+    sweep = table_lines(out, [r for r in done if r.table == "sweep"])
     fusion = fusion_lines(out)
     variants = tuple(args.masks or MASKS) if args.masks is not None else ()
-    masks = mask_lines(out, ds, done, args.jobs, variants) if variants else []
+    masks = mask_lines(out, ds, [r for r in done if r.table == "main"], args.jobs, variants) if variants else []
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     known = json.loads((out / "masks.json").read_text()) if (out / "masks.json").is_file() else {}
-    text = render(lines, fusion, masks, missing, args, rev, verdict_lines(out, known))
+    text = render(lines, sweep, fusion, masks, missing, args, rev, verdict_lines(out, known))
     Path(args.docs).write_text(text)
     print(text)
     return 0
@@ -294,9 +305,10 @@ def verdict_lines(out: Path, masks_known: dict) -> list[str]:
     return lines
 
 
-def render(lines: list[str], fusion: list[str], masks: list[str], missing: list[Row], args, rev: str,
-           verdict: list[str]) -> str:
-    what = "\n".join(f"- `{r.name}`: {r.what} (`{r.config}` {' '.join(r.overrides)})" for r in ROWS)
+def render(lines: list[str], sweep: list[str], fusion: list[str], masks: list[str], missing: list[Row], args,
+           rev: str, verdict: list[str]) -> str:
+    what = "\n".join(f"- `{r.name}`: {r.what} (`{r.config}` {' '.join(r.overrides)})" for r in ROWS
+                     if r.table == "main")
     parts = [
         "# Results on real LIDC-IDRI data\n",
         f"<!-- written by docs/scripts/make_results.py at commit {rev} -->\n",
@@ -329,6 +341,11 @@ def render(lines: list[str], fusion: list[str], masks: list[str], missing: list[
                   "The same fold models, each applied to its own test fold with every mask grown / shrunk by one "
                   "pixel (disk of radius 1) and the radiomics extracted again; crops and image embeddings "
                   "unchanged. Seed ensembles for seeded rows.\n", "\n".join(masks) + "\n"]
+    if len(sweep) > 1:
+        parts += ["## The paper's Table 2 on the full dev set\n",
+                  "The paper's AutoRad (`offline_cpu` schedule) with the context length changed, or with the radiomics "
+                  "of one class only; one seed each (a 5-fold run with 50 or 70 context vectors costs 5-7x one with "
+                  "4 on a CPU), same folds as above.\n", "\n".join(sweep) + "\n"]
     parts += ["## Targets of the quality issue\n", "\n".join(verdict) + "\n"]
     parts += [STATIC]
     if missing:
