@@ -46,6 +46,7 @@ def _without_seconds(record: dict) -> dict:
     ("offline", "train.select.grid={model.n_ctx: []}", "key 'model.n_ctx' lists no value"),
     ("offline", "train.select.grid={model.nctx: [1, 2]}", "unknown config key 'model.nctx'"),
     ("offline", "train.select.grid={train.jobs: [1, 2]}", "key 'train.jobs' cannot be selected"),
+    ("offline", "train.select.grid={train.select.folds: [1, 2]}", "key 'train.select.folds' cannot be selected: it is"),
     ("offline", "train.select.grid={data.phantom_n: [20, 30]}", "key 'data.phantom_n' cannot be selected"),
     ("offline", "train.select.grid={model.gbm_max_iter: [10, 20]}",
      "key 'model.gbm_max_iter' cannot be selected: model.kind autorad does not use it"),
@@ -179,6 +180,7 @@ def test_each_seed_selects_on_its_own(phantom, tmp_path):
     run = Run(train(phantom, cfg, tmp_path / "run"))
     rows = run.read_metrics()["selection"]["rows"]
     assert {r["seed"] for r in rows} == {0, 1} and sum(r["fold"] == "final" for r in rows) == 2
+    assert "<th>Seed</th>" in run.report_file.read_text()  # the report's selection table, per seed
     for seed in (0, 1):  # each seed's run is a complete selected run
         assert Run(run.seed_dir(seed)).selection_file(None).is_file()
     model, _ = run.load_model()

@@ -273,10 +273,11 @@ def check_selection(cfg: ExperimentConfig) -> dict[str, list[Any]]:
     for key, values in grid.items():
         if not values:
             raise ValueError(f"train.select.grid: key '{key}' lists no value")
-        if not _known_key(key):
+        run_key = key.startswith("train.") and key.split(".")[1] in TRAIN_RUN_KEYS
+        if not run_key and not _known_key(key):
             raise ValueError(f"train.select.grid: unknown config key '{key}'")
         if key not in tunable:
-            if not key.startswith(("model.", "train.")) or key.removeprefix("train.") in TRAIN_RUN_KEYS:
+            if run_key or not key.startswith(("model.", "train.")):
                 why = "it is not a model or training setting that inner validation can choose"
             else:
                 why = f"model.kind {cfg.model.kind}{' with fusion gbm' if cfg.model.fusion == 'gbm' else ''} " \
