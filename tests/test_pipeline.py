@@ -34,10 +34,15 @@ def test_run_end_to_end_then_resume(tmp_path):
     metrics = json.loads((tmp_path / "out" / "run" / "metrics.json").read_text())
     assert metrics["n"] == 40
     assert (tmp_path / "out" / "dataset" / "radiomics.parquet").is_file()
+    times = json.loads((tmp_path / "out" / "stage_times.json").read_text())
+    assert set(times) == {"dataset", "radiomics", "embeddings", "train", "total"}
+    assert times["total"] == pytest.approx(sum(v for k, v in times.items() if k != "total"), abs=0.2)
     # the rerun reuses every stage and gives the same metrics
     first = (tmp_path / "out" / "run" / "metrics.json").read_bytes()
     again = run(cfg, out=tmp_path / "out")
     assert again == report and (tmp_path / "out" / "run" / "metrics.json").read_bytes() == first
+    rerun = json.loads((tmp_path / "out" / "stage_times.json").read_text())
+    assert rerun["radiomics"] < times["radiomics"] and rerun["train"] < times["train"]  # cached stages
 
 
 @pytest.mark.parametrize("out_dir", ["/tmp/elsewhere", "../escape", "runs/../../x"])

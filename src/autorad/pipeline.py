@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from autorad.config import DataConfig, ExperimentConfig, load_config
@@ -97,8 +98,19 @@ def run(config: str | Path | None = None, out: str | Path | None = None,
     config_path = Path(config) if config is not None and Path(config).is_file() else None
     prepare_output_dir(out_dir, kind="pipeline", inputs=(config_path, resolve_data_path(cfg.data.path)),
                        overwrite=overwrite, resume=not overwrite, option="--out" if out is not None else "out_dir")
-    ds = ensure_dataset(cfg, out_dir)
-    ensure_radiomics(ds, cfg)
-    ensure_embeddings(ds, cfg)
-    run_dir = train(ds.path, cfg, out_dir / "run")  # cross-validation -> final -> report
+    times: dict[str, float] = {}
+
+    def timed(stage: str, fn, *args):
+        t0 = time.perf_counter()
+        result = fn(*args)
+        times[stage] = round(time.perf_counter() - t0, 1)
+        return result
+
+    ds = timed("dataset", ensure_dataset, cfg, out_dir)
+    timed("radiomics", ensure_radiomics, ds, cfg)
+    timed("embeddings", ensure_embeddings, ds, cfg)
+    run_dir = timed("train", train, ds.path, cfg, out_dir / "run")  # cross-validation -> final -> report
+    times["total"] = round(sum(times.values()), 1)
+    write_json(out_dir / "stage_times.json", times)  # wall seconds of this call (a cached stage is ~0)
+    log.info("stage times (s): %s", ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     return Run(run_dir).report_file
