@@ -91,3 +91,9 @@ def test_a_views_run_predicts_the_mean_over_views(kind, small_maxslice_dataset, 
     per_view = [model.predict_proba(replace(table, image=table.image[:, v])) for v in range(4)]
     assert np.allclose(model.predict_proba(table), np.mean(per_view, 0), atol=1e-5)
     assert not np.allclose(per_view[0], per_view[1])  # the views really differ
+
+
+def test_views_off_keeps_the_config_dump_of_before():
+    """A config without views writes the config.yaml (and run fingerprint) it wrote before the option existed."""
+    assert "views" not in load_config("offline_cpu").model_dump(mode="json")["model"]
+    assert load_config("offline_cpu", ["model.views=8"]).model_dump(mode="json")["model"]["views"] == 8

@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -35,6 +35,18 @@ INGEST_SOURCES = ("lidc", "maxslice", "phantom")  # what `autorad ingest` reads
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # options added after run folders existed: {key: (the option that switches it, that option's "off" value)}.
+    # While switched off they are left out of the dump, so config.yaml and run fingerprints stay what they were
+    # before the option existed, and earlier run folders resume instead of being retrained.
+    _later_options: ClassVar[dict[str, tuple[str, Any]]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_later_options_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for key, (switch, off) in self._later_options.items():
+            if getattr(self, switch) == off:
+                data.pop(key, None)
+        return data
 
 
 class LabelConfig(_Strict):
@@ -94,15 +106,7 @@ class RadiomicsConfig(_Strict):
     stability: Literal["none", "one_pixel"] = "none"
     min_agreement: float = Field(0.9, gt=0, le=1)
 
-    @model_serializer(mode="wrap")
-    def _omit_stability_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Without stability selection the dump (config.yaml, run fingerprints) is what it was before these keys
-        existed, so earlier run folders resume and are not retrained."""
-        data = handler(self)
-        if self.stability == "none":
-            data.pop("stability", None)
-            data.pop("min_agreement", None)
-        return data
+    _later_options = {"stability": ("stability", "none"), "min_agreement": ("stability", "none")}
 
 
 class ModelConfig(_Strict):
@@ -122,6 +126,7 @@ class ModelConfig(_Strict):
     # dihedral views of the crop (autorad.encoders.views): training draws one per nodule per epoch, prediction
     # averages the probabilities over all of them; 1 = the crop as it is (the paper)
     views: int = Field(1, ge=1, le=8)
+    _later_options = {"views": ("views", 1)}
     # late fusion with the radiomics GBM (autorad.train.fusion): weight of the GBM, or auto (inner validation)
     fusion: Literal["none", "gbm"] = "none"
     fusion_weight: float | Literal["auto"] = 0.5
@@ -200,14 +205,7 @@ class TrainConfig(_Strict):
     final_model: bool = True  # also train on all data after cross-validation
     select: SelectConfig | None = None  # choose model/train settings by nested validation (None: off)
 
-    @model_serializer(mode="wrap")
-    def _omit_select_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Without nested selection the dump (config.yaml, run fingerprints) is what it was before the key existed,
-        so earlier run folders resume and are not retrained."""
-        data = handler(self)
-        if self.select is None:
-            data.pop("select", None)
-        return data
+    _later_options = {"select": ("select", None)}
 
 
 class ExperimentConfig(_Strict):
