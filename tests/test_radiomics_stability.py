@@ -193,6 +193,20 @@ def test_prediction_needs_no_perturbed_radiomics(phantom_ds, stable_run, tmp_pat
     assert not any(bare.glob("radiomics*"))
 
 
+def test_evaluating_a_stable_model_extracts_no_perturbed_radiomics(phantom_ds, stable_run, tmp_path):
+    """Applying trained models (evaluate, out-of-fold) reads only the consensus radiomics: the perturbed tables
+    are training-only data, so another dataset pays for no extra extraction."""
+    import shutil
+
+    from autorad.evaluate.apply import evaluate, out_of_fold
+
+    other = tmp_path / "other"
+    shutil.copytree(phantom_ds.path, other, ignore=shutil.ignore_patterns("radiomics_mask-*"))
+    evaluate(stable_run, other, tmp_path / "ev")
+    pred = out_of_fold(stable_run, other)
+    assert len(pred) == len(phantom_ds) and not any(other.glob("radiomics_mask-*"))
+
+
 @pytest.mark.parametrize("kind", ["autorad", "autorad_image", "radiomics_gbm", "fusion"])
 def test_every_kind_that_reads_radiomics_selects(kind, phantom_ds):
     from autorad.train.features import build_features

@@ -34,7 +34,7 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     model, meta = trained.load_model()
     cfg = trained.model_config(meta)
     ds = Dataset(data)
-    table = build_features(ds, cfg)
+    table = build_features(ds, cfg, training=False)
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
     predictions = prediction_frame(table, model.predict_proba(table))
@@ -70,7 +70,7 @@ def out_of_fold(run: str | Path, data: str | Path) -> pd.DataFrame:
         for k in folds:
             model, meta = trained.load_model(k)
             if table is None:
-                table = build_features(ds, trained.model_config(meta))
+                table = build_features(ds, trained.model_config(meta), training=False)
             test = table.subset(table.folds == k)
             if not len(test):
                 raise InputError(f"{ds.path} has no nodule in fold {k} of {run}")

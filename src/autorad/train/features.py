@@ -76,14 +76,14 @@ def stability_masks(cfg: ExperimentConfig) -> tuple[str, ...]:
     return STABILITY_MASKS[cfg.radiomics.stability]
 
 
-def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig) -> None:
+def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig, training: bool = True) -> None:
     """Stage: extract the radiomics ``cfg.model`` needs (minutes on a new dataset; a cached no-op afterwards), and
-    with ``radiomics.stability`` the same radiomics of every perturbed mask (one table each)."""
+    for training with ``radiomics.stability`` the same radiomics of every perturbed mask (one table each)."""
     if needs_radiomics(cfg):
         from autorad.radiomics.extract import run_radiomics
 
         run_radiomics(ds.path, cfg.radiomics)
-        for variant in stability_masks(cfg):
+        for variant in stability_masks(cfg) if training else ():
             run_radiomics(ds.path, cfg.radiomics, mask_variant=variant)
 
 
@@ -98,8 +98,11 @@ def ensure_embeddings(ds: Dataset, cfg: ExperimentConfig) -> None:
                           device=resolve_device(cfg.train.device), view=view)
 
 
-def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> FeatureTable:
-    """The model inputs ``cfg.model`` declares, computing and caching radiomics and embeddings first if missing."""
+def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, training: bool = True) -> FeatureTable:
+    """The model inputs ``cfg.model`` declares, computing and caching radiomics and embeddings first if missing.
+
+    ``training=False`` (applying trained models): without the training-only data that costs extra extraction
+    (the perturbed-mask radiomics of ``radiomics.stability``), which no fitted model reads."""
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     m = ds.manifest
     unknown = set(m["label"]) - set(CLASS_NAMES)
@@ -111,11 +114,11 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig) -> Feat
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
     table.soft, table.attributes = reader_distribution(m), reader_attributes(m)
     kind = get_kind(cfg.model.kind)
-    ensure_radiomics(ds, cfg)
+    ensure_radiomics(ds, cfg, training)
     ensure_embeddings(ds, cfg)
     if needs_radiomics(cfg):
         table.radiomics, table.radiomics_names, table.radiomics_status = read_radiomics_matrix(ds, cfg)
-        if stability_masks(cfg):
+        if training and stability_masks(cfg):
             table.radiomics_perturbed = PerturbedRadiomics(
                 {v: read_radiomics_matrix(ds, cfg, v, table.radiomics_names)[0] for v in stability_masks(cfg)},
                 cfg.radiomics.min_agreement)
