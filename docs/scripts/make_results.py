@@ -322,8 +322,8 @@ def render(lines: list[str], sweep: list[str], fusion: list[str], masks: list[st
         "*(seeds)*: mean ± sample std over the seeds of each seed's pooled out-of-fold value; the next columns "
         "are the pooled out-of-fold values of the **seed ensemble** (probabilities averaged over the seeds); "
         "rows with 1 seed have no random state (or only one seed was trained: see the seeds column). "
-        "*train s*: summed wall time of the trainings on a 2-core machine shared with other jobs (load 8-11), "
-        "so an upper bound.\n",
+        "*train s*: summed wall time of the row's trainings (every seed, 5 folds, no final model) on a 2-core "
+        "machine running two trainings at a time, so an upper bound for one training on idle cores.\n",
         "\n".join(lines) + "\n",
         "Rows:\n\n" + what + "\n",
     ]
