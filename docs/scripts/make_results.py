@@ -37,6 +37,7 @@ SCHEDULE = "offline_cpu"  # n_ctx 4, 4 epochs, lr 2e-3 (docs/training.md)
 IMAGE = ["model.kind=autorad_image"]
 SOFT, ORDINAL, AUX = ["train.soft_targets=0.5"], ["train.ordinal_weight=0.5"], ["train.aux_attributes=0.3"]
 VIEWS = ["model.views=8"]
+MULTISCALE = ["model.vision_encoder=efficientnet-lite0-multiscale"]
 STABLE = ["radiomics.stability=one_pixel"]
 SHIPPED = "autorad_quality"  # the shipped combination (its config, as shipped)
 
@@ -66,6 +67,8 @@ ROWS = [
     Row("autorad_image+soft+ordinal", SCHEDULE, IMAGE + SOFT + ORDINAL, what="+ soft targets + ordinal penalty"),
     Row("autorad_image+views", SCHEDULE, IMAGE + VIEWS,
         what="+ 8 dihedral views (a random one per epoch; probabilities averaged over all 8 at prediction)"),
+    Row("autorad_image+multiscale", SCHEDULE, IMAGE + MULTISCALE,
+        what="+ image features pooled from EfficientNet-Lite0 stages 4-7 and the head (1,984-d, not the head alone)"),
     Row("autorad_image+stable", SCHEDULE, IMAGE + STABLE,
         what="+ only radiomics that agree (Lin's CCC >= 0.9) with their one-pixel grown and shrunk versions, "
              "selected in each training fold"),
