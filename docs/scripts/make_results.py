@@ -344,7 +344,8 @@ def render(lines: list[str], sweep: list[str], fusion: list[str], masks: list[st
         parts += ["## The paper's Table 2 on the full dev set\n",
                   "The paper's AutoRad (`offline_cpu` schedule) with the context length changed, or with the radiomics "
                   "of one class only; one seed each (a 5-fold run with 50 or 70 context vectors costs 5-7x one with "
-                  "4 on a CPU), same folds as above.\n", "\n".join(sweep) + "\n"]
+                  "4 on a CPU), same folds as above. n_ctx 4 with every class is the `autorad` row of the main "
+                  "table.\n", "\n".join(sweep) + "\n"]
     parts += ["## Targets of the quality issue\n", "\n".join(verdict) + "\n"]
     parts += [STATIC]
     if missing:
