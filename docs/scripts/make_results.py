@@ -73,7 +73,8 @@ ROWS = [
         what="+ only radiomics that agree (Lin's CCC >= 0.9) with their one-pixel grown and shrunk versions, "
              "selected in each training fold"),
     Row("autorad+nested", "offline_cpu_nested",
-        what="the paper's AutoRad, n_ctx {4, 16} x lr {1e-3, 2e-3} chosen by nested validation in each training fold"),
+        what="the paper's AutoRad, n_ctx {4, 16} x lr {1e-3, 2e-3} chosen by nested validation in each training "
+             "fold (one seed: 4 inner trainings + 1 refit per fold)", max_seeds=1),
     Row(SHIPPED, SHIPPED, what="the shipped combination: image + views + soft + ordinal + stable radiomics, "
                                "seed ensemble"),
     # the paper's Table 2 on the full dev set: context length, and radiomic classes (paper's AutoRad, 1 seed)
