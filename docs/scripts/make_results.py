@@ -183,8 +183,11 @@ def main() -> int:
         if args.report_only or (args.only and row.name not in args.only):
             continue
         seeds = min(args.seeds, row.max_seeds or args.seeds) if row.seeded else 1
+        cfg = load_config(row.config, row.overrides)
+        # tasks at once: seeds, or the inner trainings of nested selection (results do not depend on it)
+        jobs = args.jobs if cfg.train.select is not None else min(args.jobs, seeds)
         extra = ["train.final_model=false", f"train.n_seeds={seeds}", f"train.seed_ensemble={seeds > 1}",
-                 f"train.jobs={min(args.jobs, seeds)}"]  # seeds at once; a seed's result does not depend on it
+                 f"train.jobs={jobs}"]
         cfg = load_config(row.config, row.overrides + extra)
         cfg.name = row.name
         train(ds.path, cfg, run)
