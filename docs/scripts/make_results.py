@@ -202,6 +202,7 @@ def main() -> int:
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     known = json.loads((out / "masks.json").read_text()) if (out / "masks.json").is_file() else {}
     text = render(lines, sweep, fusion, masks, missing, args, rev, verdict_lines(out, known))
+    text += selection_lines(out)
     Path(args.docs).write_text(text)
     print(text)
     return 0
@@ -356,6 +357,32 @@ def render(lines: list[str], sweep: list[str], fusion: list[str], masks: list[st
         parts += ["## Not run in this version of the document\n",
                   "\n".join(f"- `{r.name}` ({r.what})" for r in missing) + "\n"]
     return "\n".join(parts)
+
+
+def selection_lines(out: Path) -> str:
+    """What nested selection chose in every fold that finished it (folds/<k>/selection.json), also for a row
+    whose run did not finish: the choice per fold is made before the fold's test nodules are predicted."""
+    parts = []
+    for r in ROWS:
+        files = sorted((out / r.name).glob("**/folds/*/selection.json"))
+        if not files:
+            continue
+        parts.append(f"### `{r.name}`\n")
+        for f in files:
+            sel = json.loads(f.read_text())
+            scores = ", ".join(f"{' '.join(f'{k}={v}' for k, v in c['overrides'].items())}: {c['score']:.3f}"
+                               for c in sel["candidates"])
+            chosen = " ".join(f"{k}={v}" for k, v in sel["chosen"].items())
+            where = f.relative_to(out / r.name).parts
+            seed = f" of seed {where[1]}" if where[0] == "seeds" else ""
+            parts.append(f"- fold {sel['fold']}{seed}: chose **{chosen}**; "
+                         f"inner {sel['metric']} ({sel['better']} is better): {scores}")
+        parts.append("")
+    if not parts:
+        return ""
+    return ("\n## Nested selection (`train.select`): what each training fold chose\n\n"
+            "Each candidate trains on 80% of the training fold's patients and is scored on the other 20%; the "
+            "test fold plays no part.\n\n" + "\n".join(parts))
 
 
 STATIC = (Path(__file__).parent / "results_static.md").read_text()  # the parts without measured numbers
