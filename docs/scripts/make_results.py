@@ -331,7 +331,7 @@ def render(lines: list[str], sweep: list[str], fusion: list[str], masks: list[st
         "are the pooled out-of-fold values of the **seed ensemble** (probabilities averaged over the seeds); "
         "rows with 1 seed have no random state (or only one seed was trained: see the seeds column). "
         "*train s*: summed wall time of the row's trainings (every seed, 5 folds, no final model) on a 2-core "
-        "machine running two trainings at a time, so an upper bound for one training on idle cores.\n",
+        "machine running two to four trainings at a time, so an upper bound for one training on idle cores.\n",
         "\n".join(lines) + "\n",
         "Rows:\n\n" + what + "\n",
     ]
