@@ -31,6 +31,9 @@ def test_same_data_gives_the_runs_own_predictions(phantom_logreg_run, tmp_path):
         np.savez(f, **a)
     moved = out_of_fold(phantom_logreg_run, copy).set_index("nodule_id").loc[own.index, PROBS]
     assert not np.allclose(moved, own[PROBS], atol=1e-3)
+    # the same change through the dataset's own cached table of grown masks: no copy needed, the same numbers
+    grown = out_of_fold(phantom_logreg_run, data, mask_variant="grow1").set_index("nodule_id")
+    assert np.allclose(grown.loc[own.index, PROBS], moved, atol=1e-9)
 
 
 def test_a_run_without_fold_models_is_refused(tmp_path, phantom_logreg_run):
@@ -38,3 +41,11 @@ def test_a_run_without_fold_models_is_refused(tmp_path, phantom_logreg_run):
     (empty / "folds").mkdir(parents=True)
     with pytest.raises(InputError, match="no fold models"):
         out_of_fold(empty, phantom_logreg_run.parent / "dataset")
+
+
+def test_a_mask_variant_is_for_applying_models_only(phantom_logreg_run):
+    from autorad.config import load_config
+    from autorad.train.features import build_features
+
+    with pytest.raises(ValueError, match="only for applying trained models"):
+        build_features(phantom_logreg_run.parent / "dataset", load_config("radiomics_logreg"), mask_variant="grow1")

@@ -9,8 +9,8 @@ schedule of the shipped config ``offline_cpu``. Prompt learners train ``--seeds`
 deterministic baselines (no random state) train once. A row's lever settings are fixed in ROWS below, before any
 result was seen; nothing is chosen by the test folds. Everything is cached under --out, so a rerun only trains
 what is missing; ``--report-only`` trains nothing and writes the document from the runs that exist, listing the
-others as not run. With ``--masks``, each row is also evaluated (same fold models) on copies of the dataset whose
-masks are grown / shrunk by one pixel (built under --out, radiomics extracted again).
+others as not run. With ``--masks``, each row is also evaluated (same fold models) with the radiomics of every
+mask grown / shrunk by one pixel (the dataset's cached tables of those masks, extracted when missing).
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from autorad.config import DataConfig, RadiomicsConfig, load_config
 from autorad.data.dataset import Dataset
-from autorad.data.mask_perturb import perturb_mask
 from autorad.evaluate.metrics import compute_metrics, flatten_scalars
 from autorad.paths import shared_data_dir
 from autorad.train.seeds import fuse
@@ -116,32 +114,6 @@ def seed_predictions(run: Path) -> list[pd.DataFrame]:
     if (run / "seeds").is_dir():
         return [pd.read_parquet(f) for f in sorted((run / "seeds").glob("*/predictions.parquet"))]
     return [pd.read_parquet(run / "predictions.parquet")]
-
-
-def perturbed_dataset(ds: Dataset, variant: str, out: Path, jobs: int) -> Path:
-    """A copy of ``ds`` with every stored mask changed by ``variant``, radiomics extracted again; the crops and
-    their embeddings are the originals (only the radiomics see the mask)."""
-    import shutil
-
-    from autorad.radiomics.extract import run_radiomics
-
-    dst = out / f"dataset_{variant}"
-    if not (dst / "manifest.parquet").is_file():
-        tmp = dst.with_name(dst.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "arrays").mkdir(parents=True)
-        for f in ("manifest.parquet", "dataset.json"):
-            shutil.copy(ds.path / f, tmp / f)
-        shutil.copytree(ds.path / "embeddings", tmp / "embeddings")
-        for _, row in ds.manifest.iterrows():
-            with np.load(ds.path / row["array_file"], allow_pickle=False) as z:
-                a = {k: z[k] for k in z.files}
-            for key in ("slice_mask", "crop_mask"):
-                a[key] = perturb_mask(a[key], variant)  # the library's one rule (autorad robustness uses it)
-            np.savez(tmp / row["array_file"], **a)
-        tmp.rename(dst)
-    run_radiomics(dst, RadiomicsConfig(jobs=jobs))
-    return dst
 
 
 def main() -> int:
@@ -250,8 +222,10 @@ def fusion_lines(out: Path) -> list[str]:
 
 def mask_lines(out: Path, ds: Dataset, rows: list[Row], jobs: int, names: tuple[str, ...]) -> list[str]:
     from autorad.evaluate.apply import out_of_fold
+    from autorad.radiomics.extract import run_radiomics
 
-    variants = {v: perturbed_dataset(ds, v, out, jobs) for v in names}
+    for v in names:  # the dataset's own cached table per mask change (what radiomics.stability reads too)
+        run_radiomics(ds.path, RadiomicsConfig(jobs=jobs), mask_variant=v)
     lines = ["| row | consensus acc | " + " | ".join(f"{v} acc (Δ)" for v in names) + " | consensus AUC | "
              + " | ".join(f"{v} AUC" for v in names) + " |", "|---|" + "---:|" * (2 + 2 * len(names))]
     cache = out / "masks.json"
@@ -260,8 +234,8 @@ def mask_lines(out: Path, ds: Dataset, rows: list[Row], jobs: int, names: tuple[
         n_seeds = len(seed_predictions(out / r.name))
         if known.get(r.name, {}).get("n_seeds") != n_seeds or any(v not in known[r.name] for v in names):
             res = {"consensus": row_metrics(seed_predictions(out / r.name))["pooled"], "n_seeds": n_seeds}
-            for v, path in variants.items():
-                res[v] = compute_metrics(out_of_fold(out / r.name, path))["pooled"]
+            for v in names:
+                res[v] = compute_metrics(out_of_fold(out / r.name, ds.path, mask_variant=v))["pooled"]
             known[r.name] = res
             cache.write_text(json.dumps(known, indent=1))
         res = known[r.name]

@@ -50,8 +50,11 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     return Path(out)
 
 
-def out_of_fold(run: str | Path, data: str | Path) -> pd.DataFrame:
+def out_of_fold(run: str | Path, data: str | Path, mask_variant: str | None = None) -> pd.DataFrame:
     """Each fold model of a cross-validated ``run`` applied to its own test fold of ``data``.
+
+    ``mask_variant`` (e.g. ``grow1``): with the radiomics of every mask so changed (the dataset's cached table for
+    that variant, extracted when missing) in place of the consensus radiomics.
 
     ``data`` holds the same nodules and folds as the run's dataset, with other inputs (e.g. each mask grown by one
     pixel and the radiomics extracted again): this measures how the cross-validated result moves with those
@@ -70,7 +73,8 @@ def out_of_fold(run: str | Path, data: str | Path) -> pd.DataFrame:
         for k in folds:
             model, meta = trained.load_model(k)
             if table is None:
-                table = build_features(ds, trained.model_config(meta), training=False)
+                table = build_features(ds, trained.model_config(meta), training=False,
+                                       mask_variant=mask_variant)
             test = table.subset(table.folds == k)
             if not len(test):
                 raise InputError(f"{ds.path} has no nodule in fold {k} of {run}")

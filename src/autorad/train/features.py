@@ -98,11 +98,17 @@ def ensure_embeddings(ds: Dataset, cfg: ExperimentConfig) -> None:
                           device=resolve_device(cfg.train.device), view=view)
 
 
-def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, training: bool = True) -> FeatureTable:
+def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, training: bool = True,
+                   mask_variant: str | None = None) -> FeatureTable:
     """The model inputs ``cfg.model`` declares, computing and caching radiomics and embeddings first if missing.
 
     ``training=False`` (applying trained models): without the training-only data that costs extra extraction
-    (the perturbed-mask radiomics of ``radiomics.stability``), which no fitted model reads."""
+    (the perturbed-mask radiomics of ``radiomics.stability``), which no fitted model reads. ``mask_variant``
+    (applying trained models only, e.g. ``grow1``): the radiomics of every mask so changed (the dataset's cached
+    table for it, :func:`autorad.data.mask_perturb.perturb_mask`) replace the consensus ones as the input; crops
+    and embeddings are unchanged."""
+    if mask_variant is not None and training:
+        raise ValueError("mask_variant replaces a model input: only for applying trained models (training=False)")
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     m = ds.manifest
     unknown = set(m["label"]) - set(CLASS_NAMES)
@@ -118,6 +124,12 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, trainin
     ensure_embeddings(ds, cfg)
     if needs_radiomics(cfg):
         table.radiomics, table.radiomics_names, table.radiomics_status = read_radiomics_matrix(ds, cfg)
+        if mask_variant is not None:
+            from autorad.radiomics.extract import run_radiomics
+
+            run_radiomics(ds.path, cfg.radiomics, mask_variant=mask_variant)
+            table.radiomics, _, table.radiomics_status = read_radiomics_matrix(ds, cfg, mask_variant,
+                                                                               table.radiomics_names)
         if training and stability_masks(cfg):
             table.radiomics_perturbed = PerturbedRadiomics(
                 {v: read_radiomics_matrix(ds, cfg, v, table.radiomics_names)[0] for v in stability_masks(cfg)},
