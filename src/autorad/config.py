@@ -89,6 +89,8 @@ class DataConfig(_Strict):
 
 # radiomics.stability -> the mask perturbations whose radiomics a feature must agree with (autorad.data.mask_perturb)
 STABILITY_MASKS = {"one_pixel": ("grow1", "shrink1")}
+# radiomics.mask_augment: the mask perturbations whose radiomics training may draw instead of the dataset mask's
+AUGMENT_MASKS = ("grow1", "shrink1")
 
 
 class RadiomicsConfig(_Strict):
@@ -105,8 +107,14 @@ class RadiomicsConfig(_Strict):
     # dataset's masks and each mask of STABILITY_MASKS[stability]; costs one extra extraction per perturbation
     stability: Literal["none", "one_pixel"] = "none"
     min_agreement: float = Field(0.9, gt=0, le=1)
+    # training-time augmentation of the prompt learners' radiomics input: each epoch, every training nodule reads
+    # the radiomics of its own mask or of one of AUGMENT_MASKS (one-pixel grown / shrunk), drawn at random, so the
+    # model learns what a boundary change does not alter; prediction reads the given mask's radiomics only. Costs
+    # the same extra extractions as stability (shared with it)
+    mask_augment: bool = False
 
-    _later_options = {"stability": ("stability", "none"), "min_agreement": ("stability", "none")}
+    _later_options = {"stability": ("stability", "none"), "min_agreement": ("stability", "none"),
+                      "mask_augment": ("mask_augment", False)}
 
 
 class ModelConfig(_Strict):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from autorad import CLASS_NAMES
-from autorad.config import STABILITY_MASKS, ExperimentConfig
+from autorad.config import AUGMENT_MASKS, STABILITY_MASKS, ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
 from autorad.errors import InputError
@@ -18,19 +18,22 @@ from autorad.train.targets import reader_attributes, reader_distribution
 
 @dataclass
 class PerturbedRadiomics:
-    """Training-only data of ``radiomics.stability``: the raw radiomics of every nodule with its mask perturbed
-    (perturbation name -> (N, F), rows and columns aligned with :attr:`FeatureTable.radiomics`) and the agreement
-    each feature must reach with every one of them (:mod:`autorad.radiomics.stability`). Never a model input."""
+    """Training-only data of ``radiomics.stability`` and ``radiomics.mask_augment``: the raw radiomics of every
+    nodule with its mask perturbed (perturbation name -> (N, F), rows and columns aligned with
+    :attr:`FeatureTable.radiomics`). ``min_agreement``: the agreement each feature must reach with every one of
+    them (:mod:`autorad.radiomics.stability`; None: no stability selection). ``augment``: prompt learners draw
+    their training radiomics from these too (:func:`autorad.train.loop.train_learner`). Never a model input at
+    prediction."""
 
     matrices: dict[str, np.ndarray]
-    min_agreement: float
+    min_agreement: float | None
+    augment: bool = False
 
     def subset(self, idx: np.ndarray) -> PerturbedRadiomics:
-        return PerturbedRadiomics({k: v[idx] for k, v in self.matrices.items()}, self.min_agreement)
+        return replace(self, matrices={k: v[idx] for k, v in self.matrices.items()})
 
     def concat(self, other: PerturbedRadiomics) -> PerturbedRadiomics:
-        return PerturbedRadiomics({k: np.concatenate([v, other.matrices[k]]) for k, v in self.matrices.items()},
-                                  self.min_agreement)
+        return replace(self, matrices={k: np.concatenate([v, other.matrices[k]]) for k, v in self.matrices.items()})
 
 
 @dataclass
@@ -47,7 +50,7 @@ class FeatureTable:
     image: np.ndarray | None = None  # (N, D) frozen embeddings, or (N, V, D): V dihedral views (model.views)
     soft: np.ndarray | None = None  # (N, 3) readers' class distribution: a training target, never an input
     attributes: np.ndarray | None = None  # (N, 8) mean radiologist attributes: a training target, never an input
-    radiomics_perturbed: PerturbedRadiomics | None = None  # radiomics.stability only: for fitting, never an input
+    radiomics_perturbed: PerturbedRadiomics | None = None  # stability / mask_augment: training only, never an input
 
     def __len__(self) -> int:
         return len(self.nodule_ids)
@@ -69,21 +72,26 @@ def needs_radiomics(cfg: ExperimentConfig) -> bool:
     return get_kind(cfg.model.kind).needs_radiomics or cfg.model.fusion != "none"
 
 
-def stability_masks(cfg: ExperimentConfig) -> tuple[str, ...]:
-    """The mask perturbations whose radiomics ``radiomics.stability`` needs (none when off or without radiomics)."""
-    if not needs_radiomics(cfg) or cfg.radiomics.stability == "none":
+def perturbed_masks(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The mask perturbations whose radiomics training needs: those of ``radiomics.stability`` and of
+    ``radiomics.mask_augment`` (none when both are off or the model reads no radiomics)."""
+    if not needs_radiomics(cfg):
         return ()
-    return STABILITY_MASKS[cfg.radiomics.stability]
+    masks = list(STABILITY_MASKS.get(cfg.radiomics.stability, ()))
+    if cfg.radiomics.mask_augment:
+        masks += [m for m in AUGMENT_MASKS if m not in masks]
+    return tuple(masks)
 
 
 def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig, training: bool = True) -> None:
     """Stage: extract the radiomics ``cfg.model`` needs (minutes on a new dataset; a cached no-op afterwards), and
-    for training with ``radiomics.stability`` the same radiomics of every perturbed mask (one table each)."""
+    for training with ``radiomics.stability`` or ``mask_augment`` the same radiomics of every perturbed mask (one
+    table each)."""
     if needs_radiomics(cfg):
         from autorad.radiomics.extract import run_radiomics
 
         run_radiomics(ds.path, cfg.radiomics)
-        for variant in stability_masks(cfg) if training else ():
+        for variant in perturbed_masks(cfg) if training else ():
             run_radiomics(ds.path, cfg.radiomics, mask_variant=variant)
 
 
@@ -130,10 +138,11 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, trainin
             run_radiomics(ds.path, cfg.radiomics, mask_variant=mask_variant)
             table.radiomics, _, table.radiomics_status = read_radiomics_matrix(ds, cfg, mask_variant,
                                                                                table.radiomics_names)
-        if training and stability_masks(cfg):
+        if training and perturbed_masks(cfg):
             table.radiomics_perturbed = PerturbedRadiomics(
-                {v: read_radiomics_matrix(ds, cfg, v, table.radiomics_names)[0] for v in stability_masks(cfg)},
-                cfg.radiomics.min_agreement)
+                {v: read_radiomics_matrix(ds, cfg, v, table.radiomics_names)[0] for v in perturbed_masks(cfg)},
+                cfg.radiomics.min_agreement if cfg.radiomics.stability != "none" else None,
+                augment=cfg.radiomics.mask_augment)
     if kind.needs_image:
         table.image = read_image_matrix(ds, cfg)
     return table

@@ -38,7 +38,7 @@ class TrainInputs:
     """Tensors of one training or validation set."""
 
     image: torch.Tensor  # (N, Dv), or (N, V, Dv): V views of each nodule (autorad.encoders.views)
-    radiomics: torch.Tensor | None  # (N, R) preprocessed
+    radiomics: torch.Tensor | None  # (N, R) preprocessed, or (N, M, R): M masks of each nodule (mask_augment)
     y: torch.Tensor  # (N,) class indices
     soft: torch.Tensor | None = None  # (N, 3) readers' class distribution (training targets only)
     attributes: torch.Tensor | None = None  # (N, 8) mean radiologist attributes (auxiliary targets only)
@@ -57,16 +57,25 @@ class TrainInputs:
         """Views per nodule (1 for an (N, Dv) image tensor)."""
         return self.image.shape[1] if self.image.dim() == 3 else 1
 
+    @property
+    def n_masks(self) -> int:
+        """Radiomics versions per nodule (1 for an (N, R) tensor or none; the first is the dataset mask's)."""
+        return self.radiomics.shape[1] if self.radiomics is not None and self.radiomics.dim() == 3 else 1
+
     def batch(self, idx: np.ndarray, device: torch.device | str = "cpu", views: np.ndarray | None = None,
-              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Rows ``idx`` on ``device``; with several views per nodule, view ``views[i]`` of row ``idx[i]``."""
+              masks: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Rows ``idx`` on ``device``; with several views (radiomics versions) per nodule, view ``views[i]``
+        (version ``masks[i]``) of row ``idx[i]``, else the first."""
         t = torch.as_tensor(idx, dtype=torch.long)
-        rad = None if self.radiomics is None else self.radiomics[t].to(device)
-        img = self.image[t]
-        if img.dim() == 3:
-            img = img[torch.arange(len(t)), torch.as_tensor(np.zeros(len(t)) if views is None else views,
-                                                            dtype=torch.long)]
-        return img.to(device), rad, self.y[t].to(device)
+        return (_pick(self.image[t], views).to(device),
+                None if self.radiomics is None else _pick(self.radiomics[t], masks).to(device), self.y[t].to(device))
+
+
+def _pick(x: torch.Tensor, which: np.ndarray | None) -> torch.Tensor:
+    """(B, K, D) -> (B, D): version ``which[i]`` of row i (the first when None); (B, D) is returned as it is."""
+    if x.dim() != 3:
+        return x
+    return x[torch.arange(len(x)), torch.as_tensor(np.zeros(len(x)) if which is None else which, dtype=torch.long)]
 
 
 @dataclass
@@ -196,12 +205,16 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
         # one random view per nodule and epoch (augmentation); its own stream, so 1 view draws nothing new
         view_of = (np.random.default_rng([cfg.seed, fold + 1, epoch, 1]).integers(train.n_views, size=len(train))
                    if train.n_views > 1 else None)
+        # likewise one radiomics version (dataset mask or a perturbed one) per nodule and epoch (mask_augment)
+        mask_of = (np.random.default_rng([cfg.seed, fold + 1, epoch, 2]).integers(train.n_masks, size=len(train))
+                   if train.n_masks > 1 else None)
         total, count = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if len(idx) == 0:
                 continue
-            img, rad, y = train.batch(idx, device, None if view_of is None else view_of[idx])
+            img, rad, y = train.batch(idx, device, None if view_of is None else view_of[idx],
+                                      None if mask_of is None else mask_of[idx])
             loss = objective(learner(img, rad), y, *train.targets(idx, device))
             opt.zero_grad(set_to_none=True)
             loss.backward()

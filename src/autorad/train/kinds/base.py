@@ -75,13 +75,14 @@ def sklearn_class_weight(tcfg: TrainConfig) -> str | None:
 
 def fit_radiomics_pre(train: FeatureTable) -> RadiomicsPreprocessor:
     """Radiomics preprocessing fitted on the training rows; with ``radiomics.stability`` (the table carries the
-    training rows' perturbed-mask radiomics) it keeps only the features that agree with them."""
+    training rows' perturbed-mask radiomics and an agreement to reach) it keeps only the features that agree with
+    them."""
     from autorad.radiomics.preprocess import RadiomicsPreprocessor
 
     if train.radiomics is None or train.radiomics_names is None:
         raise ConfigError("this model needs radiomics, but the feature table has none")
     p = train.radiomics_perturbed
-    if p is None:
+    if p is None or p.min_agreement is None:
         return RadiomicsPreprocessor().fit(train.radiomics, train.radiomics_names)
     return RadiomicsPreprocessor().fit(train.radiomics, train.radiomics_names, perturbed=p.matrices,
                                        min_agreement=p.min_agreement)

@@ -67,7 +67,10 @@ class PromptModel(Model):
             n_ctx=self.cfg.n_ctx, ctx_init=self.cfg.ctx_init, metanet_hidden=self.cfg.metanet_hidden,
             logit_scale_init=self.cfg.logit_scale_init, learn_logit_scale=self.cfg.learn_logit_scale).to(device)
 
-    def _inputs(self, data):
+    def _inputs(self, data, augment: bool = False):
+        """The learner's tensors of ``data``. ``augment`` (training rows with ``radiomics.mask_augment``): the
+        radiomics become (N, M, R), the dataset mask's first and then each perturbed mask's, preprocessed alike;
+        the loop draws one of them per nodule and epoch."""
         import torch
 
         from autorad.train.loop import TrainInputs
@@ -76,7 +79,12 @@ class PromptModel(Model):
             raise ConfigError(f"{self.kind} needs image embeddings")
         rad = None
         if self.needs_radiomics:
-            rad = torch.from_numpy(self.pre.transform(data.radiomics).astype(np.float32))
+            rad = self.pre.transform(data.radiomics).astype(np.float32)
+            p = data.radiomics_perturbed
+            if augment and p is not None and p.augment:
+                rad = np.stack([rad, *(self.pre.transform(m).astype(np.float32) for m in p.matrices.values())],
+                               axis=1)
+            rad = torch.from_numpy(np.ascontiguousarray(rad))
         def optional(a: np.ndarray | None):  # training-only targets (soft reader labels, attributes)
             return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         return TrainInputs(torch.from_numpy(np.ascontiguousarray(data.image, dtype=np.float32)), rad,
@@ -97,7 +105,7 @@ class PromptModel(Model):
         self._build(train.image.shape[-1], self.pre.n_features_out if self.needs_radiomics else 0, device)
         key = hash_json([self.cfg.model_dump(mode="json"), tcfg.model_dump(mode="json"),
                            sorted(train.nodule_ids.tolist()), fold])
-        self.history = train_learner(self.learner, self._inputs(train), tcfg, state_dir, key, fold,
+        self.history = train_learner(self.learner, self._inputs(train, augment=True), tcfg, state_dir, key, fold,
                                      val=self._inputs(val) if val is not None else None)
 
     def predict_proba(self, data):
