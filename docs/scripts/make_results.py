@@ -37,6 +37,7 @@ SOFT, ORDINAL, AUX = ["train.soft_targets=0.5"], ["train.ordinal_weight=0.5"], [
 VIEWS = ["model.views=8"]
 MULTISCALE = ["model.vision_encoder=efficientnet-lite0-multiscale"]
 STABLE = ["radiomics.stability=one_pixel"]
+MASKAUG = ["radiomics.mask_augment=true"]
 SHIPPED = "autorad_quality"  # the shipped combination (its config, as shipped)
 
 
@@ -70,11 +71,15 @@ ROWS = [
     Row("autorad_image+stable", SCHEDULE, IMAGE + STABLE,
         what="+ only radiomics that agree (Lin's CCC >= 0.9) with their one-pixel grown and shrunk versions, "
              "selected in each training fold"),
+    Row("autorad_image+maskaug", SCHEDULE, IMAGE + MASKAUG,
+        what="+ mask augmentation: each epoch a nodule's radiomics come from its mask or the mask grown / shrunk by "
+             "one pixel (training only)"),
     Row("autorad+nested", "offline_cpu_nested",
         what="the paper's AutoRad, n_ctx {4, 16} x lr {1e-3, 2e-3} chosen by nested validation in each training "
              "fold (one seed: 4 inner trainings + 1 refit per fold)", max_seeds=1),
     Row(SHIPPED, SHIPPED, what="the shipped combination: image + views + soft + ordinal + stable radiomics, "
                                "seed ensemble"),
+    Row(f"{SHIPPED}+maskaug", SHIPPED, MASKAUG, what="the shipped combination + mask augmentation"),
     # the paper's Table 2 on the full dev set: context length, and radiomic classes (paper's AutoRad, 1 seed)
     *[Row(f"n_ctx={n}", SCHEDULE, [f"model.n_ctx={n}"], what=f"`autorad`, {n} context vectors", max_seeds=1,
           table="sweep") for n in (1, 16, 50, 70)],  # 4: `autorad` above
