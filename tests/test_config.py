@@ -115,3 +115,12 @@ def test_error_quotes_a_short_excerpt():
     with pytest.raises(ConfigError) as err:
         load_config("radiomics_logreg", ["name=[" + ",".join(["123456789"] * 2000) + "]"])
     assert "Input should be a valid string" in str(err.value) and len(str(err.value)) < 300
+
+
+def test_the_fast_default_is_the_shipped_combination_with_one_seed():
+    """`autorad_quality_fast` (the main job's fast default) differs from `autorad_quality` only in its seeds."""
+    fast, full = load_config("autorad_quality_fast"), load_config("autorad_quality")
+    assert fast.train.n_seeds == 1 and not fast.train.seed_ensemble and full.train.n_seeds == 3
+    assert fast.model == full.model and fast.radiomics == full.radiomics and fast.data == full.data
+    same = ("seed", "epochs", "lr", "batch_size", "soft_targets", "ordinal_weight")
+    assert all(getattr(fast.train, k) == getattr(full.train, k) for k in same)

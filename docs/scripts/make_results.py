@@ -39,6 +39,7 @@ MULTISCALE = ["model.vision_encoder=efficientnet-lite0-multiscale"]
 STABLE = ["radiomics.stability=one_pixel"]
 MASKAUG = ["radiomics.mask_augment=true"]
 SHIPPED = "autorad_quality"  # the shipped combination (its config, as shipped)
+FAST = "autorad_quality_fast"  # the same with one seed: the fast default of the real-data main job
 
 
 @dataclass
@@ -80,6 +81,8 @@ ROWS = [
     Row(SHIPPED, SHIPPED, what="the shipped combination: image + views + soft + ordinal + stable radiomics, "
                                "seed ensemble"),
     Row(f"{SHIPPED}+maskaug", SHIPPED, MASKAUG, what="the shipped combination + mask augmentation"),
+    Row(FAST, FAST, max_seeds=1, what="the shipped combination with one seed (the real-data main job's fast default; "
+                                      "the spread of one-seed models is the shipped row's (seeds) columns)"),
     # the paper's Table 2 on the full dev set: context length, and radiomic classes (paper's AutoRad, 1 seed)
     *[Row(f"n_ctx={n}", SCHEDULE, [f"model.n_ctx={n}"], what=f"`autorad`, {n} context vectors", max_seeds=1,
           table="sweep") for n in (1, 16, 50, 70)],  # 4: `autorad` above
