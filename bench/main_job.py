@@ -1,6 +1,6 @@
 """Time the main job on the real set and check that it prints what docs/results.md says.
 
-    python bench/main_job.py [--config autorad_quality_fast] [--out DIR] [--docs docs/results.md]
+    python bench/main_job.py [--config autorad_quality] [--out DIR] [--docs docs/results.md]
 
 Runs ``autorad run CONFIG --out DIR`` in a fresh process from nothing (ingest of the shared max-slice NPZ,
 radiomics, embeddings, cross-validation, final model, report), then prints:
@@ -9,8 +9,8 @@ radiomics, embeddings, cross-validation, final model, report), then prints:
   2. its pooled cross-validated accuracy, unsure F1 and macro AUC next to the row of the same config in
      docs/results.md (written by docs/scripts/make_results.py from other processes), and whether they agree to
      the third decimal.
-The default is the fast default of the main job (`autorad_quality_fast`, one seed); ``--config autorad_quality``
-times the 3-seed ensemble. Exit 0 when both hold, 1 otherwise. Needs the shared data (../shared/data or $AUTORAD_SHARED_DATA).
+The default is the main job (`autorad_quality`, the 3-seed ensemble); ``--config autorad_quality_fast`` times its
+one-seed fast default. Exit 0 when both hold, 1 otherwise. Needs the shared data (../shared/data or $AUTORAD_SHARED_DATA).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def pooled(metrics: dict) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="autorad_quality_fast")
+    ap.add_argument("--config", default="autorad_quality")
     ap.add_argument("--out", default=None, help="a new folder for the run (default: a temporary one)")
     ap.add_argument("--docs", default="docs/results.md")
     args = ap.parse_args()
