@@ -10,7 +10,8 @@ radiomics, embeddings, cross-validation, final model, report), then prints:
      docs/results.md (written by docs/scripts/make_results.py from other processes), and whether they agree to
      the third decimal.
 The default is the main job (`autorad_quality`, the 3-seed ensemble); ``--config autorad_quality_fast`` times its
-one-seed fast default. Exit 0 when both hold, 1 otherwise. Needs the shared data (../shared/data or $AUTORAD_SHARED_DATA).
+one-seed fast default. Exit 0 when both hold, 1 otherwise.
+Needs the shared data (../shared/data or $AUTORAD_SHARED_DATA).
 """
 
 from __future__ import annotations
