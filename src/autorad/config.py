@@ -87,10 +87,12 @@ class DataConfig(_Strict):
     limit: int | None = Field(None, ge=1)  # keep only the first N nodules (quick runs)
 
 
-# radiomics.stability -> the mask perturbations whose radiomics a feature must agree with (autorad.data.mask_perturb)
-STABILITY_MASKS = {"one_pixel": ("grow1", "shrink1")}
+# the masks of every nodule grown and shrunk by one pixel (autorad.data.mask_perturb)
+ONE_PIXEL_MASKS = ("grow1", "shrink1")
+# radiomics.stability -> the mask perturbations whose radiomics a feature must agree with
+STABILITY_MASKS = {"one_pixel": ONE_PIXEL_MASKS}
 # radiomics.mask_augment: the mask perturbations whose radiomics training may draw instead of the dataset mask's
-AUGMENT_MASKS = ("grow1", "shrink1")
+AUGMENT_MASKS = ONE_PIXEL_MASKS
 
 
 class RadiomicsConfig(_Strict):
