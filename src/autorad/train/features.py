@@ -83,15 +83,17 @@ def perturbed_masks(cfg: ExperimentConfig) -> tuple[str, ...]:
     return tuple(masks)
 
 
-def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig, training: bool = True) -> None:
+def ensure_radiomics(ds: Dataset, cfg: ExperimentConfig, training: bool = True,
+                     mask_variant: str | None = None) -> None:
     """Stage: extract the radiomics ``cfg.model`` needs (minutes on a new dataset; a cached no-op afterwards), and
-    for training with ``radiomics.stability`` or ``mask_augment`` the same radiomics of every perturbed mask (one
-    table each)."""
+    the same radiomics of every perturbed mask (one table each) that training with ``radiomics.stability`` or
+    ``mask_augment`` reads, or (applying trained models) the one ``mask_variant`` asks for."""
     if needs_radiomics(cfg):
         from autorad.radiomics.extract import run_radiomics
 
         run_radiomics(ds.path, cfg.radiomics)
-        for variant in perturbed_masks(cfg) if training else ():
+        variants = perturbed_masks(cfg) if training else (mask_variant,) if mask_variant else ()
+        for variant in variants:
             run_radiomics(ds.path, cfg.radiomics, mask_variant=variant)
 
 
@@ -128,14 +130,11 @@ def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, trainin
                          y=np.array([CLASS_NAMES.index(c) for c in m["label"]], dtype=np.int64))
     table.soft, table.attributes = reader_distribution(m), reader_attributes(m)
     kind = get_kind(cfg.model.kind)
-    ensure_radiomics(ds, cfg, training)
+    ensure_radiomics(ds, cfg, training, mask_variant)
     ensure_embeddings(ds, cfg)
     if needs_radiomics(cfg):
         table.radiomics, table.radiomics_names, table.radiomics_status = read_radiomics_matrix(ds, cfg)
         if mask_variant is not None:
-            from autorad.radiomics.extract import run_radiomics
-
-            run_radiomics(ds.path, cfg.radiomics, mask_variant=mask_variant)
             table.radiomics, _, table.radiomics_status = read_radiomics_matrix(ds, cfg, mask_variant,
                                                                                table.radiomics_names)
         if training and perturbed_masks(cfg):
