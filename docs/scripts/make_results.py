@@ -38,6 +38,7 @@ VIEWS = ["model.views=8"]
 MULTISCALE = ["model.vision_encoder=efficientnet-lite0-multiscale"]
 STABLE = ["radiomics.stability=one_pixel"]
 MASKAUG = ["radiomics.mask_augment=true"]
+ASTRA = ["model.vision_encoder=ct-i3resnet152-3d"]
 SHIPPED = "autorad_quality"  # the shipped combination (its config, as shipped)
 FAST = "autorad_quality_fast"  # the same with one seed: the fast default of the real-data main job
 
@@ -75,6 +76,9 @@ ROWS = [
     Row("autorad_image+maskaug", SCHEDULE, IMAGE + MASKAUG,
         what="+ mask augmentation: each epoch a nodule's radiomics come from its mask or the mask grown / shrunk by "
              "one pixel (training only)"),
+    Row("autorad_image+astra3d", SCHEDULE, IMAGE + ASTRA,
+        what="+ image features of the CT-pretrained 3D I3ResNet-152 (Astra; the 2D crop replicated along depth) "
+             "instead of EfficientNet-Lite0"),
     Row("autorad+nested", "offline_cpu_nested",
         what="the paper's AutoRad, n_ctx {4, 16} x lr {1e-3, 2e-3} chosen by nested validation in each training "
              "fold (one seed: 4 inner trainings + 1 refit per fold)", max_seeds=1),
