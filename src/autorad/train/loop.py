@@ -136,6 +136,16 @@ def predict_logits(learner: nn.Module, data: TrainInputs, batch_size: int = 128)
     return torch.cat(out) if out else torch.zeros((0, 3))
 
 
+def _param_groups(learner: nn.Module, params: list[tuple[str, nn.Parameter]], lr: float) -> list[dict[str, Any]]:
+    """One optimiser group per learning-rate factor (the learner's ``lr_factor(name)``, 1 when it has none), in
+    order of first appearance, so a learner without factors gets the single group it always had."""
+    factor = getattr(learner, "lr_factor", lambda name: 1.0)
+    groups: dict[float, list[nn.Parameter]] = {}
+    for n, p in params:
+        groups.setdefault(float(factor(n)), []).append(p)
+    return [{"params": ps, "lr": lr * f} for f, ps in groups.items()]
+
+
 def _device_of(learner: nn.Module) -> torch.device:
     return next(iter(learner.parameters()), torch.empty(0)).device
 
@@ -171,7 +181,8 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
     params = [(n, p) for n, p in learner.named_parameters() if p.requires_grad]
     params += [(f"aux.{n}", p) for n, p in objective.named_parameters()]
     names = {id(p): n for n, p in params}
-    opt = torch.optim.SGD([p for _, p in params], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(_param_groups(learner, params, cfg.lr), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     schedule = lr_schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
     history, start_epoch = History(), 0

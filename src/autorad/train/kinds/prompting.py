@@ -31,7 +31,8 @@ def load_text_encoder(name: str, weights: str | None, device: str = "cpu"):
 
 def build_learner(kind: str, text_encoder, class_names: Sequence[str], image_dim: int, radiomics_dim: int = 0,
                   n_ctx: int = 50, ctx_init: str | None = None, metanet_hidden: int | None = None,
-                  logit_scale_init: float = math.log(100.0), learn_logit_scale: bool = True):
+                  logit_scale_init: float = math.log(100.0), learn_logit_scale: bool = True, image_tail=None,
+                  image_tail_lr: float = 1.0):
     """The prompt learner of model kind ``kind`` (one of the registered prompt-learner kinds)."""
     from autorad.prompts import PromptLearner
     from autorad.train.kinds import get_kind, kind_names
@@ -41,7 +42,7 @@ def build_learner(kind: str, text_encoder, class_names: Sequence[str], image_dim
         choices = [k for k in kind_names() if issubclass(get_kind(k), PromptModel)]
         raise ConfigError(f"unknown prompt learner {kind!r}; choose one of {', '.join(choices)}")
     return PromptLearner(spec.conditioning, text_encoder, class_names, image_dim, radiomics_dim, n_ctx, ctx_init,
-                         metanet_hidden, logit_scale_init, learn_logit_scale)
+                         metanet_hidden, logit_scale_init, learn_logit_scale, image_tail, image_tail_lr)
 
 
 class PromptModel(Model):
@@ -52,20 +53,28 @@ class PromptModel(Model):
     # the prompt and the learner's shape, and every train.* key of the optimisation loop and objective
     hyperparameters = frozenset({"model.n_ctx", "model.ctx_init", "model.class_names", "model.metanet_hidden",
                                  "model.logit_scale_init", "model.learn_logit_scale", "model.text_encoder",
-                                 "model.text_weights"}) | learning_keys()
+                                 "model.text_weights", "model.image_tuning", "model.image_tuning_lr"}
+                                ) | learning_keys()
     conditioning: ClassVar[tuple[str, ...]] = ()  # what the MetaNet sees: "image" and/or "radiomics"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.needs_radiomics = "radiomics" in cls.conditioning
 
-    def _build(self, image_dim: int, radiomics_dim: int, device: str = "cpu") -> None:
+    def _build(self, image_dim: int, radiomics_dim: int, device: str = "cpu", pretrained_tail: bool = True) -> None:
+        """The learner; with ``model.image_tuning`` its image tail starts from the vision encoder's weights
+        (``pretrained_tail``), or is only shaped for a checkpoint's state to fill."""
+        from autorad.encoders import load_image_tail
+
         self.image_dim, self.radiomics_dim = image_dim, radiomics_dim
         text = load_text_encoder(self.cfg.text_encoder, self.cfg.text_weights, device)
+        tail = (load_image_tail(self.cfg.vision_encoder, self.cfg.vision_weights, pretrained=pretrained_tail)
+                if self.cfg.image_tuning == "tail" else None)
         self.learner = build_learner(
             self.kind, text, list(self.cfg.class_names), image_dim=image_dim, radiomics_dim=radiomics_dim,
             n_ctx=self.cfg.n_ctx, ctx_init=self.cfg.ctx_init, metanet_hidden=self.cfg.metanet_hidden,
-            logit_scale_init=self.cfg.logit_scale_init, learn_logit_scale=self.cfg.learn_logit_scale).to(device)
+            logit_scale_init=self.cfg.logit_scale_init, learn_logit_scale=self.cfg.learn_logit_scale,
+            image_tail=tail, image_tail_lr=self.cfg.image_tuning_lr).to(device)
 
     def _inputs(self, data, augment: bool = False):
         """The learner's tensors of ``data``. ``augment`` (training rows with ``radiomics.mask_augment``): the
@@ -137,7 +146,7 @@ class PromptModel(Model):
         m = cls(cfg)
         if m.needs_radiomics:
             m.pre = load_radiomics_pre(tensors, meta)
-        m._build(int(meta["image_dim"]), int(meta["radiomics_dim"]))
+        m._build(int(meta["image_dim"]), int(meta["radiomics_dim"]), pretrained_tail=False)
         state = {k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "learner").items()}
         try:
             m.learner.load_learnable_state_dict(state)
