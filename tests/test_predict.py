@@ -86,7 +86,7 @@ def _dataset_volume(arrays: dict, row: pd.Series) -> CTVolume:
                     sop_uids=[""], series_uid="x", patient_id="x")
 
 
-@pytest.mark.parametrize("run_name", ["logreg_run", "image_run", "views_run"])
+@pytest.mark.parametrize("run_name", ["logreg_run", "image_run", "views_run", "tail_tuned_run"])
 def test_dataset_nodule_with_its_own_mask_gets_the_evaluate_probabilities(run_name, small_maxslice_dataset,
                                                                           request, tmp_path):
     run = request.getfixturevalue(run_name)

@@ -183,6 +183,8 @@ class ImageTail(nn.Module):
         self.act = nn.ReLU6()
         self.in_dim = self.map_shape[0] * self.map_shape[1] * self.map_shape[2]
         self.out_dim = HEAD_DIM
+        for p in self.parameters():  # torch's folding leaves a new bias frozen when the conv had none
+            p.requires_grad_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(-1, *self.map_shape)
