@@ -63,3 +63,27 @@ def test_summary_and_average_helpers():
     s = seed_summary({0: {"pooled": {"accuracy": 0.5}}, 1: {"pooled": {"accuracy": 0.7}}})
     assert s["mean"]["accuracy"] == pytest.approx(0.6)
     assert s["std"]["accuracy"] == pytest.approx(np.std([0.5, 0.7], ddof=1), abs=1e-6)
+
+
+def test_seed_workers_start_with_the_features_cached(tmp_path, monkeypatch):
+    """The seeds' shared radiomics and embeddings are computed once, before any worker starts (workers computing
+    them at once would write one cache twice)."""
+    import autorad.tasks
+    from autorad.config import DataConfig
+    from autorad.data.ingest import ingest
+    from autorad.encoders.embed import cache_paths
+    from autorad.encoders.registry import get_entry
+
+    ds = ingest("phantom", tmp_path / "ds", None, DataConfig(source="phantom", phantom_n=24))
+    cfg = load_config("offline", [*TINY, "train.n_seeds=2", "train.jobs=1"])
+    real, seen = autorad.tasks.run_tasks, []
+
+    def check_then_run(fn, tasks, **kw):
+        if fn.__name__ == "train_seed_task":  # (the extraction and embedding stages run tasks too)
+            seen.append((cache_paths(ds, get_entry("tiny-vit-2d"), None)[0].is_file(),
+                         (ds.path / "radiomics.parquet").is_file()))
+        return real(fn, tasks, **kw)
+
+    monkeypatch.setattr(autorad.tasks, "run_tasks", check_then_run)
+    train(ds.path, cfg, tmp_path / "run")
+    assert seen == [(True, True)]

@@ -167,6 +167,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     from autorad.outputs import prepare_output_dir
     from autorad.tasks import run_tasks
     from autorad.train.cv import check_resumable, write_run_report
+    from autorad.train.features import ensure_embeddings, ensure_radiomics
     from autorad.train.run import Run
 
     log = logging.getLogger(__name__)
@@ -190,6 +191,10 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
         paths = {k: run.seed_dir(k) for k in configs}
         if fused:
             configs["gbm"], paths["gbm"] = _gbm_config(cfg), run.path / "gbm"
+        # every seed reads the same radiomics and embeddings: compute (or find) them once here, before the workers
+        # start, instead of in each worker at once (two writers of one cache, and the work done twice)
+        ensure_radiomics(Dataset(dataset), cfg)
+        ensure_embeddings(Dataset(dataset), cfg)
         tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(paths[k])) for k, c in configs.items()]
         log.info("%s: %d seeds %s under the same folds%s (%s)", cfg.name, len(seeds), seeds,
                  " + the radiomics GBM" if fused else "", cfg.train.executor)
