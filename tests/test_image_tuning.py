@@ -120,3 +120,14 @@ def test_a_still_tail_is_the_frozen_model_and_training_moves_it(tail_tuned_run, 
     cut = {k: v for k, v in tensors.items() if "image_tail" not in k}
     with pytest.raises(CheckpointError):
         model_from_tensors(model.cfg, cut, meta)
+
+
+def test_a_map_entry_whose_map_does_not_give_its_dim_is_refused() -> None:
+    import dataclasses
+
+    from autorad.encoders import efficientnet_lite
+    from autorad.encoders.registry import get_entry
+    from autorad.errors import AutoradError
+
+    with pytest.raises(AutoradError, match=r"stage6 map \(192, 7, 7\) give 9408 dims, the entry declares 100"):
+        efficientnet_lite.load(dataclasses.replace(get_entry(MAP), dim=100), None)

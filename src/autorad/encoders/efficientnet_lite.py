@@ -245,6 +245,6 @@ def load(entry: EncoderEntry, weights: str | None, device: str = "cpu") -> Effic
     else:
         dim, what = model.pooled_dim(pooled_outputs(entry)), f"its pooled outputs {pooled_outputs(entry)}"
     if dim != entry.dim:
-        raise AutoradError(f"{entry.name}: {what} give(s) {dim} dims, the entry declares {entry.dim}")
+        raise AutoradError(f"{entry.name}: {what} give {dim} dims, the entry declares {entry.dim}")
     strict_load(model, load_state_dict(path), f"{entry.name} ({path})")
     return EfficientNetEncoder(entry, model, f"{path.name}:{hash_file(path)[:16]}", device)
