@@ -66,6 +66,13 @@ def test_bad_grids_are_refused_naming_the_option(config, override, expected):
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
+def test_an_option_left_out_of_the_default_dump_is_selectable():
+    """model.image_tuning_lr is dropped from config.yaml while image tuning is off; with it on, a grid may list it."""
+    cfg = load_config("offline_cpu", ["model.kind=autorad_image", "model.vision_encoder=efficientnet-lite0-stage6-map",
+                                      "model.image_tuning=tail", "train.select.grid={model.image_tuning_lr: [0.1, 1]}"])
+    assert [c["model.image_tuning_lr"] for c in selection_candidates(cfg)] == [0.1, 1.0]
+
+
 def test_grid_values_candidates_and_the_off_default():
     cfg = load_config("offline_cpu", ["train.select.grid={train.lr: [1e-3, 2e-3], model.n_ctx: [4, 16]}"])
     assert cfg.train.select.grid == {"train.lr": [0.001, 0.002], "model.n_ctx": [4, 16]}  # as the options read them

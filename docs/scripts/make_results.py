@@ -83,6 +83,9 @@ ROWS = [
     Row("autorad_image+tail", SCHEDULE, IMAGE + TAIL,
         what="+ the image encoder's last block and head convolution trained with the prompts (1.0M of "
              "EfficientNet-Lite0's 4.7M parameters, at 0.1x the learning rate; beyond the paper)"),
+    Row("autorad_image+tail+nested", SCHEDULE, IMAGE + TAIL + ["train.select={grid: {model.image_tuning_lr: [0.1, 1]}}"],
+        what="as `autorad_image+tail`, the tail's learning-rate factor {0.1, 1} chosen by nested validation in each "
+             "training fold (one seed: 2 inner trainings + 1 refit per fold)", max_seeds=1),
     Row("autorad+nested", "offline_cpu_nested",
         what="the paper's AutoRad, n_ctx {4, 16} x lr {1e-3, 2e-3} chosen by nested validation in each training "
              "fold (one seed: 4 inner trainings + 1 refit per fold)", max_seeds=1),

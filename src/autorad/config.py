@@ -282,6 +282,16 @@ def candidate_config(cfg: ExperimentConfig, overrides: dict[str, Any]) -> Experi
 
 
 def _known_key(dotted: str) -> bool:
+    """Whether ``dotted`` names a config option: a field of the config's sections (also the options a default dump
+    leaves out while they are off, :attr:`_Strict._later_options`), or a key inside a default value."""
+    section: Any = ExperimentConfig
+    for part in dotted.split("."):
+        fields = getattr(section, "model_fields", None)
+        if fields is None or part not in fields:
+            break
+        section = fields[part].annotation
+    else:
+        return True
     try:
         get_dotted(ExperimentConfig().model_dump(mode="json"), dotted)
     except KeyError:
