@@ -40,6 +40,7 @@ STABLE = ["radiomics.stability=one_pixel"]
 MASKAUG = ["radiomics.mask_augment=true"]
 ASTRA = ["model.vision_encoder=ct-i3resnet152-3d"]
 TAIL = ["model.vision_encoder=efficientnet-lite0-stage6-map", "model.image_tuning=tail"]
+TAIL_SELECT = "train.select={grid: {model.image_tuning_lr: [0.1, 1]}}"
 SHIPPED = "autorad_quality"  # the shipped combination (its config, as shipped)
 FAST = "autorad_quality_fast"  # the same with one seed: the fast default of the real-data main job
 
@@ -83,7 +84,7 @@ ROWS = [
     Row("autorad_image+tail", SCHEDULE, IMAGE + TAIL,
         what="+ the image encoder's last block and head convolution trained with the prompts (1.0M of "
              "EfficientNet-Lite0's 4.7M parameters, at 0.1x the learning rate; beyond the paper)"),
-    Row("autorad_image+tail+nested", SCHEDULE, IMAGE + TAIL + ["train.select={grid: {model.image_tuning_lr: [0.1, 1]}}"],
+    Row("autorad_image+tail+nested", SCHEDULE, IMAGE + TAIL + [TAIL_SELECT],
         what="as `autorad_image+tail`, the tail's learning-rate factor {0.1, 1} chosen by nested validation in each "
              "training fold (one seed: 2 inner trainings + 1 refit per fold)", max_seeds=1),
     Row("autorad+nested", "offline_cpu_nested",
