@@ -40,6 +40,7 @@ STABLE = ["radiomics.stability=one_pixel"]
 MASKAUG = ["radiomics.mask_augment=true"]
 ASTRA = ["model.vision_encoder=ct-i3resnet152-3d"]
 TAIL = ["model.vision_encoder=efficientnet-lite0-stage6-map", "model.image_tuning=tail"]
+SCHEDULE_SELECT = "train.select={grid: {train.epochs: [4, 8], train.batch_size: [16, 32]}}"
 TAIL_SELECT = "train.select={grid: {model.image_tuning_lr: [0.1, 1]}}"
 SHIPPED = "autorad_quality"  # the shipped combination (its config, as shipped)
 FAST = "autorad_quality_fast"  # the same with one seed: the fast default of the real-data main job
@@ -90,6 +91,9 @@ ROWS = [
     Row("autorad+nested", "offline_cpu_nested",
         what="the paper's AutoRad, n_ctx {4, 16} x lr {1e-3, 2e-3} chosen by nested validation in each training "
              "fold (one seed: 4 inner trainings + 1 refit per fold)", max_seeds=1),
+    Row("autorad+nested-epochs-batch", SCHEDULE, [SCHEDULE_SELECT],
+        what="the paper's AutoRad, epochs {4, 8} x batch {16, 32} chosen by nested validation in each training fold "
+             "(one seed: 4 inner trainings + 1 refit per fold)", max_seeds=1),
     Row(SHIPPED, SHIPPED, what="the shipped combination: image + views + soft + ordinal + stable radiomics + mask "
                                "augmentation, seed ensemble"),
     Row(f"{SHIPPED}-maskaug", SHIPPED, ["radiomics.mask_augment=false"],
