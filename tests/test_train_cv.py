@@ -78,6 +78,22 @@ def test_rerun_resumes_and_is_deterministic(small_maxslice_dataset, tmp_path):
     assert (other / "metrics.json").read_bytes() == first
 
 
+def test_folds_as_tasks_give_the_run_of_folds_in_turn(small_maxslice_dataset, tmp_path):
+    """train.jobs 2: the folds train in 2 worker processes; same models, same predictions as one after another."""
+    one = train(small_maxslice_dataset, load_config("offline", ["model.kind=autorad", *TINY]), tmp_path / "one")
+    cfg = load_config("offline", ["model.kind=autorad", *TINY, "train.jobs=2"])
+    two = train(small_maxslice_dataset, cfg, tmp_path / "two")
+    assert "5 folds as tasks (local, jobs 2)" in (two / "log.txt").read_text()
+    assert "fold 4: train" in (two / "log.txt").read_text()  # the workers log into the run's log too
+    a, b = (pd.read_parquet(r / "predictions.parquet") for r in (one, two))
+    assert a[["nodule_id", "fold", "label", "pred"]].equals(b[["nodule_id", "fold", "label", "pred"]])
+    probs = ["prob_benign", "prob_unsure", "prob_malignant"]
+    np.testing.assert_allclose(a[probs].to_numpy(), b[probs].to_numpy(), atol=1e-5)
+    stamp = (two / "folds" / "3" / "model" / "model.safetensors").stat().st_mtime_ns
+    train(small_maxslice_dataset, cfg, tmp_path / "two")  # resumed: nothing retrained
+    assert (two / "folds" / "3" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
 def test_validation_split_stays_inside_training_folds(small_maxslice_dataset, tmp_path):
     from autorad.train.cv import validation_split
 

@@ -137,37 +137,81 @@ def _checkpoint_meta(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable) ->
                         "crop": ds.info.get("crop")}}
 
 
+def folds_as_tasks(cfg: ExperimentConfig) -> bool:
+    """Whether the folds train as tasks: with ``train.jobs`` > 1 or the Ray executor, in a run of its own; not
+    inside a worker, whose parent already runs seeds in parallel, nor under ``train.select``, which runs its inner
+    trainings as tasks."""
+    import multiprocessing
+
+    if cfg.train.select is not None or multiprocessing.parent_process() is not None:
+        return False
+    return cfg.train.executor == "ray" or cfg.train.jobs > 1
+
+
+def fit_fold(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentConfig, k: int) -> pd.DataFrame:
+    """Train the model of fold ``k`` on the other folds, save it and its predictions of fold ``k``; return them."""
+    tr, te = table.subset(table.folds != k), table.subset(table.folds == k)
+    tk = time.time()
+    chosen = cfg
+    if cfg.train.select is not None:  # nested: only the training rows choose (autorad.train.select)
+        from autorad.train.select import select_config
+
+        chosen = select_config(run, ds, table, np.flatnonzero(table.folds != k), cfg, k)
+    model = fit_model(chosen, tr, run.state_dir(k), k)
+    pred = prediction_frame(te, model.predict_proba(te))
+    history = model.history.as_dict() if model.history is not None else None  # inner validation, if any
+    run.save_model(k, model, {**_checkpoint_meta(cfg, ds, table), "config": chosen.model_dump(mode="json"),
+                              "fingerprint": _fingerprint(cfg, ds, ["fold", k]), "fold": k, "history": history})
+    run.write_predictions(pred, k)
+    shutil.rmtree(run.state_dir(k), ignore_errors=True)
+    acc = float((pred["pred"] == pred["label"]).mean())
+    log.info("fold %d: train %d, test %d, accuracy %.3f (%.1f s)", k, len(tr), len(te), acc, time.time() - tk)
+    return pred
+
+
+def fit_fold_task(task: tuple[str, str, str, int]) -> int:
+    """One fold as a task (process pool or Ray; plain values in): the worker reads the dataset's cached features,
+    which the parent computed, trains and saves the fold into the run folder, and returns the fold."""
+    import json
+
+    from autorad.config import config_from_dict
+
+    dataset, cfg_json, run_path, k = task
+    ds, cfg, run = Dataset(dataset), config_from_dict(json.loads(cfg_json)), Run(run_path)
+    with run.logging_to_file():
+        fit_fold(run, ds, build_features(ds, cfg), cfg, k)
+    return k
+
+
 def cross_validate(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentConfig) -> pd.DataFrame:
-    """Stage: train one model per fold on the other folds, predict its fold; write and return every prediction."""
+    """Stage: train one model per fold on the other folds, predict its fold; write and return every prediction.
+
+    Folds already done are loaded. The others train in turn, or as :func:`fit_fold_task` tasks
+    (:func:`folds_as_tasks`); a fold's model depends only on its seed and fold, so both ways give the same run.
+    """
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
 
-    meta = _checkpoint_meta(cfg, ds, table)
-    parts = []
-    for k in sorted(set(table.folds.tolist())):
-        fp = _fingerprint(cfg, ds, ["fold", k])
-        if run.fold_predictions_file(k).is_file() and run.model_done(k, fp):
+    folds = sorted(set(table.folds.tolist()))
+    todo = []
+    for k in folds:
+        if run.fold_predictions_file(k).is_file() and run.model_done(k, _fingerprint(cfg, ds, ["fold", k])):
             log.info("fold %d: already done, loaded", k)
-            parts.append(run.read_predictions(k))
-            continue
-        tr, te = table.subset(table.folds != k), table.subset(table.folds == k)
-        tk = time.time()
-        chosen = cfg
-        if cfg.train.select is not None:  # nested: only the training rows choose (autorad.train.select)
-            from autorad.train.select import select_config
+        else:
+            todo.append(k)
+    if folds_as_tasks(cfg) and len(todo) > 1:
+        import json
 
-            chosen = select_config(run, ds, table, np.flatnonzero(table.folds != k), cfg, k)
-        model = fit_model(chosen, tr, run.state_dir(k), k)
-        pred = prediction_frame(te, model.predict_proba(te))
-        history = model.history.as_dict() if model.history is not None else None  # inner validation, if any
-        run.save_model(k, model, {**meta, "config": chosen.model_dump(mode="json"), "fingerprint": fp, "fold": k,
-                                  "history": history})
-        run.write_predictions(pred, k)
-        shutil.rmtree(run.state_dir(k), ignore_errors=True)
-        parts.append(pred)
-        acc = float((pred["pred"] == pred["label"]).mean())
-        log.info("fold %d: train %d, test %d, accuracy %.3f (%.1f s)", k, len(tr), len(te), acc, time.time() - tk)
-    predictions = pd.concat(parts, ignore_index=True).sort_values(["fold", "nodule_id"], kind="stable")
-    predictions = predictions.reset_index(drop=True)
+        from autorad.tasks import run_tasks
+
+        log.info("%d folds as tasks (%s, jobs %d)", len(todo), cfg.train.executor, cfg.train.jobs)
+        cfg_json = json.dumps(cfg.model_dump(mode="json"))
+        list(run_tasks(fit_fold_task, [(str(ds.path), cfg_json, str(run.path), k) for k in todo],
+                       jobs=cfg.train.jobs, executor=cfg.train.executor, address=cfg.train.ray_address))
+    else:
+        for k in todo:
+            fit_fold(run, ds, table, cfg, k)
+    predictions = pd.concat([run.read_predictions(k) for k in folds], ignore_index=True)
+    predictions = predictions.sort_values(["fold", "nodule_id"], kind="stable").reset_index(drop=True)
     run.write_predictions(predictions)
     metrics = compute_metrics(predictions)
     run.write_metrics(metrics)
