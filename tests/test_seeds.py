@@ -79,7 +79,7 @@ def test_seed_workers_start_with_the_features_cached(tmp_path, monkeypatch):
     real, seen = autorad.tasks.run_tasks, []
 
     def check_then_run(fn, tasks, **kw):
-        if fn.__name__ == "train_seed_task":  # (the extraction and embedding stages run tasks too)
+        if fn.__name__ == "train_task":  # (the extraction and embedding stages run tasks too)
             seen.append((cache_paths(ds, get_entry("tiny-vit-2d"), None)[0].is_file(),
                          (ds.path / "radiomics.parquet").is_file()))
         return real(fn, tasks, **kw)

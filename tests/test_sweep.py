@@ -41,3 +41,17 @@ def test_sweep_rejects_bad_values(small_maxslice_dataset, tmp_path):
         sweep(small_maxslice_dataset, "radiomics_logreg", "model.n_ctx", ["zero"], tmp_path / "sw")
     with pytest.raises(ConfigError):
         sweep(small_maxslice_dataset, "radiomics_logreg", "model.n_ctx", [], tmp_path / "sw")
+
+
+def test_sweep_values_train_as_tasks(small_maxslice_dataset, tmp_path):
+    """train.jobs 2: the values train in 2 worker processes, each the run a sweep in turn gives."""
+    over = ["model.kind=coop", "model.vision_encoder=tiny-vit-2d", "model.text_encoder=tiny-text", "train.epochs=1",
+            "train.final_model=false"]
+    sweep(small_maxslice_dataset, "offline", "model.n_ctx", ["1", "3"], tmp_path / "a", overrides=over)
+    sweep(small_maxslice_dataset, "offline", "model.n_ctx", ["1", "3"], tmp_path / "b",
+          overrides=[*over, "train.jobs=2"])
+    for n in (1, 3):
+        a, b = (json.loads((tmp_path / s / f"model.n_ctx={n}" / "metrics.json").read_text())["pooled"]
+                for s in "ab")
+        assert a["accuracy"] == b["accuracy"] and a["macro_auc"] == pytest.approx(b["macro_auc"], abs=1e-6)
+    assert (tmp_path / "b" / "compare.md").is_file()

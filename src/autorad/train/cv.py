@@ -283,6 +283,17 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
     return run.path
 
 
+def train_task(task: tuple[str, str, str]) -> str:
+    """One whole training run as a task (a seed of ``train.n_seeds``, a value of a sweep; process pool or Ray):
+    dataset path, config JSON and output folder in, the run folder out. The features must be cached already."""
+    import json
+
+    from autorad.config import config_from_dict
+
+    dataset, cfg_json, out = task
+    return str(train(dataset, config_from_dict(json.loads(cfg_json)), out))
+
+
 def run_metadata(cfg: ExperimentConfig, ds: Dataset, warnings: list[str], run_time: float) -> dict[str, Any]:
     """What the report and ``compare`` show about a run."""
     return {

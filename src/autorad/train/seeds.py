@@ -72,15 +72,6 @@ def seed_summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {"seeds": list(flats), "values": values, "mean": mean, "std": std}
 
 
-def train_seed_task(task: tuple[str, str, str]) -> str:
-    """One seed's run (a Ray- and process-pool-friendly task: plain strings in, the run folder out)."""
-    from autorad.config import config_from_dict
-    from autorad.train.cv import train
-
-    dataset, cfg_json, out = task
-    return str(train(dataset, config_from_dict(json.loads(cfg_json)), out))
-
-
 class SeedEnsemble(Model):
     """The mean of several fitted models' probabilities (the same kind trained with different seeds)."""
 
@@ -166,7 +157,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.outputs import prepare_output_dir
     from autorad.tasks import run_tasks
-    from autorad.train.cv import check_resumable, write_run_report
+    from autorad.train.cv import check_resumable, train_task, write_run_report
     from autorad.train.features import ensure_embeddings, ensure_radiomics
     from autorad.train.run import Run
 
@@ -198,7 +189,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
         tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(paths[k])) for k, c in configs.items()]
         log.info("%s: %d seeds %s under the same folds%s (%s)", cfg.name, len(seeds), seeds,
                  " + the radiomics GBM" if fused else "", cfg.train.executor)
-        list(run_tasks(train_seed_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
+        list(run_tasks(train_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
                        address=cfg.train.ray_address))
         runs = {k: Run(v) for k, v in paths.items()}
         frames = {s: runs[str(s)].read_predictions() for s in seeds}

@@ -2,7 +2,10 @@
 Table 2, or radiomic-class subsets), each trained under the same folds, then compared side by side.
 
 A sweep reports each value's cross-validated result: choosing a value from its table chooses on the test folds.
-To choose a setting, use ``train.select`` (nested validation inside the training folds, autorad.train.select)."""
+To choose a setting, use ``train.select`` (nested validation inside the training folds, autorad.train.select).
+
+The values' trainings are independent: with ``train.jobs`` > 1 (or ``train.executor: ray``) in the swept config
+they run as tasks, after the radiomics and embeddings every value needs were computed here, once."""
 
 from __future__ import annotations
 
@@ -16,6 +19,26 @@ from autorad.outputs import prepare_output_dir
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")[:80] or "value"
+
+
+def _train_as_tasks(dataset: str | Path, configs: list, outs: list[Path], jobs: int, executor: str,
+                    address: str | None) -> None:
+    """Train every config into its folder as a task; the features they read are computed first, in this process
+    (workers computing the same cache at once would race on it)."""
+    import json
+
+    from autorad.data.dataset import Dataset
+    from autorad.tasks import run_tasks
+    from autorad.train.cv import train_task
+    from autorad.train.features import ensure_embeddings, ensure_radiomics
+
+    ds = Dataset(dataset)
+    for cfg in configs:
+        ensure_radiomics(ds, cfg)
+        ensure_embeddings(ds, cfg)
+    tasks = [(str(ds.path), json.dumps(cfg.model_dump(mode="json")), str(o)) for cfg, o in zip(configs, outs,
+                                                                                               strict=True)]
+    list(run_tasks(train_task, tasks, jobs=jobs, executor=executor, address=address))
 
 
 def sweep(dataset: str | Path, config: str | Path, param: str, values: list[str], out: str | Path,
@@ -37,5 +60,11 @@ def sweep(dataset: str | Path, config: str | Path, param: str, values: list[str]
         configs.append((value, cfg))
     config_path = Path(config) if Path(config).exists() else None
     prepare_output_dir(out, kind="sweep", inputs=(dataset, config_path), overwrite=overwrite, resume=not overwrite)
-    runs = [train(dataset, cfg, out / _slug(f"{param}={value}")) for value, cfg in configs]
+    outs = [out / _slug(f"{param}={value}") for value, _ in configs]
+    first = configs[0][1].train
+    if len(configs) > 1 and (first.jobs > 1 or first.executor == "ray"):
+        _train_as_tasks(dataset, [cfg for _, cfg in configs], outs, first.jobs, first.executor, first.ray_address)
+        runs = outs
+    else:
+        runs = [train(dataset, cfg, o) for (_, cfg), o in zip(configs, outs, strict=True)]
     return compare(runs, out=out / "compare", overwrite=True)
