@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,6 +48,24 @@ def test_run_end_to_end_then_resume(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in models} == stamps  # the trained models were reused, not retrained
     rerun = json.loads((tmp_path / "out" / "stage_times.json").read_text())
     assert set(rerun) == set(times) and rerun["radiomics"] < times["radiomics"]
+
+
+@pytest.mark.parametrize(("role", "encoder"), [("vision", "aimv2-large-patch14-224"), ("text", "clip-vit-b16-text")])
+def test_weights_that_cannot_be_had_stop_the_run_before_the_radiomics(tmp_path, role, encoder):
+    """Offline, the paper's encoders cannot be downloaded: one line naming the option, exit 2, and no minutes of
+    radiomics first."""
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "autorad", "run", str(cfg), "--out", str(tmp_path / "out"),
+                           "--set", f"model.{role}_encoder={encoder}"], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("autorad: error:")]
+    assert len(errors) == 1 and f"model.{role}_encoder" in errors[0] and f"model.{role}_weights" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "out" / "dataset" / "manifest.parquet").is_file()  # the quick stage ran
+    assert not (tmp_path / "out" / "dataset" / "radiomics.parquet").exists()  # the long one did not
 
 
 @pytest.mark.parametrize("out_dir", ["/tmp/elsewhere", "../escape", "runs/../../x"])

@@ -90,7 +90,7 @@ def run(config: str | Path | None = None, out: str | Path | None = None,
     A rerun into the same folder resumes; ``overwrite`` empties an earlier autorad output folder first.
     """
     from autorad.train.cv import train
-    from autorad.train.features import ensure_embeddings, ensure_radiomics
+    from autorad.train.features import check_encoders, ensure_embeddings, ensure_radiomics
 
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, overrides)
     resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
@@ -107,6 +107,7 @@ def run(config: str | Path | None = None, out: str | Path | None = None,
         return result
 
     ds = timed("dataset", ensure_dataset, cfg, out_dir)
+    check_encoders(ds, cfg)  # missing weights: one error now, not after the radiomics
     timed("radiomics", ensure_radiomics, ds, cfg)
     timed("embeddings", ensure_embeddings, ds, cfg)
     run_dir = timed("train", train, ds.path, cfg, out_dir / "run")  # cross-validation -> final -> report

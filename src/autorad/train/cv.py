@@ -26,7 +26,7 @@ from autorad.devices import resolve_device
 from autorad.errors import InputError
 from autorad.io import hash_json
 from autorad.outputs import prepare_output_dir, read_marker
-from autorad.train.features import FeatureTable, build_features
+from autorad.train.features import FeatureTable, build_features, check_encoders
 from autorad.train.kinds import get_kind, make_model
 from autorad.train.kinds.base import Model
 from autorad.train.run import Run, load_model
@@ -264,6 +264,7 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
     check_resumable(run, cfg, overwrite)
     ds = Dataset(dataset)
     log.info("%s: model %s on %s (%d nodules)", cfg.name, cfg.model.kind, ds.path, len(ds))
+    check_encoders(ds, cfg)  # missing weights: one error now, not after the radiomics
     table = build_features(ds, cfg)
     warnings = check_trainable(table, f"dataset {ds.path}")
     # only once the data is known to be trainable: no half-written run

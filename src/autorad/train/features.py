@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from autorad import CLASS_NAMES
 from autorad.config import AUGMENT_MASKS, STABILITY_MASKS, ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
-from autorad.errors import InputError
+from autorad.errors import CheckpointError, InputError, MissingDependencyError
 from autorad.train.kinds import get_kind
 from autorad.train.targets import reader_attributes, reader_distribution
 
@@ -106,6 +108,37 @@ def ensure_embeddings(ds: Dataset, cfg: ExperimentConfig) -> None:
         for view in range(cfg.model.views):
             embed_dataset(ds, cfg.model.vision_encoder, weights=cfg.model.vision_weights,
                           device=resolve_device(cfg.train.device), view=view)
+
+
+def check_encoders(ds: Dataset, cfg: ExperimentConfig) -> None:
+    """Load now the frozen encoders that the stages after radiomics need, so that weights that cannot be had are one
+    error before minutes of extraction, not after: the vision encoder when a view of the dataset is not embedded
+    yet (a later embedding stage reuses nothing of this load), and a prompt learner's text encoder (kept loaded
+    for training in this process). Weights a hub source names are downloaded here, once, if the network allows."""
+    kind = get_kind(cfg.model.kind)
+    if kind.needs_image:
+        from autorad.encoders import load_encoder
+        from autorad.encoders.embed import cache_paths
+        from autorad.encoders.registry import get_entry
+
+        entry = get_entry(cfg.model.vision_encoder)
+        if not all(cache_paths(ds, entry, cfg.model.vision_weights, v)[0].is_file() for v in range(cfg.model.views)):
+            with _naming("vision"):
+                load_encoder(entry.name, weights=cfg.model.vision_weights)
+    if kind.needs_text:
+        from autorad.train.kinds.prompting import load_text_encoder
+
+        with _naming("text"):
+            load_text_encoder(cfg.model.text_encoder, cfg.model.text_weights, resolve_device(cfg.train.device))
+
+
+@contextmanager
+def _naming(role: str) -> Iterator[None]:
+    """Missing or unreadable weights of the ``role`` encoder: the error names the config keys that set them."""
+    try:
+        yield
+    except (CheckpointError, MissingDependencyError) as err:
+        raise type(err)(f"model.{role}_encoder: {err} (a local copy: model.{role}_weights)") from None
 
 
 def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, training: bool = True,
