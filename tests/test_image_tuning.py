@@ -56,8 +56,12 @@ def test_building_a_tail_draws_no_global_random_numbers() -> None:
 
 
 def test_config_refuses_a_tail_it_cannot_build() -> None:
-    with pytest.raises(ConfigError, match="caches a feature map"):
-        load_config("offline_cpu", ["model.kind=autorad_image", "model.image_tuning=tail"])
+    from autorad.data.dataset import Dataset
+    from autorad.train.features import check_encoders
+
+    pooled = load_config("offline_cpu", ["model.kind=autorad_image", "model.image_tuning=tail"])
+    with pytest.raises(ConfigError, match="model.image_tuning: tail needs a model.vision_encoder that caches"):
+        check_encoders(Dataset.__new__(Dataset), pooled)  # refused before any dataset is read
     with pytest.raises(ConfigError, match="prompt learners"):
         load_config("offline_cpu", ["model.kind=radiomics_gbm", f"model.vision_encoder={MAP}",
                                     "model.image_tuning=tail"])

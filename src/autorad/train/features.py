@@ -13,7 +13,7 @@ from autorad import CLASS_NAMES
 from autorad.config import AUGMENT_MASKS, STABILITY_MASKS, ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
-from autorad.errors import CheckpointError, InputError, MissingDependencyError
+from autorad.errors import CheckpointError, ConfigError, InputError, MissingDependencyError
 from autorad.train.kinds import get_kind
 from autorad.train.targets import reader_attributes, reader_distribution
 
@@ -111,11 +111,18 @@ def ensure_embeddings(ds: Dataset, cfg: ExperimentConfig) -> None:
 
 
 def check_encoders(ds: Dataset, cfg: ExperimentConfig) -> None:
-    """Load now the frozen encoders that the stages after radiomics need, so that weights that cannot be had are one
+    """Before the long stages: refuse an image tail the vision encoder cannot give (``model.image_tuning``), and
+    load the frozen encoders that the stages after radiomics need, so that weights that cannot be had are one
     error before minutes of extraction, not after: the vision encoder when a view of the dataset is not embedded
     yet (a later embedding stage reuses nothing of this load), and a prompt learner's text encoder (kept loaded
     for training in this process). Weights a hub source names are downloaded here, once, if the network allows."""
     kind = get_kind(cfg.model.kind)
+    if cfg.model.image_tuning != "none":
+        from autorad.encoders import tunable_encoders
+
+        if cfg.model.vision_encoder not in tunable_encoders():
+            raise ConfigError(f"model.image_tuning: {cfg.model.image_tuning} needs a model.vision_encoder that caches "
+                              f"a feature map ({', '.join(tunable_encoders())}), not {cfg.model.vision_encoder}")
     if kind.needs_image:
         from autorad.encoders import load_encoder
         from autorad.encoders.embed import cache_paths
