@@ -13,7 +13,7 @@ from autorad.encoders.base import TextEncoder, VisionEncoder
 from autorad.encoders.registry import EncoderEntry, get_entry, list_encoders
 
 __all__ = ["EncoderEntry", "TextEncoder", "VisionEncoder", "get_entry", "list_encoders", "load_encoder",
-           "load_image_tail", "tunable_encoders"]
+           "check_tunable", "load_image_tail", "tunable_encoders"]
 
 
 def load_encoder(name: str, weights: str | None = None, device: str = "cpu") -> VisionEncoder | TextEncoder:
@@ -36,14 +36,19 @@ def tunable_encoders() -> list[str]:
     return [e.name for e in ENTRIES.values() if "map" in e.options]
 
 
+def check_tunable(name: str) -> None:
+    """A ConfigError naming the option unless encoder ``name`` caches a feature map (``model.image_tuning``)."""
+    from autorad.errors import ConfigError
+
+    if name not in tunable_encoders():
+        raise ConfigError(f"model.image_tuning: tail needs a model.vision_encoder that caches a feature map "
+                          f"({', '.join(tunable_encoders())}), not {name}")
+
+
 def load_image_tail(name: str, weights: str | None = None, pretrained: bool = True):
     """The trainable layers after encoder ``name``'s cached feature map (``model.image_tuning: tail``), initialised
     from its weights when ``pretrained``; an encoder that caches pooled features is a ConfigError."""
-    from autorad.errors import ConfigError
-
+    check_tunable(name)
     entry = get_entry(name)
-    if name not in tunable_encoders():
-        raise ConfigError(f"model.image_tuning needs a vision encoder that caches a feature map "
-                          f"({', '.join(tunable_encoders())}), not {name}")
     module = importlib.import_module(f"autorad.encoders.{entry.family}")
     return module.load_tail(entry, weights, pretrained=pretrained)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,7 +13,7 @@ from autorad import CLASS_NAMES
 from autorad.config import AUGMENT_MASKS, STABILITY_MASKS, ExperimentConfig
 from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
-from autorad.errors import CheckpointError, ConfigError, InputError, MissingDependencyError
+from autorad.errors import CheckpointError, InputError, MissingDependencyError
 from autorad.train.kinds import get_kind
 from autorad.train.targets import reader_attributes, reader_distribution
 
@@ -118,11 +118,9 @@ def check_encoders(ds: Dataset, cfg: ExperimentConfig) -> None:
     for training in this process). Weights a hub source names are downloaded here, once, if the network allows."""
     kind = get_kind(cfg.model.kind)
     if cfg.model.image_tuning != "none":
-        from autorad.encoders import tunable_encoders
+        from autorad.encoders import check_tunable
 
-        if cfg.model.vision_encoder not in tunable_encoders():
-            raise ConfigError(f"model.image_tuning: {cfg.model.image_tuning} needs a model.vision_encoder that caches "
-                              f"a feature map ({', '.join(tunable_encoders())}), not {cfg.model.vision_encoder}")
+        check_tunable(cfg.model.vision_encoder)
     if kind.needs_image:
         from autorad.encoders import load_encoder
         from autorad.encoders.embed import cache_paths
@@ -146,6 +144,17 @@ def _naming(role: str) -> Iterator[None]:
         yield
     except (CheckpointError, MissingDependencyError) as err:
         raise type(err)(f"model.{role}_encoder: {err} (a local copy: model.{role}_weights)") from None
+
+
+def prepare_features(ds: Dataset, configs: Sequence[ExperimentConfig]) -> None:
+    """Before trainings run as tasks: check every config's encoders first (:func:`check_encoders`), then compute
+    the radiomics and embeddings they read, here, once, so the workers only read the caches (workers computing one
+    cache at once would race on it, and do the work twice)."""
+    for cfg in configs:
+        check_encoders(ds, cfg)
+    for cfg in configs:
+        ensure_radiomics(ds, cfg)
+        ensure_embeddings(ds, cfg)
 
 
 def build_features(dataset: Dataset | str | Path, cfg: ExperimentConfig, training: bool = True,

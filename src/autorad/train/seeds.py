@@ -158,7 +158,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     from autorad.outputs import prepare_output_dir
     from autorad.tasks import run_tasks
     from autorad.train.cv import check_resumable, train_task, write_run_report
-    from autorad.train.features import check_encoders, ensure_embeddings, ensure_radiomics
+    from autorad.train.features import prepare_features
     from autorad.train.run import Run
 
     log = logging.getLogger(__name__)
@@ -182,11 +182,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
         paths = {k: run.seed_dir(k) for k in configs}
         if fused:
             configs["gbm"], paths["gbm"] = _gbm_config(cfg), run.path / "gbm"
-        # every seed reads the same radiomics and embeddings: compute (or find) them once here, before the workers
-        # start, instead of in each worker at once (two writers of one cache, and the work done twice)
-        check_encoders(Dataset(dataset), cfg)
-        ensure_radiomics(Dataset(dataset), cfg)
-        ensure_embeddings(Dataset(dataset), cfg)
+        prepare_features(Dataset(dataset), [cfg])  # every seed reads the same features: computed once, here
         tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(paths[k])) for k, c in configs.items()]
         log.info("%s: %d seeds %s under the same folds%s (%s)", cfg.name, len(seeds), seeds,
                  " + the radiomics GBM" if fused else "", cfg.train.executor)

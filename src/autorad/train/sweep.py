@@ -23,19 +23,16 @@ def _slug(text: str) -> str:
 
 def _train_as_tasks(dataset: str | Path, configs: list, outs: list[Path], jobs: int, executor: str,
                     address: str | None) -> None:
-    """Train every config into its folder as a task; the features they read are computed first, in this process
-    (workers computing the same cache at once would race on it)."""
+    """Train every config into its folder as a task, after the features they read (:func:`prepare_features`)."""
     import json
 
     from autorad.data.dataset import Dataset
     from autorad.tasks import run_tasks
     from autorad.train.cv import train_task
-    from autorad.train.features import ensure_embeddings, ensure_radiomics
+    from autorad.train.features import prepare_features
 
     ds = Dataset(dataset)
-    for cfg in configs:
-        ensure_radiomics(ds, cfg)
-        ensure_embeddings(ds, cfg)
+    prepare_features(ds, configs)
     tasks = [(str(ds.path), json.dumps(cfg.model_dump(mode="json")), str(o)) for cfg, o in zip(configs, outs,
                                                                                                strict=True)]
     list(run_tasks(train_task, tasks, jobs=jobs, executor=executor, address=address))
