@@ -333,8 +333,11 @@ def _read_sitk(path: Path, what: str) -> Any:
         raise InputError(f"{what} must be a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file: {path.name}")
     if not os.access(path, os.R_OK):  # SimpleITK would say "does not exist"
         raise InputError(f"cannot read {what} file {path}: permission denied")
+    from autorad.thirdparty import itk_to_log
+
     try:
-        img = sitk.ReadImage(str(path))
+        with itk_to_log():  # ITK's own WARNING lines go to the log
+            img = sitk.ReadImage(str(path))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1][:160] if str(err).strip() else ""
         raise InputError(f"cannot read {what} file {path.name}: {first}") from None
