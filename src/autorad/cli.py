@@ -580,8 +580,8 @@ def scrub(text: str, values: Sequence[str]) -> str:
         for form in (Path(v), Path(os.path.abspath(v)), Path(v).resolve()):
             needles.add(str(form))
             needles.update(part for part in form.parts if part not in own and part not in (os.sep, ".", ".."))
-    for n in sorted(needles, key=len, reverse=True):
-        text = text.replace(n, "<path>")
+    for n in sorted(needles, key=len, reverse=True):  # whole words only: "run" is kept inside "return"
+        text = re.sub(rf"(?<![\w.-]){re.escape(n)}(?![\w-])", "<path>", text)
     return text
 
 

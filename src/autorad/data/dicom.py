@@ -441,6 +441,9 @@ def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
     # the project's one atomic writer (permissions, rename, write errors naming the path).
     with tempfile.TemporaryDirectory(prefix="autorad-mask-") as scratch:
         tmp = Path(scratch) / f"mask{suffix}"
-        sitk.WriteImage(img, str(tmp), useCompression=True)
+        from autorad.thirdparty import itk_to_log
+
+        with itk_to_log():  # e.g. "Non-orthogonal direction matrix coerced to orthogonal" goes to the log
+            sitk.WriteImage(img, str(tmp), useCompression=True)
         atomic_write_bytes(path, tmp.read_bytes())
     return path

@@ -75,12 +75,13 @@ def walk_series_folders(root: str | Path) -> tuple[list[SeriesFolder], list[tupl
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
         d = Path(dirpath)
         real = os.path.realpath(d)
-        if real in seen:  # a symlink to a folder already walked (or a loop)
+        if real in seen:  # the same folder reached twice through a symlink (or a loop)
             dirnames[:] = []
             left_out.append((d, "symlink to a folder that is already read (duplicate left out)"))
             continue
         seen.add(real)
-        dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
+        # real folders before symlinks, so that a symlink, not the real folder, is the duplicate left out
+        dirnames[:] = sorted((x for x in dirnames if not x.startswith(".")), key=lambda x: ((d / x).is_symlink(), x))
         for name in sorted(filenames):
             f = d / name
             if not name.startswith(".") and f.is_symlink() and not f.exists():
