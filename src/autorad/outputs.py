@@ -187,6 +187,25 @@ def replaceable_dir(overwrite: bool) -> Callable[[Path], bool]:
     return check
 
 
+def missing_folders(path: str | Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet (deepest first): what a later
+    :func:`discard_if_unused` may take back."""
+    p = Path(path)
+    return [d for d in (p, *p.parents) if not os.path.lexists(d)]
+
+
+def discard_if_unused(made: list[Path]) -> None:
+    """After a refusal: remove the output folder ``made[0]`` (and the parents in ``made``) that this command
+    created, if it still holds nothing but autorad's marker. Anything else found there is kept."""
+    if not made:
+        return
+    folder = made[0]
+    with contextlib.suppress(OSError):
+        if folder.is_dir() and not folder.is_symlink() and {c.name for c in folder.iterdir()} <= {MARKER}:
+            (folder / MARKER).unlink(missing_ok=True)
+    remove_empty(made)
+
+
 def _empty_folder(p: Path) -> None:
     """Remove everything in an autorad output folder, the marker last (an interruption keeps it marked)."""
     for child in p.iterdir():

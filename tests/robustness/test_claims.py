@@ -75,6 +75,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory, logreg_run: Path):
     os.symlink(elsewhere / "LIDC-IDRI-9002", lidc / "LIDC-IDRI-9002")
     os.symlink(lidc / "LIDC-IDRI-9001", lidc / "Again_Patient_Link")
     os.symlink(t / "gone", lidc / "Gone_Patient_Link")
+    (t / "no_dicom").mkdir()
+    (t / "run_cfg.yaml").write_text(f"extends: radiomics_logreg\ndata:\n  source: lidc\n  path: {t / 'no_dicom'}\n")
     phi = t / "phi_paths" / PHI
     phi.mkdir(parents=True)
     c = {
@@ -100,6 +102,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, logreg_run: Path):
                                                 "--diameter-mm", "6", "--report", t / "new2" / "deep" / "r.html"],
         "report_new_folder": ["predict", run, "--dicom", series, *CENTER, "--report", t / "new3" / "deep" / "r.html"],
         # ---- folders claimed at write time
+        "run_refused_in_new_folders": ["run", t / "run_cfg.yaml", "--out", t / "new_run" / "deep"],
         "ingest_out_symlink": [*PHANTOM, "--out", t / "out_link"],
         "ingest_out_symlink_overwrite": [*PHANTOM, "--out", t / "out_link", "--overwrite"],
         "ingest_out_appears": {"argv": [*PHANTOM, "--out", t / "ds_appears"],
@@ -244,6 +247,14 @@ def test_refusals_leave_no_empty_folders(cases):
 
 
 # ---- folders claimed at write time
+
+
+def test_run_refused_leaves_no_folder(cases):
+    """`autorad run` into new folders whose data turns out unusable (an LIDC root without DICOM): refused
+    (exit 2, 'no DICOM series'), and the output folder and its new parents are not left behind."""
+    t = cases[1]["t"]
+    refused(cases, "run_refused_in_new_folders", "no DICOM series")
+    assert not (t / "new_run").exists()
 
 
 def test_out_symlink_refused(cases):
