@@ -72,7 +72,16 @@ on a GPU here.
 - Output paths: autorad replaces only output it made (a `.autorad-output.json` marker in each output folder; a
   record of written files, with their SHA-256, in its state folder) and only with `--overwrite`. Files a user
   adds inside an autorad output folder are removed with it by `--overwrite`. A report written on another
-  machine (no record here) is not replaced: choose another name.
+  machine (no record here) is not replaced: choose another name. Outputs are claimed when written, not only
+  checked before: files by an atomic hard link that fails if anything is at the path by then, folders by
+  `renameat2(RENAME_NOREPLACE)`; where a file system has no hard links or the kernel no `renameat2`, a check
+  just before an ordinary rename leaves a window of microseconds. With `--overwrite` the check that autorad
+  wrote the file is repeated just before the replacing rename (same window). Symlinks given as outputs are
+  refused, with or without `--overwrite`.
+- The crash log (exit 1) keeps the command line with option names, numbers and fixed choices, every other value
+  replaced by `<path>` / `<value>`, and removes those values from the traceback too; a path that reaches an
+  exception message in another form (a file inside a folder given) can still appear there: read the log before
+  sending it.
 - The sidecar checksum (`meta_sha256` in `model.json`) detects edits and corruption, not a forger who
   recomputes it: share trained runs through a channel you trust.
 - Disk-full, read-only and permission cases are tested with a small tmpfs and a 0555 folder; the tmpfs
@@ -80,7 +89,8 @@ on a GPU here.
 """
 
 
-TITLES = {"cli_inputs": "Broken inputs through the CLI", "privacy": "Privacy", "properties": "Properties (hypothesis)",
+TITLES = {"claims": "Outputs claimed at write time, batches, crash log, third-party output",
+          "cli_inputs": "Broken inputs through the CLI", "privacy": "Privacy", "properties": "Properties (hypothesis)",
           "resume_determinism": "Kill -9, resume and determinism", "security": "Security",
           "safety": "User data, option values, configs, run integrity and environment faults"}
 

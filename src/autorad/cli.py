@@ -213,6 +213,9 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.autorad_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+    from autorad.thirdparty import route_logs
+
+    route_logs()  # Python warnings and PyRadiomics' logging go to this log, not raw onto stderr
     if quiet:
         os.environ["AUTORAD_NO_PROGRESS"] = "1"  # no progress bars either
 
@@ -523,8 +526,68 @@ def _output_options(args: argparse.Namespace) -> dict[str, str]:
             if getattr(args, name, None)}
 
 
+LOG_HOLDS = ("This log holds: the autorad version; the command line with every value replaced (<path> for paths, "
+             "<value> for other text; option names, numbers and fixed choices kept); the Python traceback of the "
+             "error with those values replaced wherever they appear. Nothing else is recorded.")
+KEPT_VALUE = re.compile(r"^[-+]?[\d.,eE+-]+$|^(true|false|none|null|auto)$", re.IGNORECASE)  # numbers, flags
+
+
+def redacted_argv(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) -> tuple[list[str], list[str]]:
+    """``argv`` with every value that may be a path or a name replaced, and the values replaced (for scrubbing
+    other texts). Kept: option names, the command names, numbers and the values of fixed choices."""
+    parser = parser or build_parser()
+    keep: set[str] = set()
+    parsers = [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            keep.update(action.option_strings)
+            if action.choices is not None and not isinstance(action, argparse._SubParsersAction):
+                keep.update(str(c) for c in action.choices)
+            if isinstance(action, argparse._SubParsersAction):
+                keep.update(action.choices)
+                parsers.extend(action.choices.values())
+    shown, hidden = [], []
+
+    def value(v: str) -> str:
+        if v in keep or KEPT_VALUE.match(v):
+            return v
+        hidden.append(v)
+        return "<path>" if ("/" in v or "\\" in v or "." in v or os.path.exists(v)) else "<value>"
+
+    for tok in argv:
+        if tok in keep:
+            shown.append(tok)
+        elif tok.startswith("-") and "=" in tok and tok.split("=", 1)[0] in keep:
+            opt, v = tok.split("=", 1)
+            shown.append(f"{opt}={value(v)}")
+        elif "=" in tok and not tok.startswith(("/", ".")):  # --set key=value: the key is a config key
+            key, v = tok.split("=", 1)
+            shown.append(f"{key}={value(v)}")
+        else:
+            shown.append(value(tok))
+    return shown, hidden
+
+
+def scrub(text: str, values: Sequence[str]) -> str:
+    """``text`` with each of ``values``, its absolute and resolved forms and its path parts (those not in
+    autorad's own install path) replaced by ``<path>``."""
+    own = set(Path(__file__).resolve().parts)
+    needles: set[str] = set()
+    for v in values:
+        if not v:
+            continue
+        needles.add(v)
+        for form in (Path(v), Path(os.path.abspath(v)), Path(v).resolve()):
+            needles.add(str(form))
+            needles.update(part for part in form.parts if part not in own and part not in (os.sep, ".", ".."))
+    for n in sorted(needles, key=len, reverse=True):  # whole words only: "run" is kept inside "return"
+        text = re.sub(rf"(?<![\w.-]){re.escape(n)}(?![\w-])", "<path>", text)
+    return text
+
+
 def _log_unexpected(args: argparse.Namespace | None) -> Path | None:
-    """Write the traceback of an unexpected error to a log file in autorad's state folder; its path or None."""
+    """Write the traceback of an unexpected error to a log file in autorad's state folder; its path or None.
+    The command line and the traceback are kept without the values given (:func:`redacted_argv`)."""
     from autorad.paths import state_dir
 
     try:
@@ -532,9 +595,9 @@ def _log_unexpected(args: argparse.Namespace | None) -> Path | None:
         logs.mkdir(parents=True, exist_ok=True)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = logs / f"error-{stamp}-{os.getpid()}.log"
-        command = " ".join(sys.argv[1:]) if sys.argv else ""
-        path.write_text(f"autorad {__version__}\ncommand: autorad {command}\n\n{traceback.format_exc()}",
-                        encoding="utf-8")
+        shown, hidden = redacted_argv(sys.argv[1:] if sys.argv else [])
+        path.write_text(f"autorad {__version__}\n{LOG_HOLDS}\ncommand: autorad {' '.join(shown)}\n\n"
+                        f"{scrub(traceback.format_exc(), hidden)}", encoding="utf-8")
         return path
     except OSError:
         return None

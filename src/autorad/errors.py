@@ -40,6 +40,8 @@ _OS_ERRORS = {
     errno.ENOENT: "not found",
     errno.ENAMETOOLONG: "the file name is too long",
     errno.EMFILE: "too many open files: raise the limit (ulimit -n) and rerun",
+    errno.EEXIST: "appeared while autorad was working (another autorad writing there?); autorad did not replace "
+                  "it: choose another path",
 }
 
 

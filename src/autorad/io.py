@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import hashlib
 import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +23,101 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path, overwrite: bool = True) -> Iterator[Path]:
+def atomic_dir(final: Path, replace: Callable[[Path], bool] | bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; rename it to ``final`` only if the block succeeds.
 
-    A crash or error leaves ``final`` as it was (never half-written).
+    A crash or error leaves ``final`` as it was (never half-written). ``final`` is claimed at the end, not only
+    checked before: a path that exists by then (a folder, file or symlink that appeared meanwhile) is replaced
+    only when ``replace`` says so (``True``, or a callable given the path), and never when it is a symlink;
+    otherwise :class:`FileExistsError`. Folders created for the parents are removed again on failure.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    made = make_parents(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; give the usual permissions of a new folder
     try:
         yield tmp
+        if os.path.lexists(final):
+            if final.is_symlink() or not final.is_dir() or not (replace(final) if callable(replace) else replace):
+                raise FileExistsError(errno.EEXIST, "exists (appeared while autorad was working?)", str(final))
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            final.rename(old / final.name)
+            try:
+                rename_new(tmp, final)
+            except BaseException:
+                (old / final.name).rename(final)  # put it back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            rename_new(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(made)
         raise
-    if final.exists():
-        if not overwrite:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise FileExistsError(final)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+def make_parents(path: Path) -> list[Path]:
+    """Create the missing parent folders of ``path``; return those created (deepest first), for
+    :func:`remove_empty` to take back on failure."""
+    missing = [p for p in Path(path).parents if not os.path.lexists(p)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that are still empty; leave the rest."""
+    for d in folders:
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+_RENAME_NOREPLACE = 1
+
+
+def rename_new(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` only if nothing is at ``dst`` (atomically where the kernel offers
+    ``renameat2(RENAME_NOREPLACE)``); :class:`FileExistsError` otherwise (an empty folder too)."""
+    libc = _libc()
+    if libc is not None:
+        if libc.renameat2(-100, os.fsencode(src), -100, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(dst))
+    if os.path.lexists(dst):  # no renameat2 (other systems, old file systems): check, then rename
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def link_new(src: Path, dst: Path) -> None:
+    """Give the complete file ``src`` the name ``dst`` only if nothing is at ``dst`` (a dangling symlink
+    included), then drop the name ``src``: :class:`FileExistsError` otherwise. A file that appears between a
+    check and the write is therefore never replaced."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as err:  # no hard links here (FAT, some network file systems): rename without replacing
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+            raise
+        rename_new(src, dst)
+        return
+    os.unlink(src)
+
+
+def atomic_write_bytes(path: Path, data: bytes, replace: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename (``replace=False``: an atomic
+    link that fails with :class:`FileExistsError` when ``path`` exists by then)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
@@ -57,7 +127,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions of a new file
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            link_new(Path(tmp), path)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

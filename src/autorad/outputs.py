@@ -13,17 +13,23 @@ Every command that writes must check its output paths with this module **before 
   folder with the marker unless ``overwrite`` (then it is emptied) or ``resume`` and the same ``kind`` (then it
   is kept as it is and the caller decides what can be reused). With ``create=False`` nothing is created or
   removed (for writers that build the folder atomically themselves with :func:`autorad.io.atomic_dir`; they
-  must call :func:`write_marker` inside the temporary folder).
+  must call :func:`write_marker` inside the temporary folder and pass :func:`replaceable_dir` so that what is
+  found at the path when the work is done is checked again).
 
 * a file (``--report``, ``--save-mask``, ``--dicom-seg``...)::
 
       path = prepare_output_file(a.report, inputs=(a.run, a.dicom), overwrite=a.overwrite, option="--report")
-      atomic_write_bytes(path, data)
-      record_output_file(path)   # lets a later --overwrite replace it
+      ...  # the work
+      with claim_output_files([("--report", path)], overwrite=a.overwrite) as (tmp,):
+          tmp.write_bytes(data)  # published as path when the block ends; recorded, so --overwrite may replace it
 
   Refused: a folder; a file that exists (with ``overwrite``: unless autorad wrote it, byte for byte, as recorded
   by :func:`record_output_file`, or it lies in an autorad output folder other than a dataset, run or
-  evaluation); a path inside or equal to an input.
+  evaluation); a path inside or equal to an input. The check is repeated when the file is written
+  (:func:`claim_output_files`): a file that appears meanwhile is never replaced without ``overwrite``.
+
+* Symlinks given as outputs (a file or folder path whose last part is a symlink, dangling or not) are refused,
+  with or without ``overwrite``; symlinks higher up the path are followed as usual.
 
 Add an ``--overwrite`` flag to a command with :func:`add_overwrite_argument`. Write errors (disk full, read-only
 file system, permission denied) are turned into one line by :func:`autorad.errors.describe_os_error` in the CLI.
@@ -31,18 +37,21 @@ file system, permission denied) are turned into one line by :func:`autorad.error
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from autorad import __version__
 from autorad.errors import InputError
-from autorad.io import hash_file
+from autorad.io import hash_file, link_new, make_parents, remove_empty
 from autorad.paths import state_dir
 
 MARKER = ".autorad-output.json"  # in every folder autorad creates as an output
@@ -74,6 +83,16 @@ def _check_overlap(p: Path, shown: str, option: str, inputs: Iterable[str | Path
     home = _abs(state_dir())
     if _is_within(p, home) or _is_within(home, p):
         raise InputError(f"{option} {shown} overlaps autorad's private state folder {home}; choose another path")
+
+
+def _refuse_symlink(path: str | Path, option: str, what: str) -> None:
+    """Symlinks given as outputs are refused, with or without ``--overwrite``: autorad writes neither through one
+    (its target may be anything) nor over one (the user made it)."""
+    if os.path.islink(Path(path).expanduser()):
+        target = os.readlink(Path(path).expanduser())
+        state = "" if Path(path).expanduser().exists() else " (dangling)"
+        raise InputError(f"{option} {path} is a symlink{state} to {target}; autorad writes neither through nor "
+                         f"over a symlink: give the real {what} path, or another name")
 
 
 def read_marker(folder: str | Path) -> dict[str, Any] | None:
@@ -128,6 +147,7 @@ def prepare_output_dir(path: str | Path, *, kind: str, inputs: Iterable[str | Pa
     """
     if path is None or str(path).strip() == "":
         raise InputError(f"{option} needs a folder path")
+    _refuse_symlink(path, option, "folder")
     shown, p = str(path), _abs(path)
     if p.exists() and not p.is_dir():
         raise InputError(f"{option} {shown} is a file, not a folder; give a folder path")
@@ -156,6 +176,36 @@ def prepare_output_dir(path: str | Path, *, kind: str, inputs: Iterable[str | Pa
     return Path(path)
 
 
+def replaceable_dir(overwrite: bool) -> Callable[[Path], bool]:
+    """For :func:`autorad.io.atomic_dir`: whether the folder found at the output path when the work is done may be
+    replaced: an empty folder, or (with ``overwrite``) an autorad output folder; never a symlink or a user's."""
+    def check(p: Path) -> bool:
+        if p.is_symlink() or not p.is_dir():
+            return False
+        return not any(p.iterdir()) or (overwrite and read_marker(p) is not None)
+
+    return check
+
+
+def missing_folders(path: str | Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet (deepest first): what a later
+    :func:`discard_if_unused` may take back."""
+    p = Path(path)
+    return [d for d in (p, *p.parents) if not os.path.lexists(d)]
+
+
+def discard_if_unused(made: list[Path]) -> None:
+    """After a refusal: remove the output folder ``made[0]`` (and the parents in ``made``) that this command
+    created, if it still holds nothing but autorad's marker. Anything else found there is kept."""
+    if not made:
+        return
+    folder = made[0]
+    with contextlib.suppress(OSError):
+        if folder.is_dir() and not folder.is_symlink() and {c.name for c in folder.iterdir()} <= {MARKER}:
+            (folder / MARKER).unlink(missing_ok=True)
+    remove_empty(made)
+
+
 def _empty_folder(p: Path) -> None:
     """Remove everything in an autorad output folder, the marker last (an interruption keeps it marked)."""
     for child in p.iterdir():
@@ -169,9 +219,11 @@ def _empty_folder(p: Path) -> None:
 
 def prepare_output_file(path: str | Path, *, inputs: Iterable[str | Path | None] = (), overwrite: bool = False,
                         option: str = "--out") -> Path:
-    """Check that ``path`` may be written as an output file (see the module docstring); create its parent."""
+    """Check that ``path`` may be written as an output file (see the module docstring). Nothing is created yet:
+    :func:`claim_output_files` creates the missing parent folders when it writes."""
     if path is None or str(path).strip() == "":
         raise InputError(f"{option} needs a file path")
+    _refuse_symlink(path, option, "file")
     shown, p = str(path), _abs(path)
     if p.is_dir() or str(path).endswith(("/", os.sep)):
         raise InputError(f"{option} {shown} is a folder; give a file name")
@@ -179,18 +231,80 @@ def prepare_output_file(path: str | Path, *, inputs: Iterable[str | Path | None]
     if p.exists():
         if not overwrite:
             raise InputError(f"{option} {shown} already exists; pass --overwrite to replace it, or choose another name")
-        owner = read_marker(p.parent)
-        if owner is not None and owner.get("kind") in PROTECTED_KINDS:
-            raise InputError(f"{option} {shown} is a file of an autorad {owner['kind']} folder; "
-                             f"autorad will not replace it: choose a path outside that folder")
-        if owner is None and not _recorded(p):
-            raise InputError(f"{option} {shown} was not written by autorad (or was changed since); "
-                             f"autorad will not replace it: choose another name")
-    parent = p.parent
-    if parent.exists() and not parent.is_dir():
+        _check_replaceable(p, shown, option)
+    parent = next(a for a in p.parents if a.exists())
+    if not parent.is_dir():
         raise InputError(f"{option} {shown}: {parent} is a file, not a folder")
-    parent.mkdir(parents=True, exist_ok=True)
     return Path(path)
+
+
+def _check_replaceable(p: Path, shown: str, option: str) -> None:
+    """An existing output file may be replaced (with ``--overwrite``) only if autorad wrote it."""
+    owner = read_marker(p.parent)
+    if owner is not None and owner.get("kind") in PROTECTED_KINDS:
+        raise InputError(f"{option} {shown} is a file of an autorad {owner['kind']} folder; "
+                         f"autorad will not replace it: choose a path outside that folder")
+    if owner is None and not _recorded(p):
+        raise InputError(f"{option} {shown} was not written by autorad (or was changed since); "
+                         f"autorad will not replace it: choose another name")
+
+
+@contextlib.contextmanager
+def claim_output_files(targets: Sequence[tuple[str, str | Path]], *, overwrite: bool = False) -> Iterator[list[Path]]:
+    """Write output files so that each is claimed at write time, not only checked before the work.
+
+    ``targets`` are ``(option, path)`` pairs already checked with :func:`prepare_output_file`. Yields one scratch
+    path per target (same file name, in a hidden folder beside it) for the block to write. When the block
+    succeeds, each file is published under its name: without ``overwrite`` by an atomic link that fails if
+    anything (a file, a dangling symlink) appeared there meanwhile, with ``overwrite`` only after checking again
+    that autorad wrote what is there. Either refusal is an :class:`InputError` naming the option; the files this
+    call already published are then taken back, so the outputs appear all together or not at all, and folders
+    it created are removed again. Published files are recorded (:func:`record_output_file`).
+    """
+    finals = [(option, Path(path)) for option, path in targets]
+    made: list[Path] = []
+    scratch: list[Path] = []
+    published: list[Path] = []
+    ok = False
+    try:
+        for _, final in finals:
+            made += make_parents(final)
+            scratch.append(Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent)) / final.name)
+        yield scratch
+        for (option, final), tmp in zip(finals, scratch, strict=True):
+            _publish(tmp, final, option, overwrite)
+            if not overwrite:
+                published.append(final)
+        ok = True
+    except BaseException:
+        for f in published:  # files this call made (it replaced none of them): take them back
+            with contextlib.suppress(OSError):
+                f.unlink()
+        raise
+    finally:
+        for tmp in scratch:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+        if not ok:
+            remove_empty(sorted(set(made), key=lambda d: len(d.parts), reverse=True))
+    for _, final in finals:
+        record_output_file(final)
+
+
+def _publish(tmp: Path, final: Path, option: str, overwrite: bool) -> None:
+    if not tmp.is_file():
+        raise FileNotFoundError(errno.ENOENT, "the writer produced no file", str(tmp))
+    if overwrite:
+        _refuse_symlink(final, option, "file")
+        if final.exists():
+            _check_replaceable(_abs(final), str(final), option)
+        os.replace(tmp, final)
+        return
+    try:
+        link_new(tmp, final)
+    except FileExistsError:
+        raise InputError(f"{option} {final} appeared while autorad was working (another autorad writing the same "
+                         f"file?); autorad did not replace it: choose another name, or rerun with --overwrite "
+                         f"if autorad wrote it") from None
 
 
 def record_output_file(path: str | Path) -> None:

@@ -21,7 +21,7 @@ from autorad.data.dataset import Dataset, class_count_line
 from autorad.devices import resolve_device
 from autorad.errors import ConfigError, InputError
 from autorad.io import hash_json, write_json
-from autorad.outputs import prepare_output_dir
+from autorad.outputs import discard_if_unused, missing_folders, prepare_output_dir
 from autorad.paths import SHARED_DATA_ENV, shared_data_dir
 from autorad.train.run import Run
 
@@ -96,6 +96,7 @@ def run(config: str | Path | None = None, out: str | Path | None = None,
     resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
     out_dir = resolve_out_dir(cfg, out)
     config_path = Path(config) if config is not None and Path(config).is_file() else None
+    made = missing_folders(out_dir)
     prepare_output_dir(out_dir, kind="pipeline", inputs=(config_path, resolve_data_path(cfg.data.path)),
                        overwrite=overwrite, resume=not overwrite, option="--out" if out is not None else "out_dir")
     times: dict[str, float] = {}
@@ -106,7 +107,11 @@ def run(config: str | Path | None = None, out: str | Path | None = None,
         times[stage] = round(time.perf_counter() - t0, 1)
         return result
 
-    ds = timed("dataset", ensure_dataset, cfg, out_dir)
+    try:
+        ds = timed("dataset", ensure_dataset, cfg, out_dir)
+    except BaseException:  # refused before anything was made (no DICOM under data.path...): no empty folder left
+        discard_if_unused(made)
+        raise
     check_encoders(ds, cfg)  # missing weights: one error now, not after the radiomics
     timed("radiomics", ensure_radiomics, ds, cfg)
     timed("embeddings", ensure_embeddings, ds, cfg)

@@ -11,6 +11,7 @@ which featurises exactly as training does.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from autorad import CLASS_NAMES
 from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_parquet
 from autorad.nodule_input import check_diameter, parse_center
-from autorad.outputs import prepare_output_dir, prepare_output_file, record_output_file
+from autorad.outputs import claim_output_files, prepare_output_dir, prepare_output_file, replaceable_dir
 from autorad.predictor import Prediction, Predictor, warn_stderr
 
-__all__ = ["check_output", "load_predictor", "parse_center", "predict", "predict_batch", "read_nodules_csv"]
+__all__ = ["check_file_names", "check_output", "load_predictor", "parse_center", "predict", "predict_batch",
+           "read_nodules_csv"]
 
+log = logging.getLogger(__name__)
 _PREDICTORS: dict[Path, Predictor] = {}
 
 
@@ -77,37 +80,39 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
     ct = load_series(dicom) if dicom is not None else load_image_file(image)  # type: ignore[arg-type]
     pred = predictor.predict_case(ct, mask=mask, center=center, diameter_mm=diameter_mm, label=label, disk=disk)
     write_outputs(pred, predictor, report=report, save_mask=save_mask, dicom_seg=dicom_seg, dicom_sr=dicom_sr,
-                  series=dicom)
+                  series=dicom, overwrite=overwrite)
     return pred.result
 
 
 def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = None, save_mask: Path | None = None,
                   dicom_seg: Path | None = None, dicom_sr: Path | None = None,
-                  series: str | Path | None = None) -> None:
-    """Write the outputs asked for and list them in ``pred.result["outputs"]``."""
-    outputs = {}
-    if save_mask is not None:
-        save_mask_file(pred, save_mask)
-        outputs["mask"] = str(save_mask)
-    if dicom_seg is not None or dicom_sr is not None:
-        from autorad.dicom_out import source_datasets, write_dicom_seg, write_dicom_sr
+                  series: str | Path | None = None, overwrite: bool = False) -> None:
+    """Write the outputs asked for and list them in ``pred.result["outputs"]``.
 
-        sources, seg = source_datasets(series, pred), None
-        if dicom_seg is not None:
-            seg = write_dicom_seg(pred, sources, dicom_seg)
-            outputs["dicom_seg"] = str(dicom_seg)
-        if dicom_sr is not None:
-            write_dicom_sr(pred, sources, dicom_sr, seg)
-            outputs["dicom_sr"] = str(dicom_sr)
-    if report is not None:
-        from autorad.predict_report import write_prediction_report
+    They are claimed when written (:func:`autorad.outputs.claim_output_files`): all appear or none, and a file that
+    appeared at one of the paths since the check is never replaced without ``overwrite``."""
+    wanted = [(key, option, path) for key, option, path in (
+        ("mask", "--save-mask", save_mask), ("dicom_seg", "--dicom-seg", dicom_seg),
+        ("dicom_sr", "--dicom-sr", dicom_sr), ("report", "--report", report)) if path is not None]
+    if not wanted:
+        return
+    with claim_output_files([(option, path) for _, option, path in wanted], overwrite=overwrite) as scratch:
+        tmp = {key: t for (key, _, _), t in zip(wanted, scratch, strict=True)}
+        if "mask" in tmp:
+            save_mask_file(pred, tmp["mask"])
+        if "dicom_seg" in tmp or "dicom_sr" in tmp:
+            from autorad.dicom_out import source_datasets, write_dicom_seg, write_dicom_sr
 
-        write_prediction_report(report, pred, predictor)
-        outputs["report"] = str(report)
-    for written in outputs.values():
-        record_output_file(written)
-    if outputs:
-        pred.result["outputs"] = outputs
+            sources, seg = source_datasets(series, pred), None
+            if "dicom_seg" in tmp:
+                seg = write_dicom_seg(pred, sources, tmp["dicom_seg"])
+            if "dicom_sr" in tmp:
+                write_dicom_sr(pred, sources, tmp["dicom_sr"], seg)
+        if "report" in tmp:
+            from autorad.predict_report import write_prediction_report
+
+            write_prediction_report(tmp["report"], pred, predictor)
+    pred.result["outputs"] = {key: str(path) for key, _, path in wanted}
 
 
 def save_mask_file(pred: Prediction, path: Path) -> None:
@@ -182,6 +187,7 @@ def read_nodules_csv(path: str | Path) -> list[dict[str, Any]]:
                 row["label"] = int(cell("label"))
         except (InputError, ValueError) as err:
             raise InputError(f"{where}: {err}") from None
+        row["line"] = i
         rows.append(row)
     return rows
 
@@ -199,37 +205,101 @@ def _table_row(rid: str, result: dict[str, Any] | None, error: str | None) -> di
     return row
 
 
+def check_file_names(rows: list[dict[str, Any]], nodules: str | Path) -> None:
+    """Each row's id must give its own JSON file name: ids that the file-name rule (:func:`safe_id`) or a
+    case-insensitive disk would merge (``a b`` and ``a_b``, ``N1`` and ``n1``) are refused, naming their lines."""
+    from autorad.data.dataset import safe_id
+
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = safe_id(row["id"]).casefold()
+        other = first.setdefault(key, row)
+        if other is not row:
+            raise InputError(f"--nodules {Path(nodules).name} lines {other['line']} and {row['line']}: ids "
+                             f"{other['id']!r} and {row['id']!r} give the same file name nodules/"
+                             f"{safe_id(other['id'])}.json; make the ids differ in letters or digits")
+
+
+def row_error(row: dict[str, Any], stage: str, err: BaseException) -> str:
+    """The table's error text for a row: the row id, a reason class and (for autorad's own refusals) the reason
+    with every part of the row's paths, every file name of its CT folder and any other path replaced, so that no
+    folder or file name (which may hold a patient's name) reaches the table."""
+    from autorad.errors import AutoradError
+
+    what = {"ct": "CT not usable", "nodule": "nodule not usable"}[stage]
+    if not isinstance(err, AutoradError):
+        return f"row {row['id']}: {what}: internal error ({type(err).__name__})"
+    return f"row {row['id']}: {what}: {redact_paths(str(err), row)}"
+
+
+def redact_paths(text: str, row: dict[str, Any]) -> str:
+    """``text`` with the row's CT and mask paths, their parts, the CT folder's file names and any other path-like
+    word replaced by ``<ct>``, ``<mask>``, ``<file>`` or ``<path>``."""
+    import contextlib
+    import os
+    import re
+
+    names: dict[str, str] = {}
+    for key in ("ct", "mask"):
+        if row.get(key) is None:
+            continue
+        given = Path(row[key])
+        for form in (given, given.absolute(), given.resolve()):
+            names[str(form)] = f"<{key}>"
+            names.update({part: "<path>" for part in form.parts if part not in (os.sep, ".", "..")})
+        names[given.name] = f"<{key}>"
+        if given.is_dir():
+            with contextlib.suppress(OSError):
+                names.update(dict.fromkeys(os.listdir(given), "<file>"))
+    for name in sorted(names, key=len, reverse=True):
+        if name:
+            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", names[name], text)
+    return re.sub(r"[^\s'\"()]*[/\\][^\s'\"()]*", "<path>", text)
+
+
 def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwrite: bool = False) -> pd.DataFrame:
     """Predict every nodule of a nodules CSV with the model loaded once; write ``out/predictions.csv``,
-    ``out/predictions.parquet`` and ``out/nodules/<id>.json``. A nodule that fails (air click, empty mask ...)
-    gets its error in the table and no JSON; the others go on."""
+    ``out/predictions.parquet`` and ``out/nodules/<id>.json``.
+
+    A nodule that fails (air click, empty mask, a CT that cannot be read, even an internal error of one row) gets
+    its error in the table (:func:`row_error`: no path) and no JSON; the others go on. ``out`` is built in a
+    temporary folder beside it and renamed into place at the end, so it is complete or absent."""
     from autorad.data.dataset import safe_id
     from autorad.data.dicom import load_ct, load_image_file, load_series
+    from autorad.io import atomic_dir
+    from autorad.outputs import write_marker
 
     rows = read_nodules_csv(nodules)
+    check_file_names(rows, nodules)
     inputs = (run, nodules, *{r["ct"] for r in rows}, *{r["mask"] for r in rows if r["mask"] is not None})
     prepare_output_dir(out, kind="predictions", inputs=inputs, overwrite=overwrite, create=False)
     predictor = load_predictor(run)
-    out = prepare_output_dir(out, kind="predictions", inputs=inputs, overwrite=overwrite)
-    (out / "nodules").mkdir(parents=True, exist_ok=True)
     table, last_ct, vol = [], None, None
-    for row in rows:
-        try:
-            if row["ct"] != last_ct:  # consecutive nodules of one CT load it once
-                loader = {"dicom": load_series, "image": load_image_file}.get(row["ct_kind"], load_ct)
-                vol, last_ct = loader(row["ct"]), None
-                last_ct = row["ct"]
-            result = predictor.predict(vol, mask=row["mask"], center=row["center"], diameter_mm=row["diameter_mm"],
-                                       label=row["label"], disk=row["disk"])
-        except InputError as err:
-            table.append(_table_row(row["id"], None, str(err)))
-            continue
-        result = {"id": row["id"], **result}
-        atomic_write_text(out / "nodules" / f"{safe_id(row['id'])}.json", json.dumps(result, indent=2) + "\n")
-        table.append(_table_row(row["id"], result, None))
-    df = pd.DataFrame(table, columns=TABLE_COLUMNS)
-    atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
-    write_parquet(df, out / "predictions.parquet")
+    with atomic_dir(Path(out), replace=replaceable_dir(overwrite)) as tmp:
+        write_marker(tmp, "predictions")
+        (tmp / "nodules").mkdir()
+        for row in rows:
+            stage = "ct"
+            try:
+                if row["ct"] != last_ct:  # consecutive nodules of one CT load it once
+                    loader = {"dicom": load_series, "image": load_image_file}.get(row["ct_kind"], load_ct)
+                    vol, last_ct = None, None
+                    vol = loader(row["ct"])
+                    last_ct = row["ct"]
+                stage = "nodule"
+                result = predictor.predict(vol, mask=row["mask"], center=row["center"],
+                                           diameter_mm=row["diameter_mm"], label=row["label"], disk=row["disk"])
+            except Exception as err:  # one bad row (even a bug on its data) never ends the batch
+                if not isinstance(err, InputError):
+                    log.warning("row %s: %s (%s)", row["id"], "unexpected error", type(err).__name__)
+                table.append(_table_row(row["id"], None, row_error(row, stage, err)))
+                continue
+            result = {"id": row["id"], **result}
+            atomic_write_text(tmp / "nodules" / f"{safe_id(row['id'])}.json", json.dumps(result, indent=2) + "\n")
+            table.append(_table_row(row["id"], result, None))
+        df = pd.DataFrame(table, columns=TABLE_COLUMNS)
+        atomic_write_text(tmp / "predictions.csv", df.to_csv(index=False))
+        write_parquet(df, tmp / "predictions.parquet")
     if predictor.model_warnings():
         warn_stderr({"warnings": predictor.model_warnings()})
     return df

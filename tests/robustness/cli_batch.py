@@ -11,8 +11,11 @@ Usage (what :func:`run_batch` does)::
 
 A case may also name ``cwd`` (the child's working folder), ``env`` (variables set in the child),
 ``unprivileged`` (as root, the child drops to user ``nobody`` first, so file permissions apply as they do to a
-normal user) and ``inject`` (``"module:function"`` replaced in the child by one that raises
-``RuntimeError("injected fault")``: stands in for a bug, to test how unexpected errors are reported).
+normal user), ``appear`` (``{"when": "module:function", "path": P, "folder": bool, "text": T}``: just before
+that function runs, the file P, or the folder P holding mine.txt, is created with T: stands in for another
+program writing there while autorad works) and ``inject`` (``"module:function"`` replaced in the child by one
+that raises ``RuntimeError("injected fault")``: stands in for a bug, to test how unexpected errors are
+reported).
 """
 
 from __future__ import annotations
@@ -90,6 +93,22 @@ def _setup_child(case: dict) -> None:
             raise RuntimeError("injected fault")
 
         setattr(importlib.import_module(module), name, fault)
+    if case.get("appear"):  # something appears at a path while the command works (after its up-front checks)
+        spec = case["appear"]
+        module, name = spec["when"].split(":")
+        mod = importlib.import_module(module)
+        original = getattr(mod, name)
+
+        def appear_first(*args, **kwargs):
+            target = Path(spec["path"])
+            if spec.get("folder"):
+                target.mkdir(parents=True, exist_ok=True)
+                (target / "mine.txt").write_text(spec.get("text", "mine"))
+            else:
+                target.write_text(spec.get("text", "mine"))
+            return original(*args, **kwargs)
+
+        setattr(mod, name, appear_first)
 
 
 def _serve(cases_file: str) -> None:
@@ -114,7 +133,7 @@ def _serve(cases_file: str) -> None:
 def run_batch(argvs: list[list[str] | dict], workdir: Path, env: dict[str, str] | None = None,
               cwd: Path | None = None) -> list[CliResult]:
     """Run each argv as its own forked ``autorad`` process; return their results in order. An item may be a dict
-    ``{"argv": [...], "cwd": ..., "env": {...}, "unprivileged": bool, "inject": "module:function"}``."""
+    ``{"argv": [...], "cwd": ..., "env": {...}, "unprivileged": bool, "inject": "module:function", "appear": ...}``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cases = []

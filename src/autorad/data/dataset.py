@@ -33,7 +33,7 @@ from autorad.data.geometry import nodule_arrays
 from autorad.data.labels import MAX_READERS, label_from_ratings, malignancy_score
 from autorad.errors import InputError
 from autorad.io import atomic_dir, hash_file, write_json
-from autorad.outputs import write_marker
+from autorad.outputs import replaceable_dir, write_marker
 from autorad.progress import progress
 
 FORMAT_VERSION = 1
@@ -92,8 +92,9 @@ def _pad_ratings(ratings: np.ndarray) -> np.ndarray:
 def write_dataset(records: Iterable[NoduleRecord | Skip], out: Path, source: str,
                   labels: LabelConfig | None = None, crop: CropConfig | None = None,
                   folds: FoldConfig | None = None, extra_info: dict[str, Any] | None = None,
-                  total: int | None = None) -> Dataset:
-    """Label, crop and fold the records and write them as a dataset folder at ``out`` (atomically).
+                  total: int | None = None, overwrite: bool = False) -> Dataset:
+    """Label, crop and fold the records and write them as a dataset folder at ``out`` (atomically; what is at
+    ``out`` by then is replaced only if it is an empty folder or, with ``overwrite``, an autorad output folder).
 
     Nodules with fewer readers than ``labels.min_readers`` or an empty consensus mask are skipped with a reason.
     Raises :class:`InputError` when no nodule is left.
@@ -102,7 +103,7 @@ def write_dataset(records: Iterable[NoduleRecord | Skip], out: Path, source: str
     rows: list[dict[str, Any]] = []
     skipped: list[Skip] = []
     seen: set[str] = set()
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), replace=replaceable_dir(overwrite)) as tmp:
         write_marker(tmp, "dataset")
         (tmp / "arrays").mkdir()
         for rec in progress(records, desc=f"ingest {source}", unit="nodule", total=total):

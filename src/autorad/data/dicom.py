@@ -333,8 +333,11 @@ def _read_sitk(path: Path, what: str) -> Any:
         raise InputError(f"{what} must be a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file: {path.name}")
     if not os.access(path, os.R_OK):  # SimpleITK would say "does not exist"
         raise InputError(f"cannot read {what} file {path}: permission denied")
+    from autorad.thirdparty import itk_to_log
+
     try:
-        img = sitk.ReadImage(str(path))
+        with itk_to_log():  # ITK's own WARNING lines go to the log
+            img = sitk.ReadImage(str(path))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1][:160] if str(err).strip() else ""
         raise InputError(f"cannot read {what} file {path.name}: {first}") from None
@@ -438,6 +441,9 @@ def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
     # the project's one atomic writer (permissions, rename, write errors naming the path).
     with tempfile.TemporaryDirectory(prefix="autorad-mask-") as scratch:
         tmp = Path(scratch) / f"mask{suffix}"
-        sitk.WriteImage(img, str(tmp), useCompression=True)
+        from autorad.thirdparty import itk_to_log
+
+        with itk_to_log():  # e.g. "Non-orthogonal direction matrix coerced to orthogonal" goes to the log
+            sitk.WriteImage(img, str(tmp), useCompression=True)
         atomic_write_bytes(path, tmp.read_bytes())
     return path

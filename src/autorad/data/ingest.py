@@ -29,17 +29,18 @@ def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: Da
             raise InputError("ingest maxslice needs the path of the NPZ file")
         open_maxslice(path)  # validate before starting
         total = count_maxslice(path) if cfg.limit is None else cfg.limit
-        return write_dataset(iter_maxslice(path, cfg.limit), out, "lidc-maxslice", total=total, **common)
+        return write_dataset(iter_maxslice(path, cfg.limit), out, "lidc-maxslice", total=total, overwrite=overwrite,
+                             **common)
     if source == "lidc":
         from autorad.data.lidc import iter_lidc
 
         if path is None:
             raise InputError("ingest lidc needs the DICOM root folder")
         # the input path is not recorded: a folder named after a patient would leak the name
-        return write_dataset(iter_lidc(path, limit=cfg.limit), out, "lidc-dicom", **common)
+        return write_dataset(iter_lidc(path, limit=cfg.limit), out, "lidc-dicom", overwrite=overwrite, **common)
     if source == "phantom":
         from autorad.data.phantom import iter_phantom
 
         return write_dataset(iter_phantom(cfg.phantom_n, cfg.phantom_seed), out, "phantom", total=cfg.phantom_n,
-                             extra_info={"phantom_seed": cfg.phantom_seed}, **common)
+                             extra_info={"phantom_seed": cfg.phantom_seed}, overwrite=overwrite, **common)
     raise InputError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")

@@ -7,10 +7,11 @@ consensus' z-extent (``slice_hu`` / ``slice_mask``), the padded 3D consensus sub
 ``volume_mask``) and the readers' ratings. Nodule ids are ``<patient>-n<k>`` (k counts nodules per patient in
 walk order, clusters ordered by z).
 
-Skipped, with the reason: a series without XML, whose XML does not parse or lists no nodule of 3 mm or more,
-or that fails to load (mixed series, corrupt file ...); a nodule whose annotated slices are missing from the
-(partial) series or cross a gap in it; a cluster with more than 4 annotations. A root with no DICOM series at
-all is an :class:`InputError`.
+Skipped, with the reason: a symlink to a folder already read, a dangling symlink or a folder that cannot be
+listed (symlinked folders are otherwise followed); a series without XML, whose XML does not parse or lists no
+nodule of 3 mm or more, or that fails to load (mixed series, corrupt file ...); a nodule whose annotated slices
+are missing from the (partial) series or cross a gap in it; a cluster with more than 4 annotations. A root with
+no DICOM series at all is an :class:`InputError`.
 """
 
 from __future__ import annotations
@@ -47,21 +48,49 @@ class SeriesFolder:
 
 
 def find_series_folders(root: str | Path) -> list[SeriesFolder]:
-    """Every folder under ``root`` (itself included) that directly holds DICOM files, in sorted path order."""
+    """Every folder under ``root`` (itself included) that directly holds DICOM files, in sorted path order
+    (symlinked folders followed, each real folder once; see :func:`walk_series_folders`)."""
+    return walk_series_folders(root)[0]
+
+
+def walk_series_folders(root: str | Path) -> tuple[list[SeriesFolder], list[tuple[Path, str]]]:
+    """The series folders under ``root`` and the folders left out, each with the reason (for skipped.csv).
+
+    Symlinked folders are followed (a patient folder linked in from another disk is read like the others); a
+    symlink to a folder already read is left out as a duplicate, a dangling symlink and a folder that cannot be
+    listed are left out, none silently. Hidden folders (``.name``) are not walked.
+    """
     root = Path(root)
     if not root.exists():
         raise InputError(f"LIDC root folder not found: {root}")
     if not root.is_dir():
         raise InputError(f"not a folder: {root} (give the LIDC root holding patient/study/series folders)")
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    found: list[SeriesFolder] = []
+    left_out: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+
+    def unreadable(err: OSError) -> None:
+        left_out.append((Path(err.filename or root), f"folder could not be listed ({type(err).__name__})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
         d = Path(dirpath)
+        real = os.path.realpath(d)
+        if real in seen:  # the same folder reached twice through a symlink (or a loop)
+            dirnames[:] = []
+            left_out.append((d, "symlink to a folder that is already read (duplicate left out)"))
+            continue
+        seen.add(real)
+        # real folders before symlinks, so that a symlink, not the real folder, is the duplicate left out
+        dirnames[:] = sorted((x for x in dirnames if not x.startswith(".")), key=lambda x: ((d / x).is_symlink(), x))
+        for name in sorted(filenames):
+            f = d / name
+            if not name.startswith(".") and f.is_symlink() and not f.exists():
+                left_out.append((f, "dangling symlink (its target is missing)"))
         if dicom_files(d):
             xmls = sorted(p for p in d.iterdir() if p.suffix.lower() == ".xml" and p.is_file()
                           and not p.name.startswith("."))
             found.append(SeriesFolder(d, xmls))
-    return found
+    return found, left_out
 
 
 def _series_patient_id(folder: Path) -> str:
@@ -194,13 +223,17 @@ def iter_lidc(root: str | Path, limit: int | None = None) -> Iterator[NoduleReco
     record is asked for) when the root is missing or holds no DICOM series; problems of one series are yielded
     as a :class:`Skip` of that series.
     """
-    folders = find_series_folders(root)
+    folders, left_out = walk_series_folders(root)
     if not folders:
         raise InputError(f"no DICOM series (folders with *.dcm files) found under {root}")
-    return _iter_folders(folders, limit)
+    return _iter_folders(folders, limit, left_out)
 
 
-def _iter_folders(folders: list[SeriesFolder], limit: int | None) -> Iterator[NoduleRecord | Skip]:
+def _iter_folders(folders: list[SeriesFolder], limit: int | None,
+                  left_out: list[tuple[Path, str]] = ()) -> Iterator[NoduleRecord | Skip]:
+    for path, reason in left_out:  # the folder's name may be a patient's: only its pseudonym is kept
+        pid = _anon("folder:" + path.name)
+        yield Skip(f"{pid}-folder", pid, reason)
     n_records = 0
     per_patient: dict[str, int] = {}
     series_count: dict[str, int] = {}

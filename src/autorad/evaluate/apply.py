@@ -12,7 +12,7 @@ import pandas as pd
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
 from autorad.io import atomic_dir
-from autorad.outputs import prepare_output_dir, write_marker
+from autorad.outputs import prepare_output_dir, replaceable_dir, write_marker
 from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
 from autorad.train.run import Run
@@ -41,7 +41,8 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     metrics = compute_metrics(predictions)
     log.info("evaluation of %s on %s: %s", trained.path.name, ds.path.name, metrics_summary_line(metrics))
     prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)  # again
-    with atomic_dir(Path(out)) as tmp:  # all or nothing: a failure (disk full...) leaves no half evaluation
+    # all or nothing: a failure (disk full...) leaves no half evaluation
+    with atomic_dir(Path(out), replace=replaceable_dir(overwrite)) as tmp:
         write_marker(tmp, "evaluation")
         evaluated = Run(tmp)
         evaluated.write_predictions(predictions)

@@ -16,7 +16,7 @@ import pandas as pd
 from autorad import CLASS_NAMES
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
-from autorad.outputs import prepare_output_file, record_output_file
+from autorad.outputs import claim_output_files, prepare_output_file
 
 # (flattened metric key, column title, higher is better)
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -52,9 +52,9 @@ def compare(runs: list[str | Path], out: str | Path | None = None, overwrite: bo
     rows = [_read_run(Path(r)) for r in runs]
     table = markdown_table(rows)
     if files:
-        for f, text in zip(files, (table, csv_table(rows)), strict=True):
-            atomic_write_text(f, text)
-            record_output_file(f)
+        with claim_output_files([("--out", f) for f in files], overwrite=overwrite) as scratch:
+            for tmp, text in zip(scratch, (table, csv_table(rows)), strict=True):
+                atomic_write_text(tmp, text)
     return table
 
 

@@ -41,6 +41,7 @@ from autorad.radiomics.table import (
     write_radiomics_table,
 )
 from autorad.tasks import run_tasks
+from autorad.thirdparty import itk_to_log
 
 if TYPE_CHECKING:
     from autorad.data.dataset import Dataset
@@ -120,7 +121,7 @@ def extract_one(image: np.ndarray, mask: np.ndarray, spacing: float | Sequence[f
     label = int((p.settings.get("setting") or {}).get("label", 1))
     try:
         sitk_img, sitk_mask = to_sitk(image, mask, spacing, label)
-        with quiet_warnings():
+        with quiet_warnings(), itk_to_log():
             result = _extractor(p).execute(sitk_img, sitk_mask, label=label)
     except Exception as err:  # PyRadiomics signals unusable masks with ValueError, filters with others
         msg = " ".join(str(err).split()) or type(err).__name__

@@ -27,7 +27,7 @@ def segment(center: tuple[int, int, int], out: str | Path, dicom: str | Path | N
     from autorad.data.crop import equivalent_diameter_mm
     from autorad.data.dicom import MASK_WRITE_SUFFIXES, load_image_file, load_series, write_mask_file
     from autorad.data.geometry import middle_slice_index as middle_slice  # the one middle-slice rule
-    from autorad.outputs import prepare_output_file, record_output_file
+    from autorad.outputs import claim_output_files, prepare_output_file
     from autorad.segment import segment_click
 
     if (dicom is None) == (image is None):
@@ -42,8 +42,8 @@ def segment(center: tuple[int, int, int], out: str | Path, dicom: str | Path | N
     if vol.gaps:
         warnings.append(f"the series has {len(vol.gaps)} gap(s) in z (missing slices); the 3D mask does not "
                         "cross them reliably")
-    write_mask_file(res.mask, vol, out_path)
-    record_output_file(out_path)
+    with claim_output_files([("--out", out_path)], overwrite=overwrite) as (tmp,):
+        write_mask_file(res.mask, vol, tmp)
     slices = np.flatnonzero(res.mask.any(axis=(1, 2)))
     mid = middle_slice(res.mask)
     voxel_mm3 = math.prod(vol.spacing_mm)

@@ -114,9 +114,22 @@ class Run:
         """The fold's model, or the final model for ``fold=None``, with its checkpoint metadata."""
         d = self.model_dir(fold)
         if fold is None and not d.is_dir():
-            raise InputError(f"{self.path} is not a trained run with a final model (no final/model folder; "
-                             "train with train.final_model: true)")
+            raise InputError(f"{self.path} is not a trained run with a final model ({self._why_no_final_model()})")
         return load_model(d)
+
+    def _why_no_final_model(self) -> str:
+        """Why final/model is missing, in words that say what to do: a run meant to have one was interrupted
+        (rerun the same command: it resumes), a run configured without one needs another training."""
+        from autorad.safe_yaml import load_yaml_file
+
+        try:
+            train = (load_yaml_file(self.config_file) or {}).get("train") or {}
+        except Exception:  # no readable config.yaml: not a run autorad finished writing
+            return "no final/model folder and no readable config.yaml"
+        if train.get("final_model", True) is False:
+            return "it was trained with train.final_model: false; train again with train.final_model: true"
+        return ("its final model was not written: the training was interrupted; rerun the same autorad train "
+                "(or autorad run) command to resume it")
 
     def model_config(self, meta: dict[str, Any]) -> ExperimentConfig:
         """The experiment config a model was trained with (from its checkpoint metadata)."""
