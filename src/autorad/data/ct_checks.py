@@ -21,6 +21,7 @@ SLICE_SPACING_RANGE_MM = (0.1, 50.0)  # distance between slice centres (clinical
 TILT_WARN_DEG = 1.0  # slices tilted more than this from axial (gantry tilt, oblique) -> a warning
 AXIAL_MAX_TILT_DEG = math.degrees(math.acos(0.9))  # beyond ~25.8 degrees a DICOM series is not axial: refused
 DRIFT_WARN_MM = 1.0  # a slice's in-plane offset from the first slice's axis beyond this -> a warning
+DEFLATED_FILE_MAX_BYTES = 256 << 20  # one deflated DICOM file (one slice) may inflate to at most this
 GIB = 1 << 30
 
 TAGS = {"Rows": "(0028,0010)", "Columns": "(0028,0011)", "NumberOfFrames": "(0028,0008)",

@@ -13,6 +13,7 @@ files; they must not be written to outputs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -179,12 +180,13 @@ def _check_inflated_size(path: Path, limits: VolumeLimits) -> None:
         raw = f.read()
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total, data = 0, raw[_meta_end(raw):]
+    cap = VolumeLimits(limits.max_voxels, min(limits.max_decoded_bytes, ct_checks.DEFLATED_FILE_MAX_BYTES))
     while data:
         total += len(inflater.decompress(data, 1 << 20))
-        limits.check_inflated(total, f"DICOM file {path.name} (deflated)")
+        cap.check_inflated(total, f"DICOM file {path.name} (deflated)")
         data = inflater.unconsumed_tail
     total += len(inflater.flush())
-    limits.check_inflated(total, f"DICOM file {path.name} (deflated)")
+    cap.check_inflated(total, f"DICOM file {path.name} (deflated)")
 
 
 def _meta_end(after_dicm: bytes) -> int:
@@ -359,11 +361,13 @@ def load_series(folder: str | Path, limits: VolumeLimits = CLI_LIMITS) -> CTVolu
 
     # every header checked before any pixel array is allocated: payload size, frames, rescale, size caps
     rescales = []
-    for out_i, i in enumerate(order):
-        p, ds = headers[i]
-        ct_checks.check_payload(ds, pixel_payload(ds), out_i)
-        _check_decodable(ds, p)
-        rescales.append(ct_checks.rescale(ds, out_i))
+    with warnings.catch_warnings():  # pydicom warns about invalid DS values ('nan'); they are refused by name
+        warnings.simplefilter("ignore")
+        for out_i, i in enumerate(order):
+            p, ds = headers[i]
+            ct_checks.check_payload(ds, pixel_payload(ds), out_i)
+            _check_decodable(ds, p)
+            rescales.append(ct_checks.rescale(ds, out_i))
     integral = all(float(v).is_integer() and abs(v) <= INTEGRAL_RESCALE_MAX for pair in rescales for v in pair)
     limits.check((len(files), rows, cols), 2 if integral else 4, "the series")
     # int16 HU when the rescale is integral and every value fits (half the memory of float32)
@@ -455,7 +459,12 @@ def check_image_header(path: str | Path, limits: VolumeLimits = CLI_LIMITS) -> A
         raise InputError(f"image file {path.name} has non-positive spacing {reader.GetSpacing()}")
     ct_checks.check_pixel_spacing(sx, sy, "the image's in-plane voxel size (x, y spacing)")
     ct_checks.check_slice_spacing(sz, "the image's slice spacing (z voxel size)")
-    limits.check(tuple(reversed(reader.GetSize())), _sitk_bytes_per_voxel(reader), "the image file")
+    shape, per_voxel = tuple(reversed(reader.GetSize())), _sitk_bytes_per_voxel(reader)
+    limits.check(shape, per_voxel, "the image file")
+    need = math.prod(shape) * per_voxel
+    if path.name.lower().endswith(".nii") and path.stat().st_size < need:  # uncompressed: voxels follow the header
+        raise InputError(f"the image header says {' x '.join(map(str, shape))} voxels of {per_voxel} bytes, but the "
+                         f"file holds only {path.stat().st_size} bytes")
     return reader
 
 
