@@ -206,14 +206,22 @@ def _meta_end(after_dicm: bytes) -> int:
 
 
 def pixel_payload(ds: Any) -> int | None:
-    """The length in bytes of a header's deferred PixelData (None when absent from the file meta, encapsulated
-    (compressed, undefined length) or not deferred)."""
+    """The length in bytes of a header's (deferred or read) PixelData; None when it is absent or compressed (an
+    encapsulated payload says nothing of the decoded size: the volume caps bound those)."""
+    tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsuid is not None and tsuid.is_compressed:
+        return None
     try:
         el = ds.get_item(0x7FE00010, keep_deferred=True)
     except (KeyError, TypeError):
         return None
+    if el is None:
+        return None
     length = getattr(el, "length", None)
-    if el is None or length is None or length == 0xFFFFFFFF:
+    if length is None:
+        value = getattr(el, "value", None)
+        length = len(value) if isinstance(value, bytes | bytearray) else None
+    if length is None or length == 0xFFFFFFFF:
         return None
     return int(length)
 
