@@ -72,7 +72,7 @@ def app(phantom_logreg_run):
 
 @pytest.fixture(scope="module")
 def client(app):
-    return TestClient(app, raise_server_exceptions=False)
+    return TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +320,7 @@ def test_eight_concurrent_predictions_are_correct(app, series_zip, series, serie
 
     async def main():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=300) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=300) as client:
             results = await asyncio.gather(*(one(client, i) for i in range(10)))
             health = await client.get("/api/health")
         return results, health

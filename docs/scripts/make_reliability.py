@@ -92,7 +92,8 @@ on a GPU here.
 TITLES = {"claims": "Outputs claimed at write time, batches, crash log, third-party output",
           "cli_inputs": "Broken inputs through the CLI", "privacy": "Privacy", "properties": "Properties (hypothesis)",
           "resume_determinism": "Kill -9, resume and determinism", "security": "Security",
-          "safety": "User data, option values, configs, run integrity and environment faults"}
+          "safety": "User data, option values, configs, run integrity and environment faults",
+          "ct_headers": "CT headers", "server": "Server (real HTTP)"}
 
 
 def _humanise(name: str) -> str:

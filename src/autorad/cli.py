@@ -175,7 +175,8 @@ def _cmd_segment(a: argparse.Namespace) -> int:
 def _cmd_serve(a: argparse.Namespace) -> int:
     from autorad.serve import serve
 
-    serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_volumes=a.max_volumes)
+    serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_volumes=a.max_volumes,
+          max_decodes=a.max_decodes, allowed_hosts=tuple(a.allowed_host or ()))
     return 0
 
 
@@ -473,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="TCP port, 1-65535 (default: 8000)")
     s.add_argument("--max-upload-mb", type=positive(int), default=1024, help="largest upload accepted (MB)")
     s.add_argument("--max-volumes", type=positive(int), default=4, help="open volumes kept in memory")
+    s.add_argument("--max-decodes", type=positive(int), default=2, help="uploads decoded at the same time; others "
+                   "wait (default: 2)")
+    s.add_argument("--allowed-host", action="append", metavar="NAME", help="a host name or address the browser may "
+                   "use to reach the server, besides localhost, 127.0.0.1, [::1] and --host (repeatable); requests "
+                   "naming any other host are refused (a defence against DNS rebinding)")
     s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report",

@@ -110,8 +110,9 @@ def binary_mask(values: np.ndarray, label: int | None = None, name: str = "--mas
 
 
 def series_warnings(vol: CTVolume) -> list[str]:
-    """Warnings about the series itself: missing slices, uneven slice steps, non-square pixels."""
-    out = []
+    """Warnings about the series itself: the loader's (tilted slices, slices drifting in-plane), missing slices,
+    uneven slice steps, non-square pixels."""
+    out = list(vol.warnings)
     if vol.gaps:
         shown = "; ".join(f"z {a:g} to {b:g} mm" for a, b in vol.gaps[:3])
         out.append(f"the series has {len(vol.gaps)} gap(s) where slices are missing ({shown}); slice indices "

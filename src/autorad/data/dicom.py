@@ -13,6 +13,7 @@ files; they must not be written to outputs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -23,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from autorad.data import ct_checks
+from autorad.data.ct_checks import CLI_LIMITS, VolumeLimits
 from autorad.errors import InputError
 from autorad.pseudonym import pseudonym
 
@@ -33,6 +36,7 @@ NIFTI_NRRD_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
 MASK_WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")  # single-file formats (a .nhdr would need a second file)
 GAP_FACTOR = 1.5  # a step in z larger than 1.5 x the typical slice spacing means slices are missing
 POSITION_TOL_MM = 1e-3
+INTEGRAL_RESCALE_MAX = 1 << 16  # integral slope / intercept up to this are applied in integers (int16 HU)
 
 
 def _anon(text: str) -> str:
@@ -84,6 +88,7 @@ class CTVolume:
     slice_thickness_mm: float = float("nan")
     gaps: list[tuple[float, float]] = field(default_factory=list)  # (z before, z after) around missing slices
     source: str = ""  # file or folder name it was read from (no full path)
+    warnings: list[str] = field(default_factory=list)  # about the geometry (tilt, drifting slices): into outputs
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -139,16 +144,86 @@ def dicom_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if _is_dicom_file(p))
 
 
-def _read_header(path: Path) -> Any:
+def _read_header(path: Path, limits: VolumeLimits | None = None) -> Any:
+    """The header of one DICOM file, without its pixel data. With ``limits``, the PixelData element is kept
+    deferred (its length known, its bytes not read; :func:`pixel_payload`), and a deflated file is refused when it
+    inflates to more than ``limits.max_decoded_bytes`` (pydicom inflates a whole deflated file in memory)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(path, stop_before_pixels=True)
+            if limits is None:
+                return pydicom.dcmread(path, stop_before_pixels=True)
+            _check_inflated_size(path, limits)
+            return pydicom.dcmread(path, defer_size=4096)
+    except InputError:
+        raise
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise InputError(f"corrupt or unreadable DICOM file {path.name}: {type(err).__name__}") from None
+
+
+def _check_inflated_size(path: Path, limits: VolumeLimits) -> None:
+    """Refuse a Deflated Explicit VR Little Endian file that inflates to more than the decoded-size cap, counting
+    the inflated bytes in bounded chunks (nothing is kept)."""
+    import zlib
+
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    meta = pydicom.filereader.read_file_meta_info(path)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    with open(path, "rb") as f:
+        f.seek(128 + 4)  # preamble and DICM; then the file meta group (not deflated), then the deflated stream
+        raw = f.read()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, data = 0, raw[_meta_end(raw):]
+    cap = VolumeLimits(limits.max_voxels, min(limits.max_decoded_bytes, ct_checks.DEFLATED_FILE_MAX_BYTES))
+    while data:
+        total += len(inflater.decompress(data, 1 << 20))
+        cap.check_inflated(total, f"DICOM file {path.name} (deflated)")
+        data = inflater.unconsumed_tail
+    total += len(inflater.flush())
+    cap.check_inflated(total, f"DICOM file {path.name} (deflated)")
+
+
+def _meta_end(after_dicm: bytes) -> int:
+    """Offset, after the DICM prefix, where the file meta group (explicit VR little endian group 0002) ends."""
+    import struct
+
+    i = 0
+    while i + 8 <= len(after_dicm) and after_dicm[i:i + 2] == b"\x02\x00":
+        vr = after_dicm[i + 4:i + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"):
+            length = struct.unpack("<I", after_dicm[i + 8:i + 12])[0]
+            i += 12 + length
+        else:
+            length = struct.unpack("<H", after_dicm[i + 6:i + 8])[0]
+            i += 8 + length
+    return i
+
+
+def pixel_payload(ds: Any) -> int | None:
+    """The length in bytes of a header's (deferred or read) PixelData; None when it is absent or compressed (an
+    encapsulated payload says nothing of the decoded size: the volume caps bound those)."""
+    tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsuid is not None and tsuid.is_compressed:
+        return None
+    try:
+        el = ds.get_item(0x7FE00010, keep_deferred=True)
+    except (KeyError, TypeError):
+        return None
+    if el is None:
+        return None
+    length = getattr(el, "length", None)
+    if length is None:
+        value = getattr(el, "value", None)
+        length = len(value) if isinstance(value, bytes | bytearray) else None
+    if length is None or length == 0xFFFFFFFF:
+        return None
+    return int(length)
 
 
 def _floats(ds: Any, keyword: str, n: int, path: Path) -> list[float] | None:
@@ -203,13 +278,15 @@ def _pixels(path: Path, rows: int, cols: int) -> np.ndarray:
     return arr
 
 
-def load_series(folder: str | Path) -> CTVolume:
+def load_series(folder: str | Path, limits: VolumeLimits = CLI_LIMITS) -> CTVolume:
     """Load the one CT series held by ``folder`` into Hounsfield units, slices sorted by position.
 
     Raises :class:`InputError` for a missing folder, no DICOM files, non-CT modality, several series in one
     folder, a corrupt or truncated file, duplicate slice positions, inconsistent or absent spacing / size /
-    orientation, or a compressed transfer syntax that no installed decoder can read. Gaps in z are listed in
-    ``gaps`` (not an error).
+    orientation, or a compressed transfer syntax that no installed decoder can read; and, before any pixel array
+    is allocated (:mod:`autorad.data.ct_checks`), a header that promises more pixels than the file holds, a series
+    over ``limits``, spacings outside the plausible range, or a missing / zero / non-finite rescale. Gaps in z are
+    listed in ``gaps``; tilted slices and slices drifting in-plane in ``warnings`` (not errors).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -219,7 +296,7 @@ def load_series(folder: str | Path) -> CTVolume:
     files = dicom_files(folder)
     if not files:
         raise InputError(f"no DICOM files (*.dcm) in {folder}")
-    headers = [(p, _read_header(p)) for p in files]
+    headers = [(p, _read_header(p, limits)) for p in files]
 
     series = Counter(str(ds.get("SeriesInstanceUID", "")) for _, ds in headers)
     if len(series) > 1:
@@ -242,6 +319,7 @@ def load_series(folder: str | Path) -> CTVolume:
             raise InputError(f"DICOM file {p.name}: PixelSpacing is absent (in-plane spacing unknown)")
         if min(ps) <= 0:
             raise InputError(f"DICOM file {p.name}: PixelSpacing {ps} is not positive")
+        ct_checks.check_pixel_spacing(ps[0], ps[1], ct_checks.tag("PixelSpacing"))
         spacings.add(tuple(round(v, 5) for v in ps))
         first_spacing = first_spacing or ps
         iop = _floats(ds, "ImageOrientationPatient", 6, p) or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -280,28 +358,41 @@ def load_series(folder: str | Path) -> CTVolume:
         steps = np.diff(z)
         dz = float(np.median(steps))
         gaps = [(float(z[i]), float(z[i + 1])) for i in np.nonzero(steps > GAP_FACTOR * dz)[0]]
+        ct_checks.check_slice_spacing(dz, f"the slice spacing (median step of {ct_checks.tag('ImagePositionPatient')})")
     else:
+        if np.isfinite(thickness) and thickness > 0:
+            ct_checks.check_slice_spacing(thickness, ct_checks.tag("SliceThickness"))
         dz = thickness if np.isfinite(thickness) and thickness > 0 else 1.0
         gaps = []
+    geometry_warnings = [w for w in (ct_checks.tilt_warning(normal, ct_checks.tag("ImageOrientationPatient")),
+                                     ct_checks.drift_warning(pos[order], normal)) if w]
 
-    for p, ds in headers:
-        _check_decodable(ds, p)
-    slopes = {float(ds.get("RescaleSlope", 1) or 1) for _, ds in headers}
-    intercepts = {float(ds.get("RescaleIntercept", 0) or 0) for _, ds in headers}
-    integral = all(float(s).is_integer() for s in slopes | intercepts)
+    # every header checked before any pixel array is allocated: payload size, frames, rescale, size caps
+    rescales = []
+    with warnings.catch_warnings():  # pydicom warns about invalid DS values ('nan'); they are refused by name
+        warnings.simplefilter("ignore")
+        for out_i, i in enumerate(order):
+            p, ds = headers[i]
+            ct_checks.check_payload(ds, pixel_payload(ds), out_i)
+            _check_decodable(ds, p)
+            rescales.append(ct_checks.rescale(ds, out_i))
+    integral = all(float(v).is_integer() and abs(v) <= INTEGRAL_RESCALE_MAX for pair in rescales for v in pair)
+    limits.check((len(files), rows, cols), 2 if integral else 4, "the series")
     # int16 HU when the rescale is integral and every value fits (half the memory of float32)
     hu: np.ndarray = np.empty((len(files), rows, cols), dtype=np.int16 if integral else np.float32)
     for out_i, i in enumerate(order):
         p, ds = headers[i]
-        slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+        slope, intercept = rescales[out_i]
         raw = _pixels(p, rows, cols)
         if integral:
-            vals = raw.astype(np.int32) * int(slope) + int(intercept)
+            vals = raw.astype(np.int64) * int(slope) + int(intercept)
             if hu.dtype == np.int16 and (vals.min() < -32768 or vals.max() > 32767):
                 hu = hu.astype(np.float32)
             hu[out_i] = vals
         else:
-            hu[out_i] = raw.astype(np.float32) * slope + intercept
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below, by name
+                hu[out_i] = raw.astype(np.float64) * slope + intercept
+        ct_checks.check_finite_hu(hu[out_i], out_i)
 
     direction = (row_dir[0], col_dir[0], normal[0], row_dir[1], col_dir[1], normal[1],
                  row_dir[2], col_dir[2], normal[2])
@@ -314,7 +405,7 @@ def load_series(folder: str | Path) -> CTVolume:
         manufacturer=str(first_ds.get("Manufacturer", "") or ""),
         origin=tuple(float(v) for v in pos[order[0]]),  # type: ignore[arg-type]
         direction=tuple(float(v) for v in direction), slice_thickness_mm=thickness, gaps=gaps,
-        source=folder.name)
+        source=folder.name, warnings=geometry_warnings)
 
 
 # ------------------------------------------------------------------------------------------- NIfTI / NRRD
@@ -324,7 +415,11 @@ def _is_image_file(p: Path) -> bool:
     return p.name.lower().endswith(NIFTI_NRRD_SUFFIXES)
 
 
-def _read_sitk(path: Path, what: str) -> Any:
+_SITK_BYTES = {"8-bit": 1, "16-bit": 2, "32-bit": 4, "64-bit": 8}
+
+
+def _sitk_info(path: Path, what: str) -> Any:
+    """A SimpleITK reader for ``path`` whose header (size, spacing, pixel type) is read, its pixels not yet."""
     import SimpleITK as sitk  # noqa: N813
 
     if not path.exists():
@@ -335,43 +430,90 @@ def _read_sitk(path: Path, what: str) -> Any:
         raise InputError(f"cannot read {what} file {path}: permission denied")
     from autorad.thirdparty import itk_to_log
 
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
         with itk_to_log():  # ITK's own WARNING lines go to the log
-            img = sitk.ReadImage(str(path))
+            reader.ReadImageInformation()
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1][:160] if str(err).strip() else ""
         raise InputError(f"cannot read {what} file {path.name}: {first}") from None
-    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
         raise InputError(f"{what} file {path.name} is not a 3D single-channel volume "
-                         f"(dimension {img.GetDimension()}, {img.GetNumberOfComponentsPerPixel()} channels)")
-    return img
+                         f"(dimension {reader.GetDimension()}, {reader.GetNumberOfComponents()} channels)")
+    return reader
 
 
-def load_image_file(path: str | Path) -> CTVolume:
+def _sitk_bytes_per_voxel(reader: Any) -> int:
+    import SimpleITK as sitk  # noqa: N813
+
+    name = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    return next((n for k, n in _SITK_BYTES.items() if k in name), 8)
+
+
+def _sitk_execute(reader: Any, path: Path, what: str) -> Any:
+    """The pixels of a reader whose header :func:`_sitk_info` read (and its caller checked)."""
+    from autorad.thirdparty import itk_to_log
+
+    try:
+        with itk_to_log():  # ITK's own WARNING lines go to the log
+            return reader.Execute()
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1][:160] if str(err).strip() else ""
+        raise InputError(f"cannot read {what} file {path.name}: {first}") from None
+
+
+def check_image_header(path: str | Path, limits: VolumeLimits = CLI_LIMITS) -> Any:
+    """Read and check a NIfTI / NRRD CT's header, nothing of its pixels: a 3D single-channel image, voxel sizes in
+    the plausible range, a size within ``limits``. Returns the SimpleITK reader (ready to read the pixels)."""
+    path = Path(path)
+    reader = _sitk_info(path, "image")
+    sx, sy, sz = reader.GetSpacing()
+    if min(sx, sy, sz) <= 0:
+        raise InputError(f"image file {path.name} has non-positive spacing {reader.GetSpacing()}")
+    ct_checks.check_pixel_spacing(sx, sy, "the image's in-plane voxel size (x, y spacing)")
+    ct_checks.check_slice_spacing(sz, "the image's slice spacing (z voxel size)")
+    shape, per_voxel = tuple(reversed(reader.GetSize())), _sitk_bytes_per_voxel(reader)
+    limits.check(shape, per_voxel, "the image file")
+    need = math.prod(shape) * per_voxel
+    if path.name.lower().endswith(".nii") and path.stat().st_size < need:  # uncompressed: voxels follow the header
+        raise InputError(f"the image header says {' x '.join(map(str, shape))} voxels of {per_voxel} bytes, but the "
+                         f"file holds only {path.stat().st_size} bytes")
+    return reader
+
+
+def load_image_file(path: str | Path, limits: VolumeLimits = CLI_LIMITS, name: str | None = None) -> CTVolume:
     """Load a NIfTI (.nii, .nii.gz) or NRRD CT volume whose voxel values are already Hounsfield units.
 
     The array is (D, H, W) in SimpleITK order (slice, row, column); slices are kept in file order and
-    ``z_positions`` are the slice centres' z (mm). The patient id is ``anon-`` + a hash of the file name.
+    ``z_positions`` are the slice centres' z (mm). The patient id is ``anon-`` + a hash of the file name (``name``
+    when given: the upload's name of a file decompressed under another). The header is checked before the pixels
+    are read (:func:`check_image_header`); slices tilted from axial give a warning.
     """
     import SimpleITK as sitk  # noqa: N813
 
     path = Path(path)
-    img = _read_sitk(path, "image")
-    arr = sitk.GetArrayFromImage(img)
-    sx, sy, sz = img.GetSpacing()
-    if min(sx, sy, sz) <= 0:
-        raise InputError(f"image file {path.name} has non-positive spacing {img.GetSpacing()}")
+    name = name or path.name
+    reader = check_image_header(path, limits)
+    sx, sy, sz = reader.GetSpacing()
+    direction = tuple(float(v) for v in reader.GetDirection())
+    img = _sitk_execute(reader, path, "image")
+    arr = sitk.GetArrayViewFromImage(img)  # no copy: the one copy is the conversion below
     if not np.issubdtype(arr.dtype, np.integer) and not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise InputError(f"image file {path.name} holds {bad} NaN or infinite voxel(s); a CT in Hounsfield units "
                          "must be finite everywhere")
     hu = arr.astype(np.int16) if np.issubdtype(arr.dtype, np.integer) and arr.min() >= -32768 and \
         arr.max() <= 32767 else arr.astype(np.float32)
-    z = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])], dtype=float)
+    z = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(hu.shape[0])], dtype=float)
+    origin = tuple(img.GetOrigin())
+    del arr, img
+    tilt = ct_checks.tilt_warning(np.array(direction[2::3]), "the image's direction matrix")
     return CTVolume(hu=hu, spacing_mm=(float(sz), float(sy), float(sx)), z_positions=z,
-                    sop_uids=[""] * arr.shape[0], series_uid=_anon("file:" + path.name),
-                    patient_id=_anon("file:" + path.name), origin=tuple(img.GetOrigin()),
-                    direction=tuple(img.GetDirection()), slice_thickness_mm=float(sz), source=path.name)
+                    sop_uids=[""] * hu.shape[0], series_uid=_anon("file:" + name),
+                    patient_id=_anon("file:" + name), origin=origin,
+                    direction=direction, slice_thickness_mm=float(sz), source=name,
+                    warnings=[tilt] if tilt else [])
 
 
 def load_mask_file(path: str | Path, like: CTVolume) -> np.ndarray:
@@ -390,30 +532,30 @@ def load_mask_values(path: str | Path, like: CTVolume) -> np.ndarray:
     import SimpleITK as sitk  # noqa: N813
 
     path = Path(path)
-    img = _read_sitk(path, "mask")
-    ref = like.to_sitk()
-    if img.GetSize() != ref.GetSize():
-        raise InputError(f"mask {path.name} has size {img.GetSize()} but the image has "
-                         f"{ref.GetSize()} (x, y, z)")
-    if not np.allclose(img.GetSpacing(), ref.GetSpacing(), rtol=1e-4, atol=1e-3):
-        raise InputError(f"mask {path.name} has spacing {tuple(round(v, 4) for v in img.GetSpacing())} "
-                         f"mm but the image has {tuple(round(v, 4) for v in ref.GetSpacing())} mm")
-    if not np.allclose(img.GetOrigin(), ref.GetOrigin(), atol=1e-3):
-        raise InputError(f"mask {path.name} has origin {tuple(round(v, 3) for v in img.GetOrigin())} but "
-                         f"the image has {tuple(round(v, 3) for v in ref.GetOrigin())}")
-    if not np.allclose(img.GetDirection(), ref.GetDirection(), atol=1e-4):
+    reader = _sitk_info(path, "mask")  # the geometry is compared from the header, before any pixel is read
+    d, h, w = like.shape
+    size, spacing = (w, h, d), (float(like.spacing_mm[2]), float(like.spacing_mm[1]), float(like.spacing_mm[0]))
+    if tuple(reader.GetSize()) != size:
+        raise InputError(f"mask {path.name} has size {reader.GetSize()} but the image has {size} (x, y, z)")
+    if not np.allclose(reader.GetSpacing(), spacing, rtol=1e-4, atol=1e-3):
+        raise InputError(f"mask {path.name} has spacing {tuple(round(v, 4) for v in reader.GetSpacing())} "
+                         f"mm but the image has {tuple(round(v, 4) for v in spacing)} mm")
+    if not np.allclose(reader.GetOrigin(), like.origin, atol=1e-3):
+        raise InputError(f"mask {path.name} has origin {tuple(round(v, 3) for v in reader.GetOrigin())} but "
+                         f"the image has {tuple(round(float(v), 3) for v in like.origin)}")
+    if not np.allclose(reader.GetDirection(), like.direction, atol=1e-4):
         raise InputError(f"mask {path.name} has a different orientation (direction) from the image")
-    return sitk.GetArrayFromImage(img)
+    return sitk.GetArrayFromImage(_sitk_execute(reader, path, "mask"))
 
 
-def load_ct(path: str | Path) -> CTVolume:
+def load_ct(path: str | Path, limits: VolumeLimits = CLI_LIMITS) -> CTVolume:
     """A CT from a DICOM series folder (:func:`load_series`) or a NIfTI / NRRD file (:func:`load_image_file`)."""
     p = Path(path)
     if p.is_dir():
-        return load_series(p)
+        return load_series(p, limits)
     if not p.exists():
         raise InputError(f"CT not found: {p} (give a DICOM series folder or a NIfTI / NRRD file)")
-    return load_image_file(p)
+    return load_image_file(p, limits)
 
 
 def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:

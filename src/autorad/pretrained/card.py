@@ -66,7 +66,7 @@ def model_card(folder: Path) -> str:
         "readers' opinion on the CT, not pathology. No radiologist attribute is needed at inference.",
         "",
         "## The model",
-        f"Config `{info.get('name', 'autorad-quality')}` (`autorad_quality`, kind `{info.get('model_kind')}`): a frozen "
+        f"Config `autorad_quality` (kind `{info.get('model_kind')}`): a frozen "
         "EfficientNet-Lite0 image encoder and a frozen all-MiniLM-L6-v2 text encoder (both install from PyPI), "
         "learned prompt context shifted by a MetaNet of the nodule's PyRadiomics features and its image embedding, "
         "8 dihedral views averaged, soft reader targets, an ordinal penalty, radiomics stable under a one-pixel "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from importlib.resources import files as package_files
@@ -32,10 +33,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autorad import __version__
+from autorad.data.ct_checks import VolumeTooLargeError
 from autorad.data.dicom import CTVolume
 from autorad.errors import InputError
+from autorad.serve.guard import HostGuard, allowed_host_names
 from autorad.serve.model import DICOM_DOWNLOADS, DOWNLOADS, ServedModel
-from autorad.serve.uploads import MB, UploadLimits, UploadTooLargeError, load_volume, private_workdir, stage_upload
+from autorad.serve.uploads import MB, UploadLimits, load_volume, private_workdir, stage_upload
 from autorad.serve.volumes import VolumeStore, mask_payload, volume_info, voxels_int16
 
 log = logging.getLogger("autorad.serve")
@@ -50,13 +53,20 @@ SECURITY_HEADERS = {
 }
 
 
+DECODE_WAIT_S = 120.0  # how long an upload waits for a decoding slot before a 503
+
+
 @dataclass(frozen=True)
 class ServeSettings:
-    """Server settings: upload limits and how many open volumes are kept in memory."""
+    """Server settings: upload limits, how many open volumes are kept in memory, how many uploads are decoded at
+    once, and the host names requests may address the server by (besides the loopback names; see
+    :mod:`autorad.serve.guard`)."""
 
     limits: UploadLimits = UploadLimits()
     max_volumes: int = 4
     warm_up: bool = True
+    max_decodes: int = 2
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class BodySizeLimit:
@@ -134,6 +144,7 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
     app = FastAPI(title="autorad viewer", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.model, app.state.store, app.state.settings = model, store, settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_upload_bytes)
+    decode_slots = threading.BoundedSemaphore(settings.max_decodes)
 
     @app.middleware("http")
     async def _headers_and_log(request: Request, call_next: Any) -> Response:
@@ -149,8 +160,8 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
                      time.perf_counter() - t0)
         return response
 
-    @app.exception_handler(UploadTooLargeError)
-    async def _too_large(_: Request, err: UploadTooLargeError) -> JSONResponse:
+    @app.exception_handler(VolumeTooLargeError)  # UploadTooLargeError too (a subclass)
+    async def _too_large(_: Request, err: VolumeTooLargeError) -> JSONResponse:
         return _error(413, str(err))
 
     @app.exception_handler(InputError)
@@ -177,18 +188,28 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
                 from None
 
     def _decode(uploads: list[UploadFile], keep_sources: bool = False) -> tuple[CTVolume, list | None]:
-        """The uploaded CT and, for a DICOM series when asked, its slices' headers (for DICOM SEG / SR)."""
-        with private_workdir() as work:
-            path = stage_upload([(u.filename, u.file) for u in uploads], work, settings.limits)
-            vol = load_volume(path)
-            sources = None
-            if keep_sources and path.is_dir():
-                from autorad.dicom_out import read_sources
+        """The uploaded CT and, for a DICOM series when asked, its slices' headers (for DICOM SEG / SR). At most
+        ``settings.max_decodes`` uploads are staged and decoded at once; the others wait for a slot."""
+        if not decode_slots.acquire(timeout=DECODE_WAIT_S):
+            raise StarletteHTTPException(503, f"the server is busy decoding {settings.max_decodes} other upload(s); "
+                                              "try again in a moment")
+        try:
+            with private_workdir() as work:
+                path = stage_upload([(u.filename, u.file) for u in uploads], work, settings.limits)
+                vol = load_volume(path, settings.limits)
+                sources = None
+                if keep_sources and path.is_dir():
+                    from autorad.dicom_out import read_sources
 
-                sources = read_sources(path, vol.sop_uids, headers_only=True)
-            return vol, sources
+                    sources = read_sources(path, vol.sop_uids, headers_only=True)
+                return vol, sources
+        finally:
+            decode_slots.release()
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # outermost: a request addressed by a name this server does not answer to (DNS rebinding), or posted from a
+    # page of another origin, is refused before anything else reads it
+    app.add_middleware(HostGuard, allowed=allowed_host_names(settings.allowed_hosts), headers=SECURITY_HEADERS)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
@@ -198,7 +219,10 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
     def health() -> dict[str, Any]:
         return {**model.health(), "limits": {"max_upload_mb": settings.limits.max_upload_bytes // MB,
                                              "max_unpacked_mb": settings.limits.max_unpacked_bytes // MB,
-                                             "max_files": settings.limits.max_files}}
+                                             "max_files": settings.limits.max_files,
+                                             "max_voxels": settings.limits.max_voxels,
+                                             "max_decoded_mb": settings.limits.max_decoded_bytes // MB,
+                                             "max_decodes": settings.max_decodes}}
 
     @app.post("/api/predict")
     def predict(file: Annotated[list[UploadFile], File()], center: Annotated[str, Form()],

@@ -23,8 +23,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_options(host: str, port: int, max_upload_mb: int, max_volumes: int) -> None:
+def check_options(host: str, port: int, max_upload_mb: int, max_volumes: int, max_decodes: int = 2,
+                  allowed_hosts: tuple[str, ...] = ()) -> None:
     """Refuse bad ``serve`` options before anything loads (one line each, exit 2)."""
+    if max_decodes < 1:
+        raise AutoradError(f"--max-decodes must be at least 1, got {max_decodes}")
+    for name in allowed_hosts:
+        if not name.strip() or any(c in name for c in "/@ \t") or name.strip() == "*":
+            raise AutoradError(f"--allowed-host must be a host name or address (no scheme, path or wildcard), "
+                               f"got {name!r}")
     if not 1 <= port <= 65535:
         raise AutoradError(f"--port must be between 1 and 65535, got {port}")
     if max_upload_mb < 1:
@@ -51,9 +58,12 @@ def check_bind(host: str, port: int) -> None:
 
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: int = 1024,
-          max_volumes: int = 4) -> None:
-    """Load ``run`` once and serve the viewer on ``host:port`` until interrupted."""
-    check_options(host, port, max_upload_mb, max_volumes)
+          max_volumes: int = 4, max_decodes: int = 2, allowed_hosts: tuple[str, ...] = ()) -> None:
+    """Load ``run`` once and serve the viewer on ``host:port`` until interrupted. Requests must address it by a
+    loopback name, ``host`` or one of ``allowed_hosts`` (:mod:`autorad.serve.guard`); at most ``max_decodes``
+    uploads are decoded at once."""
+    allowed_hosts = tuple(allowed_hosts or ())
+    check_options(host, port, max_upload_mb, max_volumes, max_decodes, allowed_hosts)
     check_bind(host, port)
     try:
         import uvicorn
@@ -65,10 +75,12 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, max_upload
                                      'pip install "autorad[serve]"') from None
     limits = UploadLimits(max_upload_bytes=max_upload_mb * MB,
                           max_unpacked_bytes=max(2 * max_upload_mb, 2048) * MB)
-    app = create_app(run, ServeSettings(limits=limits, max_volumes=max_volumes))
+    app = create_app(run, ServeSettings(limits=limits, max_volumes=max_volumes, max_decodes=max_decodes,
+                                        allowed_hosts=(host, *allowed_hosts)))
     if not is_loopback(host):
         print(f"autorad: warning: serving on {host}, reachable from other machines; there is no login and no "
-              "encryption (see docs/viewer.md before exposing CT data this way)", file=sys.stderr)
+              "encryption (see docs/viewer.md before exposing CT data this way); requests must name this server "
+              "by its address or an --allowed-host name", file=sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     shown = f"[{host}]" if ":" in host else host
     print(f"autorad viewer for {Path(run).name}: http://{shown}:{port}/  (Ctrl+C to stop)", file=sys.stderr)

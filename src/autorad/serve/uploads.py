@@ -9,6 +9,9 @@ Refused, each with one line naming the problem (:class:`~autorad.errors.InputErr
 would unpack to more than ``max_unpacked_bytes`` or hold more than ``max_files`` entries (checked from the central
 directory before anything is unpacked, and again while unpacking, since sizes in a crafted zip can lie: a zip bomb
 stops after at most ``max_unpacked_bytes`` written); a corrupt zip; a file name that is not a plain name.
+What the CT decodes to is capped too (``max_voxels``, ``max_decoded_bytes``, :class:`~autorad.data.ct_checks.
+VolumeLimits`), from its header, before any pixel array is allocated, for every format; a ``.nii.gz`` is also
+stream-decompressed under a byte cap (its compressed size says nothing about what it holds).
 The zip handling is hand-written on the standard library's :mod:`zipfile` because ``extractall`` follows entry names
 (absolute and ``..`` paths) and has no size cap.
 """
@@ -16,32 +19,45 @@ The zip handling is hand-written on the standard library's :mod:`zipfile` becaus
 from __future__ import annotations
 
 import contextlib
+import gzip
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from autorad.data.dicom import NIFTI_NRRD_SUFFIXES, CTVolume, load_image_file, load_series
+from autorad.data.ct_checks import SERVE_LIMITS, VolumeLimits, VolumeTooLargeError
+from autorad.data.dicom import NIFTI_NRRD_SUFFIXES, CTVolume, check_image_header, load_image_file, load_series
 from autorad.errors import InputError
 
 CHUNK = 1 << 20
 MB = 1 << 20
 
 
-class UploadTooLargeError(InputError):
+NIFTI_HEADER_ALLOWANCE = 16 * MB  # a decompressed .nii may hold this much besides its voxels (header, extensions)
+
+
+class UploadTooLargeError(VolumeTooLargeError):
     """An upload (or what a zip in it unpacks to) exceeds a size or count limit."""
 
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """Caps on one request's upload (bytes received, bytes unpacked from a zip, number of files)."""
+    """Caps on one request's upload (bytes received, bytes unpacked from a zip, number of files) and on what its
+    CT decodes to (voxels; bytes the decoder allocates)."""
 
     max_upload_bytes: int = 1024 * MB
     max_unpacked_bytes: int = 2048 * MB
     max_files: int = 5000
+    max_voxels: int = SERVE_LIMITS.max_voxels
+    max_decoded_bytes: int = SERVE_LIMITS.max_decoded_bytes
+
+    @property
+    def volume(self) -> VolumeLimits:
+        return VolumeLimits(max_voxels=self.max_voxels, max_decoded_bytes=self.max_decoded_bytes)
 
 
 @contextlib.contextmanager
@@ -165,6 +181,25 @@ def stage_upload(files: list[tuple[str | None, BinaryIO]], workdir: Path, limits
     return find_volume(received)
 
 
-def load_volume(path: Path) -> CTVolume:
-    """Load a staged series folder or NIfTI/NRRD file with the project's readers."""
-    return load_series(path) if path.is_dir() else load_image_file(path)
+def gunzip_capped(src: Path, dest: Path, budget: int) -> None:
+    """Stream-decompress the gzip file ``src`` into ``dest``; refuse (and stop) once more than ``budget`` bytes
+    came out."""
+    try:
+        with gzip.open(src, "rb") as stream:
+            copy_capped(stream, dest, budget, "the decompressed upload")  # type: ignore[arg-type]
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{src.name} is not a readable gzip file ({type(err).__name__})") from None
+
+
+def load_volume(path: Path, limits: UploadLimits = UploadLimits()) -> CTVolume:
+    """Load a staged series folder or NIfTI/NRRD file with the project's readers, under ``limits``. A ``.nii.gz``
+    has its header checked, then is decompressed under a byte cap beside itself and read as a ``.nii``."""
+    if path.is_dir():
+        return load_series(path, limits.volume)
+    if path.name.lower().endswith(".nii.gz"):
+        check_image_header(path, limits.volume)
+        plain = path.with_name(path.name[:-3])
+        gunzip_capped(path, plain, limits.max_decoded_bytes + NIFTI_HEADER_ALLOWANCE)
+        path.unlink()
+        return load_image_file(plain, limits.volume, name=path.name)
+    return load_image_file(path, limits.volume)
