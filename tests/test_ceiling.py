@@ -93,7 +93,7 @@ def test_latent_model_recovers_a_known_ceiling_and_shows_the_plugin_is_optimisti
     mus = rng.choice([1.2, 2.6, 3.0, 3.4, 4.6], size=900)
     sigma = 0.6
     malig = _simulate(rng, mus, sigma, 4)
-    model = C.fit_latent(malig)
+    model = C.fit_latent(malig, iters=300)
     assert model["sigma"] == pytest.approx(sigma, abs=0.08)
     # the known answer: the perfect model (knows mu) has expected accuracy mean max q(mu)
     q = C.latent_label_probs(C.rating_probs(mus, sigma), 4)
@@ -102,6 +102,11 @@ def test_latent_model_recovers_a_known_ceiling_and_shows_the_plugin_is_optimisti
     est = C.latent_expected(model, C.median_labels(malig), n)
     assert est["max_prob"].mean() == pytest.approx(truth, abs=0.03)
     assert est["correct"].mean() == pytest.approx(truth, abs=0.05)
+    g = C.latent_functionals(model, C.median_labels(malig), n)
+    lo, hi = C.identified_range(model, g["max_prob"])
+    assert lo - 1e-6 <= est["max_prob"].mean() <= hi + 1e-6 and lo <= truth + 0.03 and hi >= truth - 0.03
+    lo, hi = C.identified_range(model, np.full_like(g["max_prob"], 0.25), rel_tol=0.01)
+    assert lo == pytest.approx(0.25 / 1.01, abs=1e-3) and hi == pytest.approx(0.25 / 0.99, abs=1e-3)
     check = C.plugin_check(model, np.arange(len(malig)), 4)
     plugin = C.resampled_label_probs(malig, 4).max(axis=1).mean()
     assert check["plugin"] > check["true"] + 0.05 and plugin > truth + 0.05  # optimistic, as documented
@@ -217,3 +222,14 @@ def test_real_counts_match_the_dataset_rule(script, maxslice_npz: Path, tmp_path
     page.write_text(PAGE.replace(script.START, ""))
     assert script.main(["--write", str(page), "--page", str(page), "--model", "autorad_quality"]) == 2
     assert "ceiling:start" in capsys.readouterr().err and page.read_text() == PAGE.replace(script.START, "")
+
+
+@pytest.mark.shared_data
+def test_same_nodules_as_the_dataset(script, maxslice_npz: Path, small_maxslice_dataset: Path) -> None:
+    """The ceiling's nodules are the ones ingest keeps (checked on the fixture's first 150 nodules)."""
+    from autorad.data.dataset import Dataset
+
+    ev = script.evaluated_nodules(maxslice_npz)
+    ours = {int(i) for i, r in zip(ev["nodule_id"], ev["row"], strict=True) if r < 150}
+    manifest = Dataset(small_maxslice_dataset).manifest
+    assert ours == {int(i) for i in manifest["source_nodule_id"]} and len(ours) > 50

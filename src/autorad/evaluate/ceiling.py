@@ -196,39 +196,43 @@ def latent_label_probs(probs: np.ndarray, panel: int) -> np.ndarray:
     return weights @ onehot
 
 
-def fit_latent(malignancy: np.ndarray, sigmas: Sequence[float] | None = None, iters: int = 500) -> dict[str, Any]:
+def fit_latent(malignancy: np.ndarray, sigmas: Sequence[float] | None = None, iters: int = 1000) -> dict[str, Any]:
     """Fit the latent-score model to nodules' ratings by maximum marginal likelihood.
 
     Each nodule has a latent score mu; its readers rate independently, each cutting mu + N(0, sigma^2) at
     :data:`THRESHOLDS` (exchangeable readers). The prior over mu is free (non-parametric, on :data:`GRID`, fitted
-    by EM). ``sigmas=None``: one reader noise for every nodule, found by a bounded scalar search; a sequence: the
-    prior is free over the pairs (mu, sigma) of ``GRID x sigmas`` (some nodules are rated more consistently).
-    Returns ``{"support" (K, 5) rating distributions, "prior" (K,), "posterior" (N, K), "loglik", "sigma"}``.
+    by ``iters`` EM steps from the uniform prior: deterministic). ``sigmas=None``: one reader noise for every
+    nodule, found by a bounded scalar search (with a quarter of the steps); a sequence: the prior is free over
+    the pairs (mu, sigma) of ``GRID x sigmas`` (some nodules are rated more consistently than others).
+    EM approaches the likelihood's flat top slowly and the prior is only partly identified by 3-4 ratings per
+    nodule: :func:`identified_range` gives the spread of a functional over priors that fit equally well.
+    Returns ``{"support" (K, 5) rating distributions, "prior" (K,), "posterior" (N, K), "loglik", "sigma",
+    "counts" (N, 5)}``.
     """
     from scipy.optimize import minimize_scalar
 
     m = np.asarray(malignancy)
     counts = np.stack([(m == r).sum(axis=1) for r in range(1, 6)], axis=1)  # (N, 5)
 
-    def fit(support: np.ndarray) -> dict[str, Any]:
+    def fit(support: np.ndarray, steps: int) -> dict[str, Any]:
         log_lik = counts @ np.log(np.clip(support, 1e-300, None)).T  # (N, K)
         shift = log_lik.max(axis=1, keepdims=True)
         lik = np.exp(log_lik - shift)
         w = np.full(len(support), 1.0 / len(support))
-        for _ in range(iters):
+        for _ in range(steps):
             post = lik * w
             post /= post.sum(axis=1, keepdims=True)
             w = post.mean(axis=0)
         marg = lik @ w
-        return {"support": support, "prior": w, "posterior": lik * w / marg[:, None],
+        return {"support": support, "prior": w, "posterior": lik * w / marg[:, None], "counts": counts,
                 "loglik": float(np.sum(np.log(marg) + shift[:, 0]))}
 
     if sigmas is None:
-        best = minimize_scalar(lambda s: -fit(rating_probs(GRID, s))["loglik"], bounds=(0.05, 3.0),
-                               method="bounded", options={"xatol": 1e-3})
-        return {**fit(rating_probs(GRID, float(best.x))), "sigma": float(best.x)}
+        best = minimize_scalar(lambda s: -fit(rating_probs(GRID, s), max(1, iters // 4))["loglik"],
+                               bounds=(0.05, 3.0), method="bounded", options={"xatol": 1e-3})
+        return {**fit(rating_probs(GRID, float(best.x)), iters), "sigma": float(best.x)}
     support = np.concatenate([rating_probs(GRID, float(s)) for s in sigmas])
-    return {**fit(support), "sigma": None}
+    return {**fit(support, iters), "sigma": None}
 
 
 def latent_imputations(model: dict[str, Any], n_readers: np.ndarray, n_draws: int = 200,
@@ -262,18 +266,56 @@ def latent_checks(model: dict[str, Any], rows4: np.ndarray) -> dict[str, float]:
             for name, ind in (("loo", loo), ("reader", reader), ("split", split))}
 
 
-def latent_expected(model: dict[str, Any], label: np.ndarray, n_readers: np.ndarray) -> dict[str, np.ndarray]:
-    """Per nodule, averaged over its posterior: ``correct`` = P(the perfect model's class equals the nodule's
-    actual label), ``max_prob`` = the perfect model's expected accuracy on a fresh panel of the same size."""
-    post, n_readers = model["posterior"], np.asarray(n_readers)
-    correct, max_prob = np.empty(len(post)), np.empty(len(post))
+def latent_functionals(model: dict[str, Any], label: np.ndarray, n_readers: np.ndarray) -> dict[str, np.ndarray]:
+    """``(N, K)`` per nodule and support point: ``correct`` = whether the perfect model's class (it knows the
+    rating distribution) equals the nodule's actual label; ``max_prob`` = its expected accuracy on a fresh panel
+    of the nodule's size (max q)."""
+    k = len(model["support"])
+    n_readers = np.asarray(n_readers)
+    correct, max_prob = np.empty((len(n_readers), k)), np.empty((len(n_readers), k))
     for n in np.unique(n_readers):
         rows = np.flatnonzero(n_readers == n)
         q = latent_label_probs(model["support"], int(n))  # (K, 3)
-        hit = bayes_class(q)[None, :] == np.asarray(label)[rows, None]  # (M, K)
-        correct[rows] = (post[rows] * hit).sum(axis=1)
-        max_prob[rows] = post[rows] @ q.max(axis=1)
+        correct[rows] = bayes_class(q)[None, :] == np.asarray(label)[rows, None]
+        max_prob[rows] = q.max(axis=1)[None, :]
     return {"correct": correct, "max_prob": max_prob}
+
+
+def latent_expected(model: dict[str, Any], label: np.ndarray, n_readers: np.ndarray) -> dict[str, np.ndarray]:
+    """The functionals of :func:`latent_functionals` averaged over each nodule's posterior: ``(N,)`` each."""
+    return {name: (model["posterior"] * g).sum(axis=1)
+            for name, g in latent_functionals(model, label, n_readers).items()}
+
+
+def identified_range(model: dict[str, Any], g: np.ndarray, rel_tol: float = 0.01) -> tuple[float, float]:
+    """Bounds on the mean posterior functional ``mean_i sum_k post_ik g_ik`` (``g >= 0``) over every prior
+    whose probability of each observed rating pattern (the counts of 1..5 among a nodule's readers) is within
+    ``rel_tol`` of the fitted one: priors that fit the data (almost) equally well.
+
+    With the pattern probabilities held at the fit the functional is linear in the prior, so two linear
+    programs give its extremes; letting them move by ``rel_tol`` changes each posterior by at most that factor,
+    so the result is widened by it (lo / (1 + rel_tol), hi / (1 - rel_tol)): an outer bound of the values in
+    that set. Such priors can disagree on the ceiling because 3-4 ratings per nodule do not pin it down.
+    """
+    from scipy.optimize import linprog
+
+    log_s = np.log(np.clip(model["support"], 1e-300, None))
+    w = model["prior"]
+    lik = np.exp(model["counts"] @ log_s.T)  # (N, K); the multinomial coefficient cancels in the posterior
+    h = (lik * g / (lik @ w)[:, None]).mean(axis=0)  # with the fit's pattern probabilities: sum_k w_k h_k
+    patterns = np.unique(model["counts"], axis=0)
+    lp = np.exp(patterns @ log_s.T)
+    lp /= (lp @ w)[:, None]  # each pattern's probability relative to the fit's
+    a_ub = np.vstack([lp, -lp])
+    b_ub = np.concatenate([np.full(len(lp), 1 + rel_tol), np.full(len(lp), -(1 - rel_tol))])
+    out = []
+    for sign in (1.0, -1.0):
+        res = linprog(sign * h, A_ub=a_ub, b_ub=b_ub, A_eq=np.ones((1, len(w))), b_eq=[1.0], bounds=(0, None),
+                      method="highs")
+        if res.status != 0:
+            raise ValueError(f"identified_range: linear program failed ({res.message})")
+        out.append(sign * res.fun)
+    return float(out[0] / (1 + rel_tol)), float(out[1] / (1 - rel_tol))
 
 
 def plugin_check(model: dict[str, Any], rows: np.ndarray, n: int) -> dict[str, float]:
