@@ -8,7 +8,11 @@ of the panel; below 3 benign, 3 unsure, above 3 malignant). Classes are indices 
 * :func:`reader_votes` - each reader's own rating as a class;
 * :func:`resampled_label_probs` - the exact distribution of the label of a panel of ``k`` readers drawn with
   replacement from given ratings (the plug-in "perfect model of the readers' distribution");
+* :func:`leave_one_out_probs` - the same with the distribution estimated without one reader;
 * :func:`split_half_agreement` - how often two disjoint 2-reader panels of a 4-reader nodule agree;
+* :func:`fit_latent`, :func:`latent_expected`, :func:`identified_range`, :func:`latent_checks`,
+  :func:`plugin_check` - a latent-score model of the readers (free prior, EM) and what a perfect model of
+  their distribution would reach under it, with the spread over equally fitting priors and the model's checks;
 * :func:`scores` / :func:`patient_bootstrap` - accuracy, unsure F1, macro AUC, confusion (through
   :func:`autorad.evaluate.metrics.compute_metrics`, the model's own definitions) and a patient-level bootstrap CI.
 """
