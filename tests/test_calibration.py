@@ -214,3 +214,17 @@ def test_switching_calibration_on_resumes_without_retraining(run_copy: Path, pha
     metrics = json.loads((run_copy / "metrics.json").read_text())
     assert metrics["calibration"]["method"] == "temperature"
     assert "Calibration (temperature scaling)" in (run_copy / "report.html").read_text()
+
+
+def test_seed_ensemble_run_calibrates_its_pooled_predictions(phantom_logreg_run: Path, tmp_path: Path) -> None:
+    from autorad.config import load_config
+    from autorad.train.cv import train
+
+    cfg = load_config("radiomics_logreg", ["train.calibration=temperature", "train.n_seeds=2",
+                                           "train.seed_ensemble=true", "train.final_model=false"])
+    run = train(phantom_logreg_run.parent / "dataset", cfg, tmp_path / "seeds")
+    metrics = json.loads((run / "metrics.json").read_text())
+    oof = pd.read_parquet(run / "predictions.parquet")
+    assert metrics["calibration"] == cal.calibrate_predictions(oof)  # the ensemble's pooled predictions
+    for s in (0, 1):
+        assert "calibration" not in json.loads((run / "seeds" / str(s) / "metrics.json").read_text())
