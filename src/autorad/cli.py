@@ -111,6 +111,13 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    from autorad.train.calibration import calibrate_run, summary_line
+
+    print(f"{Path(a.run).name}: {summary_line(calibrate_run(a.run))}")
+    return 0
+
+
 def _cmd_compare(a: argparse.Namespace) -> int:
     from autorad.evaluate.compare import compare, output_files
 
@@ -405,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "(never inside the run or the dataset)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_evaluate, outputs={"out": "--out"})
+
+    s = sub.add_parser("calibrate", help="fit a temperature to a finished run's out-of-fold predictions; the final "
+                                         "model's probabilities are scaled by it (docs/training.md)", epilog=EPILOG)
+    s.add_argument("run", help="run folder (written by autorad train); metrics.json, figures/ and the report are "
+                               "updated, no model is retrained")
+    s.set_defaults(func=_cmd_calibrate, outputs={"run": "RUN"})
 
     s = sub.add_parser("compare", help="side-by-side metrics of several runs", epilog=EPILOG)
     s.add_argument("runs", nargs="+", help="run or evaluation folders")

@@ -200,7 +200,7 @@ class SelectConfig(_Strict):
 
 # train keys that organise a run rather than shape what a fold's model learns: never selected by train.select
 TRAIN_RUN_KEYS = ("seed", "n_seeds", "seed_ensemble", "executor", "jobs", "ray_address", "device", "final_model",
-                  "select")
+                  "select", "calibration")
 
 
 def learning_keys() -> frozenset[str]:
@@ -232,8 +232,11 @@ class TrainConfig(_Strict):
     device: str = Field("cpu", pattern=DEVICE_PATTERN)  # embedding, training and prediction
     final_model: bool = True  # also train on all data after cross-validation
     select: SelectConfig | None = None  # choose model/train settings by nested validation (None: off)
+    # after cross-validation, fit a temperature on the out-of-fold predictions (autorad.train.calibration); the
+    # final model's probabilities are scaled by it. Changes no model: fold and final models are kept on a resume
+    calibration: Literal["none", "temperature"] = "none"
 
-    _later_options = {"select": ("select", None)}
+    _later_options = {"select": ("select", None), "calibration": ("calibration", "none")}
 
 
 class ExperimentConfig(_Strict):

@@ -95,6 +95,9 @@ class Predictor:
 
             self.radiomics_params = resolve_params(self.cfg.radiomics)
         self.cv_metrics = self._read_metrics()
+        from autorad.train.calibration import run_temperature
+
+        self.temperature = run_temperature(self.run)  # None: the model's own probabilities are used as they are
 
     @classmethod
     def from_run(cls, run: str | Path, device: str | None = None) -> Predictor:
@@ -143,7 +146,8 @@ class Predictor:
                 "accuracy_fold_mean": mean.get("accuracy"), "accuracy_fold_std": std.get("accuracy"),
                 "macro_auc": pooled.get("macro_auc"), "macro_auc_fold_mean": mean.get("macro_auc"),
                 "macro_auc_fold_std": std.get("macro_auc"), "ece": pooled.get("ece"),
-                "unsure_f1": ((pooled.get("per_class") or {}).get("unsure") or {}).get("f1")}
+                "unsure_f1": ((pooled.get("per_class") or {}).get("unsure") or {}).get("f1"),
+                "ece_calibrated": (((m.get("calibration") or {}).get("cv") or {}).get("after") or {}).get("ece")}
 
     def in_words(self) -> str:
         """What the model is, for a clinician (the kind's own ``in_words``, else its docstring's first line)."""
@@ -199,12 +203,23 @@ class Predictor:
         return table
 
     def predict_proba_arrays(self, nodules: list[dict[str, np.ndarray]], pixel_spacings: list[float],
-                             jobs: int = 1, executor: str = "local") -> tuple[np.ndarray, list[str]]:
-        """(N, 3) probabilities and the radiomics status of nodules given as stored arrays."""
+                             jobs: int = 1, executor: str = "local",
+                             calibrated: bool = True) -> tuple[np.ndarray, list[str]]:
+        """(N, 3) probabilities and the radiomics status of nodules given as stored arrays; scaled by the run's
+        temperature when it has one (:mod:`autorad.train.calibration`) unless ``calibrated=False``."""
         table = self.featurize(nodules, pixel_spacings, jobs, executor)
         status = [str(s) for s in table.radiomics_status] if table.radiomics_status is not None \
             else ["not used"] * len(nodules)
-        return np.asarray(self.model.predict_proba(table), dtype=np.float64), status
+        proba = np.asarray(self.model.predict_proba(table), dtype=np.float64)
+        return (self.calibrate(proba) if calibrated else proba), status
+
+    def calibrate(self, proba: np.ndarray) -> np.ndarray:
+        """``proba`` scaled by the run's temperature, or unchanged when the run has none."""
+        if self.temperature is None:
+            return proba
+        from autorad.train.calibration import apply_temperature
+
+        return apply_temperature(proba, self.temperature)
 
     # ------------------------------------------------------------------------------------------ masks
     def nodule_mask(self, vol: CTVolume, mask: str | Path | np.ndarray | None = None,
@@ -251,8 +266,8 @@ class Predictor:
                              "which no training nodule does; give a mask that is contiguous in z")
         arrays = nodule_arrays(nod.slice_hu, nod.slice_mask, nod.pixel_spacing_mm, self.crop.factor,
                                self.crop.min_px, nod.volume_hu, nod.volume_mask, nod.volume_spacing_mm)
-        proba, status = self.predict_proba_arrays([arrays], [nod.pixel_spacing_mm])
-        p = proba[0]
+        raw, status = self.predict_proba_arrays([arrays], [nod.pixel_spacing_mm], calibrated=False)
+        p = self.calibrate(raw)[0]
         warnings = self.model_warnings() + series_warnings(vol) + list(nm.warnings)
         if self.needs.needs_radiomics and status[0] != "ok":
             warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
@@ -262,6 +277,10 @@ class Predictor:
         result = {
             "predicted_class": CLASS_NAMES[int(np.argmax(p))],
             "probabilities": {c: round(float(v), 6) for c, v in zip(CLASS_NAMES, p, strict=True)},
+            "calibrated": self.temperature is not None,
+            **({"probabilities_uncalibrated": {c: round(float(v), 6) for c, v in zip(CLASS_NAMES, raw[0],
+                                                                                     strict=True)},
+                "temperature": self.temperature} if self.temperature is not None else {}),
             "warnings": warnings,
             "simulated_training_data": self.simulated,
             "mask": {"method": nm.method, "description": MASK_METHODS[nm.method], "detail": nm.detail,

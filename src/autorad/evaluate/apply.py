@@ -13,6 +13,7 @@ from autorad.data.dataset import Dataset
 from autorad.errors import InputError
 from autorad.io import atomic_dir
 from autorad.outputs import prepare_output_dir, replaceable_dir, write_marker
+from autorad.train.calibration import evaluation_calibration, run_temperature, summary_line, write_calibration_figures
 from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
 from autorad.train.run import Run
@@ -37,8 +38,14 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     table = build_features(ds, cfg, training=False)
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
-    predictions = prediction_frame(table, model.predict_proba(table))
+    predictions = raw = prediction_frame(table, model.predict_proba(table))
+    temperature, calibration = run_temperature(trained), None
+    if temperature is not None:  # the run's final model is calibrated: its scaled probabilities are the answer
+        predictions, calibration = evaluation_calibration(raw, temperature)
     metrics = compute_metrics(predictions)
+    if calibration is not None:
+        metrics["calibration"] = calibration
+        log.info("calibration: %s", summary_line(calibration))
     log.info("evaluation of %s on %s: %s", trained.path.name, ds.path.name, metrics_summary_line(metrics))
     prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)  # again
     # all or nothing: a failure (disk full...) leaves no half evaluation
@@ -47,6 +54,8 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
         evaluated = Run(tmp)
         evaluated.write_predictions(predictions)
         evaluated.write_metrics(metrics)
+        if calibration is not None:
+            write_calibration_figures(tmp, raw, predictions)
         write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
     return Path(out)
 

@@ -95,6 +95,12 @@ def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
 
 
+def brier_score(proba: np.ndarray, y: np.ndarray) -> float:
+    """Multiclass Brier score: mean over rows of sum_k (p_k - [y = k])^2 (0 is perfect, 2 the worst)."""
+    onehot = np.eye(proba.shape[1])[y]
+    return float(np.mean(np.sum((np.asarray(proba, dtype=np.float64) - onehot) ** 2, axis=1)))
+
+
 def metrics_summary_line(metrics: dict[str, Any]) -> str:
     """One line with the headline numbers: n, accuracy, macro AUC and unsure F1 (pooled, fold mean ± std)."""
     pooled = metrics["pooled"]

@@ -29,6 +29,18 @@ from autorad.io import atomic_write_text
 
 REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"
+# the reliability diagrams before / after temperature scaling, drawn by autorad.train.calibration beside the rest
+CALIBRATION_FIGURES: dict[str, str] = {"calibration_before": "reliability_uncalibrated.png",
+                                       "calibration_after": "reliability_calibrated.png"}
+CALIBRATION_CAPTIONS: dict[str, str] = {
+    "calibration_before": "Before: the model's own probabilities.",
+    "calibration_after": "After: probabilities scaled by the temperature (in cross-validation: each fold by the "
+                         "temperature fitted on the other folds).",
+}
+CALIBRATION_ROWS: tuple[tuple[str, str], ...] = (
+    ("ece", "ECE (15 bins)"), ("nll", "Negative log-likelihood"), ("brier", "Brier score"),
+    ("accuracy", "Accuracy"), ("macro_auc", "Macro AUC"),
+)
 # Distributions whose versions the report lists (first installed name of each tuple wins).
 VERSIONED: tuple[tuple[str, ...], ...] = (
     ("torch",), ("transformers",), ("pyradiomics-bhklab", "pyradiomics"), ("scikit-learn",), ("numpy",),
@@ -93,7 +105,7 @@ def render_html(metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str
         "evaluated_run": meta.get("evaluated_run"),
         "headline": _headline(metrics), "data_rows": _data_rows(meta.get("data"), metrics),
         "per_class": _per_class(metrics), "folds": _folds(metrics), "binary": _binary(metrics),
-        "selection": _selection(metrics.get("selection")),
+        "selection": _selection(metrics.get("selection")), "calibration": _calibration(metrics.get("calibration")),
         "figures": {k: {"caption": caption, "data": base64.b64encode(png).decode("ascii")}
                     for k, (caption, png) in figures.items()},
         "warnings": meta.get("warnings") or [], "notes": _notes(metrics), "encoders": _encoders(meta.get("encoders")),
@@ -127,6 +139,9 @@ def _figures(fig_dir: Path, metrics: dict[str, Any], predictions: pd.DataFrame) 
         "reliability": ("Reliability of the top-class probability; bars: accuracy per confidence bin.",
                         plots.plot_reliability(predictions, fig_dir / "reliability.png")),
     }
+    if metrics.get("calibration"):  # drawn by autorad.train.calibration; shown when they are there
+        made.update({key: (CALIBRATION_CAPTIONS[key], fig_dir / name) for key, name in CALIBRATION_FIGURES.items()
+                     if (fig_dir / name).is_file()})
     if metrics.get("per_fold"):
         made["folds"] = ("Accuracy and balanced accuracy of each cross-validation fold.",
                          plots.plot_fold_accuracy(metrics, fig_dir / "fold_accuracy.png"))
@@ -204,6 +219,25 @@ def _selection(sel: dict[str, Any] | None) -> dict[str, Any] | None:
             f"fold played no part. Outer folds won: "
             + ", ".join(f"{c} {n}" for c, n in zip(sel["candidates"], sel["outer_fold_wins"], strict=True)) + ".")
     return {"head": head, "rows": rows, "note": note}
+
+
+def _calibration(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The temperature-scaling table: each score before and after, the temperature and how it was fitted."""
+    if not block:
+        return None
+    in_cv = "cv" in block
+    scores = block.get("cv") or block.get("evaluation") or {}
+    before, after = scores.get("before") or {}, scores.get("after") or {}
+    rows = [[title, _f(before.get(k)), _f(after.get(k))] for k, title in CALIBRATION_ROWS]
+    if in_cv:
+        per_fold = ", ".join(f"{t:.3f}" for t in block.get("per_fold_temperature") or [])
+        note = (f"Temperature scaling: probabilities softmax(log p / T) with T = {block['temperature']:.3f}, fitted "
+                f"on all {block.get('n')} out-of-fold predictions; the final model's probabilities are scaled by it. "
+                f"The 'after' column is an honest estimate: each fold scaled by a temperature fitted on the other "
+                f"folds only ({per_fold}). {block.get('note', '')}")
+    else:
+        note = block.get("note", "")
+    return {"head": ["Score (pooled)", "before", "after"], "rows": rows, "note": note}
 
 
 def _binary(metrics: dict[str, Any]) -> dict[str, Any]:

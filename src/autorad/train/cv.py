@@ -36,8 +36,17 @@ log = logging.getLogger(__name__)
 __all__ = ["cross_validate", "fit_final", "load_model", "train", "write_run_report"]
 
 
+def _model_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config dump without what changes no trained model: ``name``, ``out_dir`` and ``train.calibration`` (a
+    temperature fitted afterwards on the out-of-fold predictions), so switching those keeps every model."""
+    out = {k: v for k, v in raw.items() if k not in ("name", "out_dir")}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k != "calibration"}
+    return out
+
+
 def _fingerprint(cfg: ExperimentConfig, ds: Dataset, extra: Any) -> str:
-    return hash_json([cfg.model_dump(mode="json", exclude={"name", "out_dir"}), ds.fingerprint, extra])
+    return hash_json([_model_settings(cfg.model_dump(mode="json")), ds.fingerprint, extra])
 
 
 def check_trainable(table: FeatureTable, where: str) -> list[str]:
@@ -123,8 +132,7 @@ def check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         old = None
     new = cfg.model_dump(mode="json")
-    if not isinstance(old, dict) or {k: v for k, v in old.items() if k not in ("name", "out_dir")} != \
-            {k: v for k, v in new.items() if k not in ("name", "out_dir")}:
+    if not isinstance(old, dict) or _model_settings(old) != _model_settings(new):
         raise InputError(f"--out {run.path} holds a run of another config; pass --overwrite to replace it, "
                          f"or choose another folder")
 
@@ -274,6 +282,10 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
         for w in warnings:
             log.warning(w)
         cross_validate(run, ds, table, cfg)
+        if cfg.train.calibration != "none":  # from the out-of-fold predictions only: before the final model
+            from autorad.train.calibration import calibrate_run
+
+            calibrate_run(run, report=False)
         if cfg.train.final_model:
             fit_final(run, ds, table, cfg)
         if cfg.train.select is not None:

@@ -44,6 +44,7 @@ def single_seed_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
     (executor, jobs) at their defaults, so a seed's run and its checkpoints do not depend on how it was scheduled."""
     one = cfg.model_copy(deep=True)
     one.train.seed, one.train.n_seeds, one.train.seed_ensemble = seed, 1, False
+    one.train.calibration = "none"  # the combined run calibrates its pooled predictions
     one.train.executor, one.train.jobs, one.train.ray_address = "local", 1, None
     return one
 
@@ -201,6 +202,10 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
         metrics["seeds"] = seed_summary(per_seed)
         metrics["seed_ensemble"] = bool(cfg.train.seed_ensemble)
         run.write_metrics(metrics)
+        if cfg.train.calibration != "none":  # the seed ensemble's (or first seed's) out-of-fold predictions
+            from autorad.train.calibration import calibrate_run
+
+            calibrate_run(run, report=False)
         summary = metrics["seeds"]
         log.info("%s: %s", "seed ensemble" if cfg.train.seed_ensemble else f"seed {seeds[0]}",
                  metrics_summary_line(metrics))
