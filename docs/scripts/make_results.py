@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -202,9 +203,26 @@ def main() -> int:
     known = json.loads((out / "masks.json").read_text()) if (out / "masks.json").is_file() else {}
     text = render(lines, sweep, fusion, masks, missing, args, rev, verdict_lines(out, known))
     text += selection_lines(out)
+    old = Path(args.docs).read_text() if Path(args.docs).is_file() else ""
+    text = carry_sections(old, text)
     Path(args.docs).write_text(text)
     print(text)
     return 0
+
+
+SECTION = re.compile(r"<!-- (\w+):start -->.*?<!-- \1:end -->\n?", re.S)
+
+
+def carry_sections(old: str, new: str) -> str:
+    """Keep the sections other scripts write into the page (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``, e.g.
+    make_ceiling.py's), placed before "## Deviations from the paper" (or at the end) of the regenerated page."""
+    for m in SECTION.finditer(old):
+        if f"<!-- {m.group(1)}:start -->" in new:
+            continue
+        at = new.find("## Deviations from the paper")
+        block = m.group(0).rstrip("\n") + "\n\n"
+        new = new[:at] + block + new[at:] if at >= 0 else new.rstrip("\n") + "\n\n" + block
+    return new
 
 
 def row_cells(m: dict, pred_seeds: int, run_time: float | None) -> list[str]:
