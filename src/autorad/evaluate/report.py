@@ -127,8 +127,8 @@ def evaluation_banner(metrics: dict[str, Any]) -> dict[str, str]:
                 "data", "cls": "info"}
     if metrics.get("training_overlap") is None:
         return {"title": "Evaluation.", "text": note, "cls": "info"}
-    return {"title": "NOT AN EXTERNAL EVALUATION.", "text": note + "; these numbers overstate performance on new "
-            "patients", "cls": "danger"}
+    return {"title": "NOT AN EXTERNAL EVALUATION.", "text": note.removeprefix("not an external evaluation: ") +
+            "; these numbers overstate performance on new patients", "cls": "danger"}
 
 
 @cache
