@@ -174,10 +174,11 @@ def read_run_record(run: Run, meta: dict[str, Any]) -> RecordCheck:
     on_disk = _read_json(run.metrics_file)
     if not isinstance(record, dict):
         if not isinstance(on_disk, dict):
-            return RecordCheck(None, False)
+            return RecordCheck(None, False, [] if on_disk is None else ["metrics.json is unreadable"])
         return RecordCheck(metrics_summary(on_disk), False, [UNSEALED_WARNING])
     warnings = []
-    if on_disk is not None and hash_json(json_roundtrip(on_disk)) != record.get("metrics_sha256"):
+    if on_disk is not None and (on_disk is UNREADABLE or
+                                hash_json(json_roundtrip(on_disk)) != record.get("metrics_sha256")):
         warnings.append("metrics.json beside this model differs from the metrics sealed into the model (edited, or "
                         "from another run): the sealed cross-validated metrics are shown, not metrics.json")
     info = _read_json(run.info_file)
@@ -194,11 +195,15 @@ def sealed_metrics(meta: dict[str, Any]) -> dict[str, Any] | None:
     return record.get("metrics") if isinstance(record, dict) else None
 
 
+UNREADABLE = object()  # a file that exists but is not JSON
+
+
 def _read_json(path: Path) -> Any:
+    """A JSON file's content, None when it is absent, :data:`UNREADABLE` when it cannot be read as JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {"unreadable": True}
+        return UNREADABLE
 
 
 # ------------------------------------------------------------------------------------------------ overlap
