@@ -153,7 +153,8 @@ def test_evaluate_on_the_training_data_is_not_external(evaluations, phantom_logr
     ds = Dataset(phantom_logreg_run.parent / "dataset")
     assert overlap["patients"] == ds.manifest["patient_id"].nunique() > 0 and overlap["nodules"] == len(ds)
     page = (folder / "report.html").read_text()
-    assert "not an external evaluation" in page and "NOT AN EXTERNAL EVALUATION" in page
+    assert "NOT AN EXTERNAL EVALUATION." in page
+    assert f"{overlap['patients']} of the {overlap['n_patients']} patients were in training" in page
     assert "External evaluation" not in page and "external evaluation:" not in stdout.replace("not an external", "")
     assert f"not an external evaluation: {overlap['patients']} of the" in stdout
 
