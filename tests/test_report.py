@@ -112,7 +112,7 @@ def test_every_string_is_escaped(written):
     bad["data"]["path"] = EVIL
     bad["warnings"] = [EVIL]
     bad["evaluated_run"] = EVIL
-    page = render_html(m, bad, figures_of(run), run_name=EVIL)
+    page = render_html({**m, "training_overlap": {"patients": 0, "nodules": 0}}, bad, figures_of(run), run_name=EVIL)
     assert "Run warnings" in page and "External evaluation" in page
     assert EVIL not in page and "<script" not in page
     assert "&lt;/pre&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page

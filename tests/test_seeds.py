@@ -48,8 +48,15 @@ def test_seed_ensemble_run(small_maxslice_dataset, tmp_path):
     expect = 0.75 * (members[0].predict_proba(table) + members[1].predict_proba(table)) / 2 + 0.25 * g
     assert np.allclose(model.predict_proba(table), expect, atol=1e-6)
     # a rerun reuses every finished seed and gives the same numbers
+    record = json.loads((run / "final" / "model" / "model.json").read_text())["run_record"]
     again = json.loads((train(ds.path, cfg, tmp_path / "run") / "metrics.json").read_text())
     assert again["pooled"] == m["pooled"]
+    # the shipped model carries the ensemble's own sealed record (not seed 0's), kept by the rerun
+    assert record["metrics"] == m and record["training_set"]["n_nodules"] == len(ds)
+    assert record["run_id"] == json.loads((run / "run.json").read_text())["run_id"]
+    seed0 = json.loads((run / "seeds" / "0" / "final" / "model" / "model.json").read_text())["run_record"]
+    assert seed0["run_id"] != record["run_id"]
+    assert json.loads((run / "final" / "model" / "model.json").read_text())["run_record"] == record
 
 
 def test_summary_and_average_helpers():

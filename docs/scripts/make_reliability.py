@@ -83,7 +83,11 @@ on a GPU here.
   exception message in another form (a file inside a folder given) can still appear there: read the log before
   sending it.
 - The sidecar checksum (`meta_sha256` in `model.json`) detects edits and corruption, not a forger who
-  recomputes it: share trained runs through a channel you trust.
+  recomputes it: share trained runs through a channel you trust. It also covers the run record sealed into
+  `final/model` (cross-validated metrics, run id, hashed training patients and series): `predict`, `serve` and
+  the reports show the sealed metrics, and warn when `metrics.json` disagrees or the model was sealed by another
+  run; a run sealed before the record existed shows its `metrics.json` marked unsealed
+  (`tests/test_run_record.py`, with the training-overlap checks of `evaluate`, `compare`, `robustness`, `predict`).
 - Disk-full, read-only and permission cases are tested with a small tmpfs and a 0555 folder; the tmpfs
   cases need root (CAP_SYS_ADMIN) and are skipped, with that reason, elsewhere.
 """

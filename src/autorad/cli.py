@@ -104,9 +104,10 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from autorad.evaluate.apply import evaluate
+    from autorad.evaluate.apply import evaluate, evaluation_summary
 
     out = evaluate(a.run, a.data, a.out, overwrite=a.overwrite)
+    print(evaluation_summary(out))
     print(f"metrics written to {Path(out) / 'metrics.json'}")
     return 0
 
@@ -159,13 +160,14 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_robustness(a: argparse.Namespace) -> int:
-    from autorad.robustness import VARIANTS, robustness
+    from autorad.robustness import VARIANTS, overlap_line, robustness
     from autorad.train.cv import log
 
     variants = tuple(a.variants) if a.variants else VARIANTS
     table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, oof=a.oof,
                        overwrite=a.overwrite, log=log.info)
     print(table.to_string(index=False))
+    print(overlap_line(json.loads((Path(a.out) / "robustness.json").read_text())["training_overlap"], a.oof))
     print(f"table: {Path(a.out) / 'robustness.csv'} (and .md); figure: {Path(a.out) / 'robustness.png'}")
     return 0
 

@@ -100,7 +100,7 @@ def render(pred: Prediction, predictor: Predictor) -> str:
         cv_view = {"accuracy": Markup(_metric(cv, "accuracy")),
                    "macro_auc": Markup(_metric(cv, "macro_auc")),
                    "ece": _metric(cv, "ece"), "unsure_f1": _metric(cv, "unsure_f1"),
-                   "n": cv.get("n"), "n_folds": cv.get("n_folds")}
+                   "n": cv.get("n"), "n_folds": cv.get("n_folds"), "sealed": bool(cv.get("sealed"))}
     banners = [w for w in res["warnings"] if w.startswith("MODEL TRAINED ON SIMULATED DATA")]
     probs = list(res["probabilities"].items())
     return env.get_template(TEMPLATE).render(

@@ -97,7 +97,7 @@ class Predictor:
         self.cv_metrics = self._read_metrics()
         from autorad.train.calibration import run_temperature
 
-        self.temperature = run_temperature(self.run)  # None: the model's own probabilities are used as they are
+        self.temperature = run_temperature(self.run, meta)  # None: the model's own probabilities are used as they are
 
     @classmethod
     def from_run(cls, run: str | Path, device: str | None = None) -> Predictor:
@@ -135,19 +135,32 @@ class Predictor:
         from autorad.train.checkpoint import version_note
 
         note = version_note(self.meta)
-        return out + ([note] if note else [])
+        return out + ([note] if note else []) + list(getattr(self, "record_warnings", []))
+
+    def training_warnings(self, vol: CTVolume) -> list[str]:
+        """A warning when the CT's series or patient was in the model's training set (:mod:`autorad.train.record`)."""
+        from autorad.train.record import case_overlap_warnings
+
+        return case_overlap_warnings(self.meta, vol.patient_id, vol.series_uid)
 
     def _read_metrics(self) -> dict[str, Any] | None:
-        if not self.run.metrics_file.is_file():
+        """The cross-validated metrics sealed into the model (unsealed: metrics.json's, marked so); warnings about
+        files beside the model that disagree go into :attr:`record_warnings` (:mod:`autorad.train.record`)."""
+        from autorad.train.record import read_run_record
+
+        check = read_run_record(self.run, self.meta)
+        self.record_warnings = check.warnings
+        m = check.summary
+        if m is None:
             return None
-        m = self.run.read_metrics()
         pooled, mean, std = m.get("pooled") or {}, m.get("fold_mean") or {}, m.get("fold_std") or {}
-        return {"n": m.get("n"), "n_folds": len(m.get("per_fold") or {}), "accuracy": pooled.get("accuracy"),
+        return {"n": m.get("n"), "n_folds": m.get("n_folds"), "accuracy": pooled.get("accuracy"),
                 "accuracy_fold_mean": mean.get("accuracy"), "accuracy_fold_std": std.get("accuracy"),
                 "macro_auc": pooled.get("macro_auc"), "macro_auc_fold_mean": mean.get("macro_auc"),
                 "macro_auc_fold_std": std.get("macro_auc"), "ece": pooled.get("ece"),
                 "unsure_f1": ((pooled.get("per_class") or {}).get("unsure") or {}).get("f1"),
-                "ece_calibrated": (((m.get("calibration") or {}).get("cv") or {}).get("after") or {}).get("ece")}
+                "ece_calibrated": (((m.get("calibration") or {}).get("cv") or {}).get("after") or {}).get("ece"),
+                "sealed": check.sealed}
 
     def in_words(self) -> str:
         """What the model is, for a clinician (the kind's own ``in_words``, else its docstring's first line)."""
@@ -268,7 +281,7 @@ class Predictor:
                                self.crop.min_px, nod.volume_hu, nod.volume_mask, nod.volume_spacing_mm)
         raw, status = self.predict_proba_arrays([arrays], [nod.pixel_spacing_mm], calibrated=False)
         p = self.calibrate(raw)[0]
-        warnings = self.model_warnings() + series_warnings(vol) + list(nm.warnings)
+        warnings = self.model_warnings() + self.training_warnings(vol) + series_warnings(vol) + list(nm.warnings)
         if self.needs.needs_radiomics and status[0] != "ok":
             warnings.append("radiomics extraction did not succeed; missing features were filled with the training "
                             "medians, so the radiomics part of this prediction says little about the nodule")

@@ -114,6 +114,9 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
     if predictor.encoder is not None and predictor.encoder.entry.kind == "vision3d":
         raise InputError("robustness perturbs the stored 2D slice; this run uses a 3D image encoder")
     skipped: list[str] = []
+    from autorad.train.record import dataset_overlap
+
+    overlap = dataset_overlap(predictor.meta, ds)  # of the final model's training set (None: not recorded)
     m = ds.manifest if limit is None else ds.manifest.iloc[:limit]
     models = None
     if oof:
@@ -163,17 +166,31 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
         ref = float(table.loc[table["variant"] == "consensus", "accuracy"].iloc[0])
         table["delta_accuracy"] = (table["accuracy"] - ref).round(4)
     atomic_write_text(out / "robustness.csv", table.to_csv(index=False))
-    atomic_write_text(out / "robustness.md", markdown(table, predictor, ds, skipped, oof))
+    atomic_write_text(out / "robustness.md", markdown(table, predictor, ds, skipped, oof, overlap))
     write_json(out / "robustness.json", {"run": Path(run).name, "dataset": ds.path.name, "n": len(m),
                                         "models": "out-of-fold" if oof else "final",
+                                        "training_overlap": overlap,
                                         "variants": list(variants), "skipped": skipped,
                                         "rows": table.to_dict("records")})
     figure(table, out / "robustness.png")
     return table
 
 
-def markdown(table: pd.DataFrame, predictor: Predictor, ds: Dataset, skipped: list[str], oof: bool) -> str:
-    """The table as markdown, with what was run."""
+def overlap_line(overlap: dict | None, oof: bool) -> str:
+    """What the final model's training overlap with the dataset means for this table."""
+    from autorad.evaluate.report import overlap_note
+
+    if oof:
+        return ("Out-of-fold: each nodule was predicted by the fold model that did not train on its patient "
+                "(the final model's training overlap does not apply).")
+    note = overlap_note(overlap)
+    return "External: no patient or series of this dataset was in training." if note is None else \
+        note[0].upper() + note[1:] + "."
+
+
+def markdown(table: pd.DataFrame, predictor: Predictor, ds: Dataset, skipped: list[str], oof: bool,
+             overlap: dict | None = None) -> str:
+    """The table as markdown, with what was run and its training overlap."""
     cols = list(table.columns)
     models = "out-of-fold models" if oof else "the final model"
     lines = [f"Mask robustness of run `{predictor.run_dir.name}` ({predictor.kind}) on dataset `{ds.path.name}` "
@@ -182,6 +199,7 @@ def markdown(table: pd.DataFrame, predictor: Predictor, ds: Dataset, skipped: li
     for _, r in table.iterrows():
         lines.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     lines += [f"\nNot run: {s}" for s in skipped]
+    lines += ["", overlap_line(overlap, oof)]
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ from autorad.outputs import prepare_output_dir, replaceable_dir, write_marker
 from autorad.train.calibration import evaluation_calibration, run_temperature, summary_line, write_calibration_figures
 from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
+from autorad.train.record import dataset_overlap
 from autorad.train.run import Run
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,14 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     if table.radiomics_names is not None and table.radiomics_names != meta.get("radiomics_names"):
         raise InputError(f"radiomic features of {ds.path} differ from those the model was trained on")
     predictions = raw = prediction_frame(table, model.predict_proba(table))
-    temperature, calibration = run_temperature(trained), None
+    temperature, calibration = run_temperature(trained, meta), None
     if temperature is not None:  # the run's final model is calibrated: its scaled probabilities are the answer
         predictions, calibration = evaluation_calibration(raw, temperature)
     metrics = compute_metrics(predictions)
     if calibration is not None:
         metrics["calibration"] = calibration
         log.info("calibration: %s", summary_line(calibration))
+    metrics["training_overlap"] = dataset_overlap(meta, ds)  # None: the model records no training set
     log.info("evaluation of %s on %s: %s", trained.path.name, ds.path.name, metrics_summary_line(metrics))
     prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)  # again
     # all or nothing: a failure (disk full...) leaves no half evaluation
@@ -58,6 +60,17 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
             write_calibration_figures(tmp, raw, predictions)
         write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
     return Path(out)
+
+
+def evaluation_summary(out: str | Path) -> str:
+    """What ``autorad evaluate`` prints: the headline metrics and whether this is an external evaluation."""
+    from autorad.evaluate.metrics import metrics_summary_line
+    from autorad.evaluate.report import overlap_note
+
+    metrics = Run(out).read_metrics()
+    note = overlap_note(metrics.get("training_overlap"))
+    external = "external evaluation: no patient or series of this dataset was in training"
+    return f"{metrics_summary_line(metrics)}\n{note or external}"
 
 
 def out_of_fold(run: str | Path, data: str | Path, mask_variant: str | None = None) -> pd.DataFrame:

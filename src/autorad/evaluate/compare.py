@@ -1,7 +1,9 @@
 """``autorad compare``: side-by-side metrics of several runs as a Markdown table (and optionally Markdown + CSV).
 
 Each run folder must hold ``metrics.json`` (written by ``autorad train`` / ``autorad evaluate``); ``run.json``,
-when present, gives the run's ``name`` and ``model_kind`` (else the folder name is used).
+when present, gives the run's ``name`` and ``model_kind`` (else the folder name is used). An evaluation's
+``training_overlap`` (:mod:`autorad.train.record`) adds a "training overlap" column: a row evaluated on patients
+its model trained on is marked NOT EXTERNAL, named in a note and never bold.
 """
 
 from __future__ import annotations
@@ -58,29 +60,53 @@ def compare(runs: list[str | Path], out: str | Path | None = None, overwrite: bo
     return table
 
 
+def overlapping(row: dict[str, Any]) -> bool:
+    """Whether a row evaluates a model on data it trained on (``training_overlap`` of patients or nodules > 0)."""
+    o = row.get("overlap")
+    return isinstance(o, dict) and (int(o.get("patients") or 0) > 0 or int(o.get("nodules") or 0) > 0)
+
+
+def _overlap_cell(row: dict[str, Any]) -> str:
+    if not row.get("evaluation"):
+        return "— (cross-validated)"
+    o = row.get("overlap")
+    if o is None:
+        return "unknown"
+    return f"{int(o.get('patients') or 0)} patients: NOT EXTERNAL" if overlapping(row) else "none (external)"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The Markdown table of :func:`compare`; the best pooled value of each column is bold (several runs)."""
-    best = {key: _best([r["pooled"].get(key) for r in rows], higher) for key, _, higher in COLUMNS}
-    head = ["run", "model", "n", *(title for _, title, _ in COLUMNS)]
+    """The Markdown table of :func:`compare`; the best pooled value of each column is bold (several runs), among
+    the rows that are not evaluated on their model's training data (:func:`overlapping`)."""
+    eligible = [r for r in rows if not overlapping(r)]
+    best = {key: _best([r["pooled"].get(key) for r in eligible], higher) for key, _, higher in COLUMNS}
+    evaluations = any(r.get("evaluation") for r in rows)
+    head = ["run", "model", "n", *(title for _, title, _ in COLUMNS)] + (["training overlap"] if evaluations else [])
     records = []
     for r in rows:
         cells = [_md_escape(r["name"]), _md_escape(r["model"] or "—"), str(r["n"])]
         for key, _, _ in COLUMNS:
             value = r["pooled"].get(key)
             text = _fmt(value)
-            if len(rows) > 1 and value is not None and value == best[key]:
+            if len(rows) > 1 and value is not None and value == best[key] and not overlapping(r):
                 text = f"**{text}**"
             if r["fold_mean"].get(key) is not None:
                 std = r["fold_std"].get(key)
                 text += f" ({_fmt(r['fold_mean'][key])} ± {_fmt(std)})" if std is not None else \
                     f" ({_fmt(r['fold_mean'][key])})"
             cells.append(text)
-        records.append(cells)
+        records.append(cells + ([_overlap_cell(r)] if evaluations else []))
     align = ["left"] * 2 + ["right"] * (len(head) - 2)
     lines = [pd.DataFrame(records, columns=head).to_markdown(index=False, tablefmt="pipe", colalign=align,
                                                              disable_numparse=True)]
     lines.append("")
     lines.append("Pooled out-of-fold value (fold mean ± sample std); ECE: lower is better; bold: best pooled value.")
+    marked = [r for r in rows if overlapping(r)]
+    if marked:
+        lines.append("")
+        lines.append("NOT EXTERNAL: " + ", ".join(_md_escape(r["name"]) for r in marked) + " evaluated a model on "
+                     "patients it was trained on (training overlap); those values overstate performance on new "
+                     "patients and are never bold.")
     return "\n".join(lines) + "\n"
 
 
@@ -94,6 +120,9 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
             rec[col] = r["pooled"].get(key)
             rec[f"{col}_fold_mean"] = r["fold_mean"].get(key)
             rec[f"{col}_fold_std"] = r["fold_std"].get(key)
+        o = r.get("overlap") if isinstance(r.get("overlap"), dict) else {}
+        rec["training_overlap_patients"] = o.get("patients")
+        rec["training_overlap_nodules"] = o.get("nodules")
         records.append(rec)
     buf = io.StringIO()
     pd.DataFrame.from_records(records).to_csv(buf, index=False, lineterminator="\n")
@@ -121,6 +150,10 @@ def _read_run(run: Path) -> dict[str, Any]:
         "pooled": flatten_scalars(metrics["pooled"]),
         "fold_mean": metrics.get("fold_mean") or {},
         "fold_std": metrics.get("fold_std") or {},
+        # an evaluation (autorad evaluate) of a trained model, with its overlap with the training data (None:
+        # not recorded); a cross-validation run has neither
+        "evaluation": "training_overlap" in metrics or bool(info.get("evaluated_run")),
+        "overlap": metrics.get("training_overlap"),
     }
 
 

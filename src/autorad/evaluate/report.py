@@ -74,9 +74,10 @@ def write_report(run_dir: str | Path, metrics: dict[str, Any], predictions: pd.D
     ``metrics`` is :func:`autorad.evaluate.metrics.compute_metrics`'s output for ``predictions``. ``meta`` may
     hold ``name``, ``config_yaml``, ``encoders`` (list of ``{name, kind, weights: "real"|"random", source}``),
     ``data`` (``{source, path, label_rule, min_readers, n_nodules, class_counts}``), ``run_time_s``,
-    ``model_kind``, ``warnings`` (list of strings), ``evaluated_run`` (external evaluation), ``date`` and
-    ``versions`` (extra ``{package: version}``); missing items are shown as
-    "not recorded". Encoders without real weights and phantom (simulated) data get a warning banner.
+    ``model_kind``, ``warnings`` (list of strings), ``evaluated_run`` (an evaluation of a trained run:
+    ``metrics["training_overlap"]`` says whether it is external), ``date`` and ``versions`` (extra
+    ``{package: version}``); missing items are shown as "not recorded". Encoders without real weights and
+    phantom (simulated) data get a warning banner.
     """
     run_dir = Path(run_dir)
     if "pooled" not in metrics:
@@ -102,7 +103,7 @@ def render_html(metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str
         "run_time": _duration(meta.get("run_time_s")), "n": metrics["n"],
         "phantom": str(data.get("source", "")).lower() == "phantom",
         "random_encoders": ", ".join(f"{e.get('name', '?')} ({e.get('weights', 'unknown')})" for e in not_real),
-        "evaluated_run": meta.get("evaluated_run"),
+        "evaluated_run": meta.get("evaluated_run"), "evaluation": evaluation_banner(metrics),
         "headline": _headline(metrics), "data_rows": _data_rows(meta.get("data"), metrics),
         "per_class": _per_class(metrics), "folds": _folds(metrics), "binary": _binary(metrics),
         "selection": _selection(metrics.get("selection")), "calibration": _calibration(metrics.get("calibration")),
@@ -115,6 +116,31 @@ def render_html(metrics: dict[str, Any], meta: dict[str, Any], figures: dict[str
         "css": Markup(files("autorad.evaluate").joinpath("templates", "report.css").read_text(encoding="utf-8")),
     }
     return _template().render(**context)
+
+
+def overlap_note(overlap: dict[str, Any] | None) -> str | None:
+    """Why an evaluation is not external (``metrics.json["training_overlap"]``), or None when it is: no patient
+    or series of the evaluated dataset was in the model's training data. ``None`` overlap: not recorded."""
+    if overlap is None:
+        return ("training overlap unknown: the model records no training set (it was sealed before autorad "
+                "recorded one), so this may not be an external evaluation")
+    n, m = int(overlap.get("patients") or 0), int(overlap.get("nodules") or 0)
+    if n == 0 and m == 0:
+        return None
+    return (f"not an external evaluation: {n} of the {overlap.get('n_patients', '?')} patients were in training "
+            f"({m} of the {overlap.get('n_nodules', '?')} nodules share a patient or series with the training data)")
+
+
+def evaluation_banner(metrics: dict[str, Any]) -> dict[str, str]:
+    """Title, text and style of an evaluation report's banner: external only when the overlap is known to be 0."""
+    note = overlap_note(metrics.get("training_overlap"))
+    if note is None:
+        return {"title": "External evaluation.", "text": "no patient or series of this dataset was in its training "
+                "data", "cls": "info"}
+    if metrics.get("training_overlap") is None:
+        return {"title": "Evaluation.", "text": note, "cls": "info"}
+    return {"title": "NOT AN EXTERNAL EVALUATION.", "text": note.removeprefix("not an external evaluation: ") +
+            "; these numbers overstate performance on new patients", "cls": "danger"}
 
 
 @cache

@@ -136,11 +136,22 @@ def calibrate_run(run: Run | str | Path, report: bool = True) -> dict[str, Any]:
     nested, _ = nested_calibrated(oof)
     write_calibration_figures(run.path, oof, nested)
     log.info("calibration: %s", summary_line(block))
+    _reseal(run)
     if report and run.report_file.is_file():
         from autorad.evaluate.report import write_report
 
         write_report(run.path, metrics, oof, run.read_info())
     return block
+
+
+def _reseal(run: Run) -> None:
+    """A final model that carries a sealed run record gets it again with the new metrics (the temperature is part of
+    what it shows and applies); a model without one is left as it is."""
+    from autorad.train.checkpoint import load_checkpoint
+    from autorad.train.record import RECORD_KEY, attach_run_record
+
+    if run.model_dir().is_dir() and RECORD_KEY in load_checkpoint(run.model_dir())[1]:
+        attach_run_record(run)
 
 
 def write_calibration_figures(folder: Path, before: pd.DataFrame, after: pd.DataFrame) -> None:
@@ -155,11 +166,18 @@ def write_calibration_figures(folder: Path, before: pd.DataFrame, after: pd.Data
         plots.plot_reliability(frame, fig_dir / CALIBRATION_FIGURES[key], title=f"{what}: ECE {ece:.3f}")
 
 
-def run_temperature(run: Run) -> float | None:
-    """The temperature a run's final model applies (``metrics.json["calibration"]``), or None when it has none."""
-    if not run.metrics_file.is_file():
+def run_temperature(run: Run, meta: dict[str, Any] | None = None) -> float | None:
+    """The temperature a run's final model applies, or None when it has none: from the run record sealed into the
+    model (``meta``: its checkpoint metadata) when it has one, else ``metrics.json["calibration"]``."""
+    from autorad.train.record import RECORD_KEY
+
+    record = (meta or {}).get(RECORD_KEY)
+    if isinstance(record, dict):
+        block = (record.get("summary") or {}).get("calibration")
+    elif run.metrics_file.is_file():
+        block = run.read_metrics().get("calibration")
+    else:
         return None
-    block = run.read_metrics().get("calibration")
     if not isinstance(block, dict) or block.get("method") != METHOD:
         return None
     try:

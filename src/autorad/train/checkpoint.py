@@ -62,6 +62,18 @@ def save_checkpoint(directory: Path, tensors: dict[str, np.ndarray], meta: dict[
     write_json(directory / META_FILE, sealed)
 
 
+def reseal_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """Replace a checkpoint's JSON sidecar by ``meta``, sealed again (the tensor file stays as it is).
+
+    For adding records to a finished model (:mod:`autorad.train.record`); refused when the tensor file no longer
+    matches the checksum and manifest in ``meta``.
+    """
+    directory = Path(directory)
+    if not (directory / TENSOR_FILE).is_file() or hash_file(directory / TENSOR_FILE) != meta.get("sha256"):
+        raise CheckpointError(f"{directory / TENSOR_FILE} does not match the checksum in {META_FILE}; not resealing")
+    write_json(directory / META_FILE, seal_meta(meta))
+
+
 def checkpoint_exists(directory: Path) -> bool:
     """True when both files of a checkpoint are present (the JSON is written last)."""
     return (Path(directory) / TENSOR_FILE).is_file() and (Path(directory) / META_FILE).is_file()

@@ -251,7 +251,8 @@ def write_run_report(run: Run, cfg: ExperimentConfig, ds: Dataset, warnings: lis
     from autorad.evaluate.report import write_report
 
     meta = {**run_metadata(cfg, ds, warnings, run_time), **(extra or {})}
-    run.write_info(meta)
+    run_id = run.read_info().get("run_id")  # a rerun keeps the run's identity (autorad.train.record)
+    run.write_info({**meta, "run_id": run_id} if run_id else meta)
     write_report(run.path, run.read_metrics(), run.read_predictions(), meta)
 
 
@@ -293,6 +294,10 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
 
             attach_selection_summary(run, cfg)
         write_run_report(run, cfg, ds, warnings, time.time() - t0)
+        if cfg.train.final_model:  # metrics.json is final: seal it, the run id and the training set into the model
+            from autorad.train.record import attach_run_record
+
+            attach_run_record(run, ds)
     return run.path
 
 

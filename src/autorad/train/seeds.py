@@ -221,7 +221,10 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
 
                 model = FusedModel(cfg.model, model, runs["gbm"].load_model()[0], weight)
             # the checkpoint's model config is the shipped model's own (a seed's may be its selection's winner)
-            run.save_model(None, model, {**loaded[0][1], "fold": None, "seeds": seeds,
+            from autorad.train.record import RECORD_KEY
+
+            first = {k: v for k, v in loaded[0][1].items() if k != RECORD_KEY}  # seed 0's record is not ours
+            run.save_model(None, model, {**first, "fold": None, "seeds": seeds,
                                          "config": {**cfg.model_dump(mode="json"),
                                                     "model": model.cfg.model_dump(mode="json")}})
         if cfg.train.select is not None:
@@ -229,4 +232,8 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
 
             attach_selection_summary(run, cfg, {s: runs[str(s)] for s in seeds})
         write_run_report(run, cfg, Dataset(dataset), [], time.time() - t0)
+        if cfg.train.final_model:  # metrics.json is final: seal it, the run id and the training set into the model
+            from autorad.train.record import attach_run_record
+
+            attach_run_record(run, Dataset(dataset))
     return run.path
