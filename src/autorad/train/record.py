@@ -127,21 +127,24 @@ def attach_run_record(run: Run | str | Path, dataset: Dataset | str | Path | Non
     if not run.metrics_file.is_file():
         raise InputError(f"{run.path}: no metrics.json to seal (did cross-validation finish?)")
     metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
-    if dataset is None:
-        ds = find_training_dataset(run, meta)
-    else:
-        ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-        if not _same_nodules(run, ds):
-            raise InputError(f"dataset {ds.path.name} does not hold the nodules {run.path.name} was trained on")
     old = meta.get(RECORD_KEY) or {}
+    if dataset is None and old.get("training_set"):
+        trained = old["training_set"]  # resealing (new metrics, e.g. a calibration): the training set stays
+    else:
+        if dataset is None:
+            ds = find_training_dataset(run, meta)
+        else:
+            ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+            if not _same_nodules(run, ds):
+                raise InputError(f"dataset {ds.path.name} does not hold the nodules {run.path.name} was trained on")
+        trained = training_set(ds)
+        if old and (old.get("training_set") or {}).get("patients") != trained["patients"]:
+            raise CheckpointError(f"{model_dir} records another training set than {ds.path.name}; not resealing it")
     info = run.read_info()
     run_id = str(info.get("run_id") or old.get("run_id") or uuid.uuid4().hex)
-    trained = training_set(ds)
     if old and old.get("run_id") != run_id:
         raise CheckpointError(f"{model_dir} was sealed by another run (run id {old.get('run_id')}, this run.json "
                               f"says {run_id}); not resealing it")
-    if old and (old.get("training_set") or {}).get("patients") != trained["patients"]:
-        raise CheckpointError(f"{model_dir} records another training set than {ds.path.name}; not resealing it")
     body = json_roundtrip(metrics)
     small = len(json.dumps(body)) <= MAX_METRICS_BYTES
     record = {"record_version": RECORD_VERSION, "run_id": run_id, "summary": metrics_summary(body),
