@@ -10,8 +10,8 @@ import autorad
 # Bottom to top, as docs/architecture.md draws them. A module belongs to the longest prefix that names it.
 LAYERS = [
     "autorad", "autorad.errors", "autorad.devices", "autorad.strict", "autorad.io", "autorad.safe_yaml",
-    "autorad.paths", "autorad.progress", "autorad.pseudonym", "autorad.outputs", "autorad.config", "autorad.tasks",
-    "autorad.data", "autorad.radiomics", "autorad.encoders", "autorad.prompts",
+    "autorad.paths", "autorad.progress", "autorad.pseudonym", "autorad.outputs", "autorad.pretrained",
+    "autorad.config", "autorad.tasks", "autorad.data", "autorad.radiomics", "autorad.encoders", "autorad.prompts",
     "autorad.evaluate.metrics", "autorad.evaluate.plots", "autorad.evaluate.report", "autorad.evaluate.compare",
     "autorad.train", "autorad.evaluate.apply", "autorad.segment", "autorad.nodule_input", "autorad.predictor",
     "autorad.dicom_out", "autorad.predict_report", "autorad.predict", "autorad.robustness", "autorad.pipeline",

@@ -22,6 +22,7 @@ from autorad.io import atomic_write_text, write_parquet
 from autorad.nodule_input import check_diameter, parse_center
 from autorad.outputs import prepare_output_dir, prepare_output_file, record_output_file
 from autorad.predictor import Prediction, Predictor, warn_stderr
+from autorad.pretrained import resolve_run
 
 __all__ = ["check_output", "load_predictor", "parse_center", "predict", "predict_batch", "read_nodules_csv"]
 
@@ -30,9 +31,9 @@ _PREDICTORS: dict[Path, Predictor] = {}
 
 def load_predictor(run: str | Path) -> Predictor:
     """The run's :class:`Predictor`, loaded once per process."""
-    key = Path(run).resolve()
+    key = resolve_run(run).resolve()
     if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor.from_run(run)
+        _PREDICTORS[key] = Predictor.from_run(key)
     return _PREDICTORS[key]
 
 
@@ -63,6 +64,7 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
     if (dicom_seg or dicom_sr) and dicom is None:
         raise InputError("--dicom-seg / --dicom-sr need the CT as a DICOM series (--dicom), to reference it")
     check_diameter(diameter_mm)
+    run = resolve_run(run)
     inputs = (run, dicom, image, mask)
     report = check_output(report, "--report", (".html", ".htm"), inputs, overwrite)
     save_mask = check_output(save_mask, "--save-mask", (".nii", ".nii.gz", ".nrrd"), inputs, overwrite)
@@ -206,6 +208,7 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwri
     from autorad.data.dataset import safe_id
     from autorad.data.dicom import load_ct, load_image_file, load_series
 
+    run = resolve_run(run)
     rows = read_nodules_csv(nodules)
     inputs = (run, nodules, *{r["ct"] for r in rows}, *{r["mask"] for r in rows if r["mask"] is not None})
     prepare_output_dir(out, kind="predictions", inputs=inputs, overwrite=overwrite, create=False)
@@ -220,7 +223,7 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwri
                 vol, last_ct = loader(row["ct"]), None
                 last_ct = row["ct"]
             result = predictor.predict(vol, mask=row["mask"], center=row["center"], diameter_mm=row["diameter_mm"],
-                                       label=row["label"], disk=row["disk"])
+                                       label=row["label"], disk=row["disk"]).to_dict()
         except InputError as err:
             table.append(_table_row(row["id"], None, str(err)))
             continue

@@ -36,6 +36,7 @@ from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_json, write_parquet
 from autorad.outputs import prepare_output_dir
 from autorad.predictor import Predictor
+from autorad.pretrained import resolve_run
 
 VARIANTS = ("consensus", "grow1", "grow2", "shrink1", "shrink2", "eqdisk", "longaxis", "click")
 VARIANT_WORDS = {"consensus": "dataset mask (reference)", "grow1": "grown by 1 px", "grow2": "grown by 2 px",
@@ -103,6 +104,7 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
     from autorad.train.cv import prediction_frame
     from autorad.train.features import FeatureTable
 
+    run = resolve_run(run)  # a built-in model's name or a run folder
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise InputError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")

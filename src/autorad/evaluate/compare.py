@@ -17,6 +17,7 @@ from autorad import CLASS_NAMES
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
 from autorad.outputs import prepare_output_file, record_output_file
+from autorad.pretrained import resolve_run
 
 # (flattened metric key, column title, higher is better)
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -46,6 +47,7 @@ def compare(runs: list[str | Path], out: str | Path | None = None, overwrite: bo
     """
     if not runs:
         raise InputError("compare needs at least one run folder")
+    runs = [resolve_run(r) for r in runs]  # built-in model names (``lidc``) or folders
     files = output_files(out) if out is not None else ()
     for f in files:
         prepare_output_file(f, inputs=runs, overwrite=overwrite, option="--out")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from autorad.errors import AutoradError, MissingDependencyError
+from autorad.pretrained import DEFAULT_MODEL, resolve_run
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -50,10 +51,22 @@ def check_bind(host: str, port: int) -> None:
             raise AutoradError(f"cannot serve on {host}:{port}: {err.strerror}") from None
 
 
-def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: int = 1024,
+def serve(run: str | Path = DEFAULT_MODEL, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: int = 1024,
           max_volumes: int = 4) -> None:
-    """Load ``run`` once and serve the viewer on ``host:port`` until interrupted."""
+    """Load a trained run once and serve the viewer on ``host:port`` until interrupted.
+
+    Args:
+        run: a run folder or a built-in model's name (default: the built-in ``lidc``).
+        host: the address to bind (loopback by default; any other prints a warning).
+        port: the TCP port, 1-65535.
+        max_upload_mb: the largest upload accepted, in MB.
+        max_volumes: how many open volumes are kept in memory.
+
+    Raises:
+        AutoradError: for a bad option, an address that cannot be bound, or a run that cannot be loaded.
+    """
     check_options(host, port, max_upload_mb, max_volumes)
+    run = resolve_run(run)
     check_bind(host, port)
     try:
         import uvicorn
