@@ -56,20 +56,23 @@ def test_models_list_shows_the_installed_model_with_its_metrics(builtin_lidc):
     assert card.returncode == 0 and card.stdout == (builtin_lidc / "MODEL_CARD.md").read_text()
 
 
-def test_a_builtin_that_is_not_installed_is_one_error_line(tmp_path, dataset):
+def test_a_builtin_that_is_not_installed_is_one_error_line(tmp_path, dataset, monkeypatch, capsys):
+    from autorad.cli import main
+
     env = {BUILTIN_DIR_ENV: str(tmp_path / "empty")}
     listed = _cli("models", "list", env=env)
     assert listed.returncode == 0 and next(ln for ln in listed.stdout.splitlines()
                                            if ln.startswith("lidc")).split()[1] == "no"
+    monkeypatch.setenv(BUILTIN_DIR_ENV, str(tmp_path / "empty"))
     for args in (["models", "show", "lidc"], ["evaluate", "lidc", "--data", str(dataset), "--out", str(tmp_path / "o")],
                  ["predict", "lidc", "--image", str(tmp_path / "ct.nii.gz"), "--center", "1,2,3"], ["serve"],
-                 ["compare", "lidc"]):
-        res = _cli(*args, env=env)
-        assert res.returncode == 2, (args, res.stderr)
-        assert res.stderr.startswith("autorad: error: the built-in model 'lidc' is not installed"), res.stderr
-        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
-    unknown = _cli("models", "show", "nope")
-    assert unknown.returncode == 2 and "no built-in model 'nope'" in unknown.stderr
+                 ["compare", "lidc"], ["robustness", "lidc", "--data", str(dataset), "--out", str(tmp_path / "r")]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("autorad: error: the built-in model 'lidc' is not installed"), err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert main(["models", "show", "nope"]) == 2
+    assert "no built-in model 'nope'" in capsys.readouterr().err
 
 
 def test_evaluate_compare_and_robustness_take_the_name_and_write_only_to_out(builtin_lidc, dataset, tmp_path):

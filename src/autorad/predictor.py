@@ -392,13 +392,13 @@ class Predictor:
             if flat:
                 self._check_2d_model()
                 mask, center = _flat_mask(mask, image.shape), _flat_center(center)
-        elif spacing_mm is not None:
-            raise InputError("spacing_mm is for numpy arrays; a CT file or CTVolume carries its own spacing")
-        elif isinstance(image, (str, Path, CTVolume)):
-            vol = image if isinstance(image, CTVolume) else load_ct(image)
-        else:
+        elif not isinstance(image, (str, Path, CTVolume)):
             raise InputError(f"image must be a numpy array, a CT path (DICOM series folder, NIfTI, NRRD) or a "
                              f"CTVolume, got {type(image).__name__}")
+        elif spacing_mm is not None:
+            raise InputError("spacing_mm is for numpy arrays; a CT file or CTVolume carries its own spacing")
+        else:
+            vol = image if isinstance(image, CTVolume) else load_ct(image)
         if isinstance(mask, np.ndarray) and mask.shape != vol.hu.shape:
             raise InputError(f"mask shape {mask.shape} differs from the image's {vol.hu.shape}")
         if center is not None and (not isinstance(center, (tuple, list, np.ndarray)) or len(center) != 3):
