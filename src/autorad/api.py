@@ -57,8 +57,8 @@ _EXPORTS = {
     "segment": "autorad.segment.command",
     "segment_click": "autorad.segment",
     "segment_click_2d": "autorad.segment",
-    "serve": "autorad.serve",
-    "create_app": "autorad.serve",
+    "serve": "autorad.serve.server",
+    "create_app": "autorad.serve.app",
     "run": "autorad.pipeline",
 }
 

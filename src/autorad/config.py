@@ -468,6 +468,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read and validate a YAML experiment config (None: all defaults), then apply ``overrides``.
 
     A bare name (``autorad_lung``) refers to a config shipped with the package (``autorad/configs/*.yaml``).
+
+    Args:
+        path: a YAML file, a shipped config's name (``autorad configs list``) or None.
+        overrides: ``section.key=value`` strings (values parsed as YAML), as ``--set`` gives them.
+
+    Returns:
+        The validated :class:`ExperimentConfig`; a :class:`ConfigError` names an unknown key (with the close
+        ones) or a bad value.
     """
     raw = load_raw_config(path) if path is not None else {}
     return config_from_dict(apply_overrides(raw, overrides), source=str(path or "defaults"))

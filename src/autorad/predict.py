@@ -55,10 +55,29 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
             report: str | Path | None = None, save_mask: str | Path | None = None,
             dicom_seg: str | Path | None = None, dicom_sr: str | Path | None = None,
             overwrite: bool = False) -> dict[str, Any]:
-    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring).
+    """Predict benign / unsure / malignant for one nodule of a new CT, given as files (as ``autorad predict``).
 
     Output files are checked before anything is loaded (:func:`check_output`); ``overwrite`` lets them replace
-    files autorad wrote earlier, never anything else."""
+    files autorad wrote earlier, never anything else.
+
+    Args:
+        run: a run folder or a built-in model's name (``"lidc"``).
+        dicom: a folder holding one CT series (or give ``image``).
+        image: a NIfTI / NRRD volume in HU.
+        mask: a mask file with the CT's geometry (or give ``center``).
+        center: ``(x, y, z)`` voxel indices of a click inside the nodule; the nodule is segmented from it.
+        diameter_mm: with ``center``: a size hint, or the disk's diameter with ``disk``.
+        label: with a label-map ``mask``: the nodule's label.
+        disk: with ``center`` and ``diameter_mm``: a drawn disk instead of the segmentation.
+        report: write the HTML report here.
+        save_mask: write the mask used here (.nii.gz / .nii / .nrrd).
+        dicom_seg: with ``dicom``: write a DICOM SEG here.
+        dicom_sr: with ``dicom``: write a DICOM SR here.
+        overwrite: let outputs replace files autorad wrote earlier.
+
+    Returns:
+        The JSON dict ``autorad predict`` prints (for numpy arrays use :meth:`autorad.Predictor.predict`).
+    """
     if (dicom is None) == (image is None):
         raise InputError("give the CT as --dicom SERIES_DIR or --image FILE (one of them)")
     if (dicom_seg or dicom_sr) and dicom is None:
@@ -204,7 +223,17 @@ def _table_row(rid: str, result: dict[str, Any] | None, error: str | None) -> di
 def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwrite: bool = False) -> pd.DataFrame:
     """Predict every nodule of a nodules CSV with the model loaded once; write ``out/predictions.csv``,
     ``out/predictions.parquet`` and ``out/nodules/<id>.json``. A nodule that fails (air click, empty mask ...)
-    gets its error in the table and no JSON; the others go on."""
+    gets its error in the table and no JSON; the others go on.
+
+    Args:
+        run: a run folder or a built-in model's name.
+        nodules: the nodules CSV (see :func:`read_nodules_csv`).
+        out: the output folder (new or empty, or an earlier one with ``overwrite``).
+        overwrite: let ``out`` replace an earlier autorad predictions folder.
+
+    Returns:
+        The predictions table (one row per nodule, its error if it failed).
+    """
     from autorad.data.dataset import safe_id
     from autorad.data.dicom import load_ct, load_image_file, load_series
 

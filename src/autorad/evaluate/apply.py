@@ -27,6 +27,15 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     ``out`` is a new or empty folder (or, with ``overwrite``, an earlier evaluation); it may not be, contain or
     lie inside the run or the dataset, so a run's own files are never touched. ``run`` may be a built-in
     model's name (``"lidc"``, :func:`autorad.pretrained.resolve_run`).
+
+    Args:
+        run: a run folder or a built-in model's name.
+        data: the dataset folder to evaluate on.
+        out: the evaluation folder to write (metrics.json, predictions.parquet, report.html).
+        overwrite: let ``out`` replace an earlier autorad evaluation.
+
+    Returns:
+        ``out``.
     """
     run = resolve_run(run)
     prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)

@@ -44,6 +44,14 @@ def compare(runs: list[str | Path], out: str | Path | None = None, overwrite: bo
     is dropped first); neither may exist already (unless autorad wrote it and ``overwrite``) or lie inside a run.
     Raises :class:`~autorad.errors.InputError` naming the run when a run folder or its ``metrics.json`` is
     missing or unreadable.
+
+    Args:
+        runs: run or evaluation folders (each holding metrics.json), or built-in model names (``"lidc"``).
+        out: also write ``<out>.md`` and ``<out>.csv``; None: only return the table.
+        overwrite: let ``out``'s files replace ones autorad wrote earlier.
+
+    Returns:
+        The Markdown table.
     """
     if not runs:
         raise InputError("compare needs at least one run folder")

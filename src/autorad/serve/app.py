@@ -123,7 +123,15 @@ def parse_diameter(text: str | None) -> float | None:
 
 
 def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAPI:
-    """The app for one trained run (loaded here, once; raises InputError if ``run`` is not a trained run)."""
+    """The app for one trained run (loaded here, once; raises InputError if ``run`` is not a trained run).
+
+    Args:
+        run: a run folder or a built-in model's name.
+        settings: upload limits, volumes kept, warm-up (default :class:`ServeSettings`).
+
+    Returns:
+        The FastAPI app (serve it with any ASGI server).
+    """
     from autorad.predict import parse_center
 
     settings = settings or ServeSettings()
