@@ -152,9 +152,9 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
             log.error("%s %s -> 500 (unexpected %s)", request.method, request.url.path, type(err).__name__)
             response = _error(500, f"internal error ({type(err).__name__}); the server keeps running")
         response.headers.update(SECURITY_HEADERS)
-        if request.url.path.startswith("/api/"):  # the path holds no identifiers (ids are random tokens)
-            log.info("%s %s -> %d (%.2f s)", request.method, request.url.path, response.status_code,
-                     time.perf_counter() - t0)
+        # one line per request: method, path (no query string; volume ids are random tokens), status, time
+        log.info("%s %s -> %d (%.0f ms)", request.method, request.url.path, response.status_code,
+                 1000 * (time.perf_counter() - t0))
         return response
 
     @app.exception_handler(UploadTooLargeError)

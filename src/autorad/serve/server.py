@@ -82,7 +82,8 @@ def serve(run: str | Path = DEFAULT_MODEL, host: str = "127.0.0.1", port: int = 
     if not is_loopback(host):
         print(f"autorad: warning: serving on {host}, reachable from other machines; there is no login and no "
               "encryption (see docs/viewer.md before exposing CT data this way)", file=sys.stderr)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not logging.getLogger("autorad").handlers:  # the CLI has its own handler; a second would print lines twice
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     shown = f"[{host}]" if ":" in host else host
     print(f"autorad viewer for {Path(run).name}: http://{shown}:{port}/  (Ctrl+C to stop)", file=sys.stderr)
     uvicorn.run(app, host=host.strip("[]"), port=port, log_level="info", access_log=False, server_header=False)
