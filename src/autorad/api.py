@@ -16,6 +16,8 @@ autorad robustness     :func:`robustness`
 autorad serve          :func:`serve` (and :func:`create_app` for the ASGI app)
 autorad segment        :func:`segment` (and :func:`segment_click`, :func:`segment_click_2d` on arrays)
 autorad run            :func:`run`
+autorad models list    :func:`builtin_models` (and :func:`resolve_run`: a built-in name or a run folder)
+autorad configs list   :func:`list_configs`
 =====================  =============================================
 
 Imports are lazy, so ``import autorad.api`` stays fast.
@@ -47,12 +49,16 @@ _EXPORTS = {
     "predict": "autorad.predict",
     "predict_batch": "autorad.predict",
     "Predictor": "autorad.predictor",
+    "PredictionResult": "autorad.predictor",
+    "builtin_models": "autorad.pretrained",
+    "resolve_run": "autorad.pretrained",
+    "list_configs": "autorad.config",
     "robustness": "autorad.robustness",
     "segment": "autorad.segment.command",
     "segment_click": "autorad.segment",
     "segment_click_2d": "autorad.segment",
-    "serve": "autorad.serve",
-    "create_app": "autorad.serve",
+    "serve": "autorad.serve.server",
+    "create_app": "autorad.serve.app",
     "run": "autorad.pipeline",
 }
 

@@ -29,9 +29,12 @@ from autorad.outputs import add_overwrite_argument
 
 DESCRIPTION = ("autorad predicts whether a lung nodule on CT is benign, unsure or malignant (AutoRad-Lung), and "
                "trains and evaluates such models on LIDC-IDRI or your own data.")
-EPILOG = ("Exit codes: 0 done; 2 a problem with the input, an option or the environment (one line says which); "
-          "1 an unexpected internal error (one line points at a log with the details); 130 interrupted. "
-          "autorad never replaces files or folders it did not write; --overwrite replaces its own earlier output.")
+EXIT_CODES = ("Exit codes: 0 done; 2 a problem with the input, an option or the environment (one line says "
+              "which); 1 an unexpected internal error (one line points at a log with the details); 130 interrupted.")
+EPILOG = (EXIT_CODES + " autorad never replaces files or folders it did not write; --overwrite replaces its own "
+          "earlier output.")  # only for commands that have --overwrite (and the top level)
+
+
 def _cmd_ingest(a: argparse.Namespace) -> int:
     from autorad.config import CropConfig, DataConfig, FoldConfig, LabelConfig
     from autorad.data.dataset import class_count_line
@@ -71,6 +74,46 @@ def _cmd_encoders(a: argparse.Namespace) -> int:
     print(f"{'name':28} {'kind':10} {'dim':>5}  {'weights here':12}  source")
     for r in rows:
         print(f"{r['name']:28} {r['kind']:10} {r['dim']:>5}  {r['weights_available']:12}  {r['source']}")
+    return 0
+
+
+def _cmd_models_list(a: argparse.Namespace) -> int:
+    from autorad.pretrained import builtin_models
+
+    rows = builtin_models()
+    if a.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "path"} for r in rows], indent=2))
+        return 0
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    print(f"{'name':10} {'installed':9} {'accuracy':>8} {'unsure F1':>9} {'AUC':>6}  description")
+    for r in rows:
+        print(f"{r['name']:10} {'yes' if r['installed'] else 'no':9} {num(r['accuracy']):>8} "
+              f"{num(r['unsure_f1']):>9} {num(r['macro_auc']):>6}  {r['description']}")
+    print("(cross-validated on the model's own training data; autorad models show NAME prints its card)",
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_models_show(a: argparse.Namespace) -> int:
+    from autorad.pretrained import model_card
+
+    print(model_card(a.name), end="")
+    return 0
+
+
+def _cmd_configs_list(a: argparse.Namespace) -> int:
+    from autorad.config import list_configs
+
+    rows = list_configs()
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:{width}}  {r['description']}")
     return 0
 
 
@@ -299,29 +342,23 @@ def diameter_mm(text: str) -> float:
     return _number(float, [(lambda v: v >= lo, f">= {lo:g}"), (lambda v: v <= hi, f"<= {hi:g}")])(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
-    from autorad.config import (
-        INGEST_SOURCES,
-        CropConfig,
-        DataConfig,
-        FoldConfig,
-        LabelConfig,
-        ModelConfig,
-        RadiomicsConfig,
-        TrainConfig,
-    )
+RUN_HELP = ("run folder (written by autorad train) or a built-in model's name (lidc; see autorad models list); a "
+            "folder of that name here is ./lidc")
 
-    p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("--version", action="version", version=f"autorad {__version__}")
-    p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error here")
-    _add_verbosity(p, False)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+def _config_help(lead: str) -> str:
+    """The help of a config argument: the shipped configs' names (``autorad configs list`` describes them)."""
+    from autorad.config import shipped_config_names
+
+    return f"{lead}: a YAML file or a shipped config ({', '.join(shipped_config_names())}; autorad configs list)"
+
+
+def _add_ingest(sub: Any) -> None:
+    from autorad.config import INGEST_SOURCES, CropConfig, DataConfig, FoldConfig, LabelConfig
 
     s = sub.add_parser("ingest", help="build a dataset from LIDC DICOM, the max-slice NPZ or the phantom",
                        description="Build a dataset folder (crops, masks, labels, patient-level folds) from LIDC "
-                                   "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.",
-                       epilog=EPILOG)
+                                   "DICOM with reader XML, the LIDC max-slice NPZ, or synthetic phantom nodules.")
     s.add_argument("source", choices=INGEST_SOURCES,
                    help="lidc: DICOM with reader XML; maxslice: the LIDC max-slice NPZ; phantom: synthetic nodules")
     s.add_argument("path", nargs="?", help="DICOM root (lidc) or NPZ file (maxslice)")
@@ -345,8 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_ingest, outputs={"out": "--out"})
 
+
+def _add_radiomics(sub: Any) -> None:
+    from autorad.config import RadiomicsConfig
+
     s = sub.add_parser("radiomics", help="extract PyRadiomics features for every nodule of a dataset",
-                       epilog=EPILOG)
+                       description="Extract PyRadiomics features for every nodule of a dataset into the dataset "
+                                   "folder (cached per nodule: a rerun extracts only what changed).")
     s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
     s.add_argument("--params", **config_option(RadiomicsConfig, "params", "shipped parameter set name or a "
                                                "PyRadiomics YAML (none: autorad_2d, or autorad_3d with --mode 3d)"))
@@ -361,13 +403,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "shrink1). Default: the dataset's own masks")
     s.set_defaults(func=_cmd_radiomics, outputs={"dataset": "DATASET"})
 
-    s = sub.add_parser("encoders", help="list registered encoders", epilog=EPILOG)
+
+def _add_encoders(sub: Any) -> None:
+    s = sub.add_parser("encoders", help="list registered encoders")
     enc = s.add_subparsers(dest="encoders_command", required=True, metavar="ACTION")
     e = enc.add_parser("list", help="print every encoder and whether its real weights are available here")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=_cmd_encoders)
 
-    s = sub.add_parser("embed", help="compute (and cache) frozen image embeddings for a dataset", epilog=EPILOG)
+
+def _add_models(sub: Any) -> None:
+    s = sub.add_parser("models", help="list the built-in trained models and show their model cards",
+                       description="The built-in trained models: every command that takes a RUN folder also takes "
+                                   "a built-in model's name (autorad predict lidc ...).")
+    act = s.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    e = act.add_parser("list", help="print every built-in model: installed, cross-validated accuracy, unsure F1, "
+                                    "macro AUC")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
+    e.set_defaults(func=_cmd_models_list)
+    e = act.add_parser("show", help="print a built-in model's model card (data, labels, figures, limits)")
+    e.add_argument("name", help="built-in model name (see autorad models list)")
+    e.set_defaults(func=_cmd_models_show)
+
+
+def _add_configs(sub: Any) -> None:
+    s = sub.add_parser("configs", help="list the configs shipped with autorad",
+                       description="The configs shipped with autorad; train --config NAME and run NAME take their "
+                                   "names.")
+    act = s.add_subparsers(dest="configs_command", required=True, metavar="ACTION")
+    e = act.add_parser("list", help="print every shipped config's name and what it is, in one line")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
+    e.set_defaults(func=_cmd_configs_list)
+
+
+def _add_embed(sub: Any) -> None:
+    from autorad.config import ModelConfig, TrainConfig
+
+    s = sub.add_parser("embed", help="compute (and cache) frozen image embeddings for a dataset")
     s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
     s.add_argument("--encoder", required=True, help="encoder name (see autorad encoders list)")
     s.add_argument("--weights", default=None, help="local weights path (default: the registry's source)")
@@ -381,25 +453,29 @@ def build_parser() -> argparse.ArgumentParser:
                                               "model.views does", int))
     s.set_defaults(func=_cmd_embed, outputs={"dataset": "DATASET"})
 
-    s = sub.add_parser("train", help="patient-level cross-validation, then a final model", epilog=EPILOG,
+
+def _add_train(sub: Any) -> None:
+    s = sub.add_parser("train", help="patient-level cross-validation, then a final model",
                        description="Cross-validate a model on a dataset's folds, train a final model on all "
                                    "nodules, and write metrics and an HTML report. Rerunning the same command "
                                    "resumes an interrupted run.")
     s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
-    s.add_argument("--config", required=True, help="YAML config or a shipped config name (autorad_lung)")
+    s.add_argument("--config", required=True, help=_config_help("the config"))
     s.add_argument("--out", required=True, help="run folder (new, empty, or an earlier run of the same config to "
                                                 "resume)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_train, outputs={"out": "--out"})
 
+
+def _add_sweep(sub: Any) -> None:
     s = sub.add_parser("sweep", help="train one config for several values of one parameter and compare",
                        description="Train one config for several values of one parameter under the same folds and "
                                    "compare their cross-validated results. Picking a value from that table picks on "
                                    "the test folds; to choose a setting, use train.select (nested validation inside "
-                                   "the training folds, docs/training.md).", epilog=EPILOG)
+                                   "the training folds, docs/training.md).")
     s.add_argument("dataset", help="dataset folder (written by autorad ingest)")
-    s.add_argument("--config", required=True, help="YAML config or a shipped config name")
+    s.add_argument("--config", required=True, help=_config_help("the config"))
     s.add_argument("--param", required=True, help="dotted key, e.g. model.n_ctx or radiomics.classes")
     s.add_argument("--values", required=True, nargs="+", help="YAML values, e.g. 1 4 16 50 70 or '[shape2D]'")
     s.add_argument("--out", required=True, help="sweep folder: one run per value, compare.md and compare.csv")
@@ -407,30 +483,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_sweep, outputs={"out": "--out"})
 
-    s = sub.add_parser("evaluate", help="apply a run's final model to another dataset", epilog=EPILOG)
-    s.add_argument("run", help="run folder (written by autorad train)")
+
+def _add_evaluate(sub: Any) -> None:
+    s = sub.add_parser("evaluate", help="apply a run's final model to another dataset",
+                       description="Apply a trained run's final model (or a built-in model) to every nodule of a "
+                                   "dataset; write metrics, predictions and a report to a new folder.")
+    s.add_argument("run", help=RUN_HELP)
     s.add_argument("--data", required=True, help="dataset folder to evaluate on")
     s.add_argument("--out", required=True, help="new folder for metrics, predictions and the report "
                                                 "(never inside the run or the dataset)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_evaluate, outputs={"out": "--out"})
 
+
+def _add_calibrate(sub: Any) -> None:
     s = sub.add_parser("calibrate", help="fit a temperature to a finished run's out-of-fold predictions; the final "
-                                         "model's probabilities are scaled by it (docs/training.md)", epilog=EPILOG)
+                                         "model's probabilities are scaled by it (docs/training.md)")
     s.add_argument("run", help="run folder (written by autorad train); metrics.json, figures/ and the report are "
                                "updated, no model is retrained")
     s.set_defaults(func=_cmd_calibrate, outputs={"run": "RUN"})
 
-    s = sub.add_parser("compare", help="side-by-side metrics of several runs", epilog=EPILOG)
-    s.add_argument("runs", nargs="+", help="run or evaluation folders")
+
+def _add_compare(sub: Any) -> None:
+    s = sub.add_parser("compare", help="side-by-side metrics of several runs",
+                       description="A Markdown table of several runs' (or evaluations') metrics, the best of each "
+                                   "column in bold.")
+    s.add_argument("runs", nargs="+", help="run or evaluation folders, or built-in model names (lidc)")
     s.add_argument("--out", default=None, help="also write the table as OUT.md and OUT.csv (a .md or .csv suffix "
                                                "is dropped first)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_compare, outputs={"out": "--out"})
 
+
+def _add_predict(sub: Any) -> None:
     s = sub.add_parser("predict", help="run a trained model on nodules of new CTs (docs/predict.md)",
-                       epilog=EPILOG)
-    s.add_argument("run", help="run folder with a final model (written by autorad train)")
+                       description="Predict benign / unsure / malignant for a nodule of a new CT (a DICOM series or "
+                                   "a NIfTI/NRRD volume), given as a mask or a click; or for every nodule of a CSV. "
+                                   "See docs/predict.md.")
+    s.add_argument("run", help=RUN_HELP)
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--dicom", help="folder holding one CT series")
     src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
@@ -454,9 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_predict, outputs={"report": "--report", "save_mask": "--save-mask",
                                                "dicom_seg": "--dicom-seg", "dicom_sr": "--dicom-sr", "out": "--out"})
 
+
+def _add_robustness(sub: Any) -> None:
     s = sub.add_parser("robustness", help="evaluate a run with each dataset mask grown, shrunk, replaced by disks "
-                                          "or by the click segmentation", epilog=EPILOG)
-    s.add_argument("run", help="run folder with a final model (written by autorad train)")
+                                          "or by the click segmentation")
+    s.add_argument("run", help=RUN_HELP)
     s.add_argument("--data", required=True, help="dataset folder (its stored slices and masks)")
     s.add_argument("--out", required=True, help="output folder (new or empty)")
     s.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
@@ -468,10 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_robustness, outputs={"out": "--out"})
 
+
+def _add_segment(sub: Any) -> None:
     s = sub.add_parser("segment", help="segment one nodule of a CT from a click; write the mask as NIfTI",
                        description="Segment the nodule under a click (a seed voxel) in 3D with the shipped click "
-                                   "segmenter and write the mask with the CT's geometry. See docs/segmentation.md.",
-                       epilog=EPILOG)
+                                   "segmenter and write the mask with the CT's geometry. See docs/segmentation.md.")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--dicom", help="folder holding one CT series")
     src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
@@ -481,9 +574,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_segment, outputs={"out": "--out"})
 
+
+def _add_serve(sub: Any) -> None:
+    from autorad.pretrained import DEFAULT_MODEL
+
     s = sub.add_parser("serve", help="web viewer: open a CT, click a nodule, see the mask and the prediction",
-                       epilog=EPILOG)
-    s.add_argument("run", help="trained run folder (the one holding final/model)")
+                       description="A local web viewer: open a CT, scroll, click a nodule, see the mask and the "
+                                   "prediction, download the report. See docs/viewer.md.")
+    s.add_argument("run", nargs="?", default=DEFAULT_MODEL,
+                   help=f"{RUN_HELP} (default: the built-in {DEFAULT_MODEL})")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "see docs/viewer.md before exposing it)")
     s.add_argument("--port", type=int, default=8000, help="TCP port, 1-65535 (default: 8000)")
@@ -496,16 +595,50 @@ def build_parser() -> argparse.ArgumentParser:
                    "naming any other host are refused (a defence against DNS rebinding)")
     s.set_defaults(func=_cmd_serve)
 
-    s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report",
-                       epilog=EPILOG)
-    s.add_argument("config", nargs="?", default=None, help="YAML config (default: the offline embedded demo)")
+
+def _add_run(sub: Any) -> None:
+    s = sub.add_parser("run", help="the main job: ingest, radiomics, embeddings, cross-validation, report")
+    s.add_argument("config", nargs="?", default=None,
+                   help=_config_help("the config (default: demo, the offline embedded demo)"))
     s.add_argument("--out", default=None, help="output folder (default: the config's out_dir under the current "
                                                "folder); rerunning resumes")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     add_overwrite_argument(s)
     s.set_defaults(func=_cmd_run, outputs={"out": "--out"})
-    for command in sub.choices.values():  # -v / -q also after the command name
-        _add_verbosity(command, argparse.SUPPRESS)
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_ingest, _add_radiomics, _add_encoders, _add_embed, _add_train, _add_sweep, _add_evaluate, _add_calibrate,
+    _add_compare, _add_predict, _add_robustness, _add_segment, _add_serve, _add_models, _add_configs, _add_run)
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand (nested ones too): a description (its help line, when it has none), -v / -q after its name,
+    and the epilog, which names --overwrite only where the command has it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, command in action.choices.items():
+            if command.description is None and helps.get(name):
+                line = str(helps[name])
+                command.description = line[0].upper() + line[1:] + "."
+            has_overwrite = any("--overwrite" in a.option_strings for a in command._actions)
+            command.epilog = EPILOG if has_overwrite else EXIT_CODES
+            _add_verbosity(command, argparse.SUPPRESS)
+            _finish(command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand (one ``_add_<command>`` function each)."""
+    p = _Parser(prog="autorad", description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"autorad {__version__}")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error here")
+    _add_verbosity(p, False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    _finish(p)
     return p
 
 

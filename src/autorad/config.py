@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -349,8 +350,36 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     if not loc:  # a whole-config rule (e.g. train.select): its message names the option itself
         return f"{source}: {str(first['msg']).removeprefix('Value error, ')}"
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{loc}'"
+        return f"{source}: unknown key '{loc}'{_key_hint([str(p) for p in first['loc']])}"
     return f"{source}: key '{loc}': {first['msg']} (got {excerpt(first.get('input'))})"
+
+
+def _section_fields(parts: list[str]) -> list[str] | None:
+    """The field names of the config section at ``parts`` (``["model"]`` -> ModelConfig's), None if not one."""
+    section: Any = ExperimentConfig
+    for part in parts:
+        fields = getattr(section, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        ann = fields[part].annotation
+        models = [a for a in (ann, *typing.get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
+            return None
+        section = models[0]
+    return list(section.model_fields)
+
+
+def _key_hint(parts: list[str]) -> str:
+    """``; did you mean model.n_ctx?`` for an unknown key, or the valid keys of its section when none is close."""
+    *head, last = parts
+    fields = _section_fields(head)
+    if fields is None:
+        return ""
+    prefix = ".".join(head) + "." if head else ""
+    close = did_you_mean(last, fields)
+    if close:
+        return f"; did you mean {' or '.join(prefix + c for c in close)}?"
+    return f"; valid keys of {'.'.join(head) or 'the top level'}: {', '.join(fields)}"
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -370,6 +399,11 @@ def _resolve_config_path(path: str | Path) -> Path:
     if p.is_dir():
         raise ConfigError(f"--config {path} is a folder; give a YAML file or a shipped config name")
     if not p.is_file():
+        if p.suffix == "" and len(p.parts) == 1:  # meant as a shipped config's name
+            close = did_you_mean(str(path), shipped_config_names())
+            hint = f"did you mean {' or '.join(close)}?" if close else \
+                f"shipped configs: {', '.join(shipped_config_names())}"
+            raise ConfigError(f"no config file or shipped config named {path}; {hint} (autorad configs list)")
         raise ConfigError(f"config file not found: {path}")
     return p
 
@@ -437,15 +471,60 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read and validate a YAML experiment config (None: all defaults), then apply ``overrides``.
 
     A bare name (``autorad_lung``) refers to a config shipped with the package (``autorad/configs/*.yaml``).
+
+    Args:
+        path: a YAML file, a shipped config's name (``autorad configs list``) or None.
+        overrides: ``section.key=value`` strings (values parsed as YAML), as ``--set`` gives them.
+
+    Returns:
+        The validated :class:`ExperimentConfig`; a :class:`ConfigError` names an unknown key (with the close
+        ones) or a bad value.
     """
     raw = load_raw_config(path) if path is not None else {}
     return config_from_dict(apply_overrides(raw, overrides), source=str(path or "defaults"))
 
 
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
 def shipped_config_path(name: str) -> Path | None:
     """Path of a config shipped inside the package, or None."""
-    p = Path(__file__).parent / "configs" / f"{name}.yaml"
-    return p if p.is_file() else None
+    p = SHIPPED_CONFIGS / f"{name}.yaml"
+    return p if p.is_file() and "/" not in name and "\\" not in name else None
+
+
+def shipped_config_names() -> list[str]:
+    """The names of the configs shipped inside the package (what ``--config NAME`` takes), sorted."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def config_description(path: str | Path) -> str:
+    """A config's one-line description: the first line of its leading ``#`` comment (the convention of every
+    shipped config), or ``""`` when it has none."""
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            return ""
+        text = line.lstrip("#").strip()
+        if text:
+            return text
+    return ""
+
+
+def list_configs() -> list[dict[str, str]]:
+    """The configs shipped with autorad (``autorad configs list``).
+
+    Returns:
+        One ``{"name", "description"}`` dict per config, by name; ``name`` is what ``--config`` takes.
+    """
+    return [{"name": n, "description": config_description(SHIPPED_CONFIGS / f"{n}.yaml")}
+            for n in shipped_config_names()]
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> list[str]:
+    """The choices close to a mistyped ``word`` (difflib), best first; possibly none."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
 
 
 def dump_config(cfg: BaseModel) -> str:

@@ -88,6 +88,15 @@ def run(config: str | Path | None = None, out: str | Path | None = None,
     """Run every stage for ``config`` (default: the embedded demo); return the report's path.
 
     A rerun into the same folder resumes; ``overwrite`` empties an earlier autorad output folder first.
+
+    Args:
+        config: a YAML file or a shipped config's name (None: ``demo``).
+        out: the output folder (default: the config's ``out_dir`` under the current folder).
+        overrides: ``section.key=value`` strings, as ``--set`` gives them.
+        overwrite: empty an earlier autorad output folder first.
+
+    Returns:
+        The path of the run's report.html.
     """
     from autorad.train.cv import train
     from autorad.train.features import check_encoders, ensure_embeddings, ensure_radiomics

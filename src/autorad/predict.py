@@ -23,6 +23,7 @@ from autorad.io import atomic_write_text, write_parquet
 from autorad.nodule_input import check_diameter, parse_center
 from autorad.outputs import claim_output_files, prepare_output_dir, prepare_output_file, replaceable_dir
 from autorad.predictor import Prediction, Predictor, warn_stderr
+from autorad.pretrained import resolve_run
 
 __all__ = ["check_file_names", "check_output", "load_predictor", "parse_center", "predict", "predict_batch",
            "read_nodules_csv"]
@@ -33,9 +34,9 @@ _PREDICTORS: dict[Path, Predictor] = {}
 
 def load_predictor(run: str | Path) -> Predictor:
     """The run's :class:`Predictor`, loaded once per process."""
-    key = Path(run).resolve()
+    key = resolve_run(run).resolve()
     if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor.from_run(run)
+        _PREDICTORS[key] = Predictor.from_run(key)
     return _PREDICTORS[key]
 
 
@@ -57,15 +58,35 @@ def predict(run: str | Path, dicom: str | Path | None = None, image: str | Path 
             report: str | Path | None = None, save_mask: str | Path | None = None,
             dicom_seg: str | Path | None = None, dicom_sr: str | Path | None = None,
             overwrite: bool = False) -> dict[str, Any]:
-    """Predict benign / unsure / malignant for one nodule of a new CT (see the module docstring).
+    """Predict benign / unsure / malignant for one nodule of a new CT, given as files (as ``autorad predict``).
 
     Output files are checked before anything is loaded (:func:`check_output`); ``overwrite`` lets them replace
-    files autorad wrote earlier, never anything else."""
+    files autorad wrote earlier, never anything else.
+
+    Args:
+        run: a run folder or a built-in model's name (``"lidc"``).
+        dicom: a folder holding one CT series (or give ``image``).
+        image: a NIfTI / NRRD volume in HU.
+        mask: a mask file with the CT's geometry (or give ``center``).
+        center: ``(x, y, z)`` voxel indices of a click inside the nodule; the nodule is segmented from it.
+        diameter_mm: with ``center``: a size hint, or the disk's diameter with ``disk``.
+        label: with a label-map ``mask``: the nodule's label.
+        disk: with ``center`` and ``diameter_mm``: a drawn disk instead of the segmentation.
+        report: write the HTML report here.
+        save_mask: write the mask used here (.nii.gz / .nii / .nrrd).
+        dicom_seg: with ``dicom``: write a DICOM SEG here.
+        dicom_sr: with ``dicom``: write a DICOM SR here.
+        overwrite: let outputs replace files autorad wrote earlier.
+
+    Returns:
+        The JSON dict ``autorad predict`` prints (for numpy arrays use :meth:`autorad.Predictor.predict`).
+    """
     if (dicom is None) == (image is None):
         raise InputError("give the CT as --dicom SERIES_DIR or --image FILE (one of them)")
     if (dicom_seg or dicom_sr) and dicom is None:
         raise InputError("--dicom-seg / --dicom-sr need the CT as a DICOM series (--dicom), to reference it")
     check_diameter(diameter_mm)
+    run = resolve_run(run)
     inputs = (run, dicom, image, mask)
     report = check_output(report, "--report", (".html", ".htm"), inputs, overwrite)
     save_mask = check_output(save_mask, "--save-mask", (".nii", ".nii.gz", ".nrrd"), inputs, overwrite)
@@ -263,12 +284,23 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwri
 
     A nodule that fails (air click, empty mask, a CT that cannot be read, even an internal error of one row) gets
     its error in the table (:func:`row_error`: no path) and no JSON; the others go on. ``out`` is built in a
-    temporary folder beside it and renamed into place at the end, so it is complete or absent."""
+    temporary folder beside it and renamed into place at the end, so it is complete or absent.
+
+    Args:
+        run: a run folder or a built-in model's name.
+        nodules: the nodules CSV (see :func:`read_nodules_csv`).
+        out: the output folder (new or empty, or an earlier one with ``overwrite``).
+        overwrite: let ``out`` replace an earlier autorad predictions folder.
+
+    Returns:
+        The predictions table (one row per nodule, its error if it failed).
+    """
     from autorad.data.dataset import safe_id
     from autorad.data.dicom import load_ct, load_image_file, load_series
     from autorad.io import atomic_dir
     from autorad.outputs import write_marker
 
+    run = resolve_run(run)
     rows = read_nodules_csv(nodules)
     check_file_names(rows, nodules)
     inputs = (run, nodules, *{r["ct"] for r in rows}, *{r["mask"] for r in rows if r["mask"] is not None})
@@ -287,8 +319,8 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwri
                     vol = loader(row["ct"])
                     last_ct = row["ct"]
                 stage = "nodule"
-                result = predictor.predict(vol, mask=row["mask"], center=row["center"],
-                                           diameter_mm=row["diameter_mm"], label=row["label"], disk=row["disk"])
+                result = predictor.predict(vol, mask=row["mask"], center=row["center"], diameter_mm=row["diameter_mm"],
+                                           label=row["label"], disk=row["disk"]).to_dict()
             except Exception as err:  # one bad row (even a bug on its data) never ends the batch
                 if not isinstance(err, InputError):
                     log.warning("row %s: %s (%s)", row["id"], "unexpected error", type(err).__name__)

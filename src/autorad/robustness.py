@@ -36,6 +36,7 @@ from autorad.errors import InputError
 from autorad.io import atomic_write_text, write_json, write_parquet
 from autorad.outputs import prepare_output_dir
 from autorad.predictor import Predictor
+from autorad.pretrained import resolve_run
 
 VARIANTS = ("consensus", "grow1", "grow2", "shrink1", "shrink2", "eqdisk", "longaxis", "click")
 VARIANT_WORDS = {"consensus": "dataset mask (reference)", "grow1": "grown by 1 px", "grow2": "grown by 2 px",
@@ -98,11 +99,26 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
 
     ``oof``: ``data`` is the run's own training dataset; each nodule is predicted by the fold model that did not
     see it (the ``consensus`` variant then equals the run's cross-validated predictions), not by the final model.
+
+    Args:
+        run: a run folder or a built-in model's name.
+        data: the dataset folder (its stored slices and masks).
+        out: the output folder (new or empty, or an earlier one with ``overwrite``).
+        variants: the mask variants to evaluate.
+        limit: only the first N nodules.
+        jobs: radiomics processes.
+        oof: predict with the fold models (``data`` is the run's own dataset).
+        overwrite: let ``out`` replace an earlier autorad robustness folder.
+        log: where progress lines go (None: nowhere).
+
+    Returns:
+        The table: one row per variant with its metrics.
     """
     from autorad.evaluate.metrics import compute_metrics
     from autorad.train.cv import prediction_frame
     from autorad.train.features import FeatureTable
 
+    run = resolve_run(run)  # a built-in model's name or a run folder
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise InputError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")

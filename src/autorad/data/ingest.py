@@ -18,6 +18,16 @@ def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: Da
 
     ``out`` must be new or empty, or (with ``overwrite``) a folder autorad wrote; it is replaced atomically only
     when the ingest succeeds (:func:`autorad.outputs.prepare_output_dir`).
+
+    Args:
+        source: ``lidc``, ``maxslice`` or ``phantom``.
+        out: the dataset folder to write.
+        path: the DICOM root (lidc) or NPZ file (maxslice); None for the phantom.
+        cfg: labels, crop, folds, limits (default :class:`DataConfig`).
+        overwrite: let ``out`` replace an earlier autorad dataset.
+
+    Returns:
+        The written :class:`Dataset`.
     """
     prepare_output_dir(out, kind="dataset", inputs=(path,), overwrite=overwrite, create=False)
     cfg = cfg or DataConfig(source=source if source in SOURCES else "phantom")

@@ -22,6 +22,14 @@ def load_encoder(name: str, weights: str | None = None, device: str = "cpu") -> 
     ``weights``: a local file or directory, or a Hugging Face hub id; default: the entry's own source.
     Missing packages raise MissingDependencyError, missing or mismatched files CheckpointError; real weights
     are never silently replaced by random ones (only the ``tiny-*`` test encoders are random).
+
+    Args:
+        name: a registered encoder (``autorad encoders list``).
+        weights: a local file or directory, or a hub id; default: the entry's source.
+        device: the torch device.
+
+    Returns:
+        The frozen :class:`VisionEncoder` or :class:`TextEncoder`.
     """
     entry = get_entry(name)
     module = importlib.import_module(f"autorad.encoders.{entry.family}")

@@ -199,6 +199,20 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
     ``executor``: "local" (this process) or "ray" (chunks as Ray tasks, on ``ray_address`` or a local Ray).
     ``device``: a resolved torch device (:func:`autorad.devices.resolve_device`) for the local executor.
     Resumable: chunks written by an interrupted run are kept.
+
+    Args:
+        dataset: the dataset folder (or a loaded :class:`Dataset`).
+        encoder_name: a registered encoder (``autorad encoders list``).
+        weights: a local weights path; default: the registry's source.
+        batch_size: images per forward pass.
+        executor: ``local`` or ``ray``.
+        ray_address: the Ray cluster to use (None: a local Ray).
+        chunk_size: nodules per cached chunk (None: the default).
+        device: the torch device of the local executor.
+        view: which dihedral view of the crop to embed.
+
+    Returns:
+        The path of the embeddings cache file.
     """
     ds = _open(dataset)
     entry = _vision_entry(encoder_name)
@@ -238,7 +252,17 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
 
 def read_embeddings(dataset: str | Path | Dataset, encoder_name: str, weights: str | None = None,
                     view: int = 0) -> tuple[list[str], np.ndarray]:
-    """(nodule_ids, (N, dim) float32) in manifest order from the cache :func:`embed_dataset` wrote (read only)."""
+    """(nodule_ids, (N, dim) float32) in manifest order from the cache :func:`embed_dataset` wrote (read only).
+
+    Args:
+        dataset: the dataset folder (or a loaded :class:`Dataset`).
+        encoder_name: the encoder whose cache to read.
+        weights: the weights it was computed with (None: the registry's source).
+        view: the dihedral view.
+
+    Returns:
+        ``(nodule_ids, embeddings)``; raises :class:`InputError` when the cache is missing.
+    """
     ds = _open(dataset)
     path = cache_paths(ds, _vision_entry(encoder_name), weights, view)[0]
     if not path.is_file():

@@ -211,7 +211,11 @@ def weights_available(entry: EncoderEntry) -> str:
 
 
 def list_encoders() -> list[dict[str, Any]]:
-    """Every entry as a dict: name, kind, dim, weights_available, source, licence, paper, description."""
+    """Every entry as a dict: name, kind, dim, weights_available, source, licence, paper, description.
+
+    Returns:
+        One dict per registered encoder (what ``autorad encoders list`` prints).
+    """
     return [{"name": e.name, "kind": e.kind, "dim": e.dim, "weights_available": weights_available(e),
              "source": e.source, "licence": e.licence, "paper": e.paper, "description": e.description}
             for e in _ENTRIES]

@@ -13,6 +13,7 @@ from autorad.data.dataset import Dataset
 from autorad.errors import InputError
 from autorad.io import atomic_dir
 from autorad.outputs import prepare_output_dir, replaceable_dir, write_marker
+from autorad.pretrained import resolve_run
 from autorad.train.calibration import evaluation_calibration, run_temperature, summary_line, write_calibration_figures
 from autorad.train.cv import prediction_frame, write_run_report
 from autorad.train.features import build_features
@@ -26,8 +27,19 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
     """Predict every nodule of dataset ``data`` with ``run``'s final model; write metrics, predictions, report.
 
     ``out`` is a new or empty folder (or, with ``overwrite``, an earlier evaluation); it may not be, contain or
-    lie inside the run or the dataset, so a run's own files are never touched.
+    lie inside the run or the dataset, so a run's own files are never touched. ``run`` may be a built-in
+    model's name (``"lidc"``, :func:`autorad.pretrained.resolve_run`).
+
+    Args:
+        run: a run folder or a built-in model's name.
+        data: the dataset folder to evaluate on.
+        out: the evaluation folder to write (metrics.json, predictions.parquet, report.html).
+        overwrite: let ``out`` replace an earlier autorad evaluation.
+
+    Returns:
+        ``out``.
     """
+    run = resolve_run(run)
     prepare_output_dir(out, kind="evaluation", inputs=(run, data), overwrite=overwrite, create=False)
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
 

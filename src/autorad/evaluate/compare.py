@@ -19,6 +19,7 @@ from autorad import CLASS_NAMES
 from autorad.errors import InputError
 from autorad.io import atomic_write_text
 from autorad.outputs import claim_output_files, prepare_output_file
+from autorad.pretrained import resolve_run
 
 # (flattened metric key, column title, higher is better)
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -45,9 +46,18 @@ def compare(runs: list[str | Path], out: str | Path | None = None, overwrite: bo
     is dropped first); neither may exist already (unless autorad wrote it and ``overwrite``) or lie inside a run.
     Raises :class:`~autorad.errors.InputError` naming the run when a run folder or its ``metrics.json`` is
     missing or unreadable.
+
+    Args:
+        runs: run or evaluation folders (each holding metrics.json), or built-in model names (``"lidc"``).
+        out: also write ``<out>.md`` and ``<out>.csv``; None: only return the table.
+        overwrite: let ``out``'s files replace ones autorad wrote earlier.
+
+    Returns:
+        The Markdown table.
     """
     if not runs:
         raise InputError("compare needs at least one run folder")
+    runs = [resolve_run(r) for r in runs]  # built-in model names (``lidc``) or folders
     files = output_files(out) if out is not None else ()
     for f in files:
         prepare_output_file(f, inputs=runs, overwrite=overwrite, option="--out")

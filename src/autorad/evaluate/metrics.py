@@ -68,6 +68,13 @@ def compute_metrics(pred: pd.DataFrame, by_fold: bool = True) -> dict[str, Any]:
     :class:`~autorad.errors.InputError` for an empty table, missing columns, unknown class names or invalid
     probabilities. Undefined values (e.g. AUC of a class absent from a fold) are ``None`` and explained in
     the ``notes`` list of the affected block.
+
+    Args:
+        pred: predictions table: ``label``, ``prob_<class>`` columns (and ``fold`` for per-fold metrics).
+        by_fold: also compute per-fold metrics with their mean and std.
+
+    Returns:
+        The metrics dict described above.
     """
     df = _validated(pred, need_fold=by_fold)
     out: dict[str, Any] = {

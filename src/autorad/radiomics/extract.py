@@ -233,6 +233,14 @@ def run_radiomics(dataset: str | Path, cfg: RadiomicsConfig | None = None, mask_
     features with every nodule's mask changed that way into its own table
     (:func:`~autorad.radiomics.table.radiomics_path`), for the stability-aware selection
     (``radiomics.stability``); the cache is shared, keyed by the mask itself.
+
+    Args:
+        dataset: the dataset folder.
+        cfg: the radiomics settings (default :class:`RadiomicsConfig`).
+        mask_variant: extract with every mask perturbed this way instead (None: the dataset's masks).
+
+    Returns:
+        The path of the radiomics table written.
     """
     from autorad.data.dataset import Dataset  # here, not at the top: worker processes never need it
 

@@ -66,6 +66,15 @@ def load_radiomics(dataset: str | Path, mode: str = "2d", classes: Sequence[str]
     ``classes`` keeps only those feature classes (see :func:`select_feature_columns`); ``mask_variant`` reads the
     table of the perturbed masks (:func:`radiomics_path`). Raises :class:`InputError` when the table is missing or
     does not match the dataset's nodules.
+
+    Args:
+        dataset: the dataset folder.
+        mode: ``2d`` or ``3d``.
+        classes: feature classes to keep (None: all).
+        mask_variant: read the table of masks perturbed this way (``grow1`` ...).
+
+    Returns:
+        The table as a DataFrame.
     """
     path = radiomics_path(dataset, mode, mask_variant)
     if not path.is_file():

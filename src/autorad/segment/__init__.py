@@ -28,11 +28,31 @@ __all__ = ["ClickSegmenter", "SegmentResult", "check_hint", "load_segmenter", "s
 
 def segment_click(image_hu: np.ndarray, spacing_zyx_mm: tuple[float, float, float], seed_xyz: tuple[int, int, int],
                   diameter_hint_mm: float | None = None) -> SegmentResult:
-    """Segment the nodule at ``seed_xyz`` (column, row, slice index) in a (D, H, W) HU volume, in 3D."""
+    """Segment the nodule at ``seed_xyz`` (column, row, slice index) in a (D, H, W) HU volume, in 3D.
+
+    Args:
+        image_hu: the (D, H, W) volume in HU.
+        spacing_zyx_mm: the voxel size (slice, row, column) in mm.
+        seed_xyz: the click as voxel indices (x = column, y = row, z = slice).
+        diameter_hint_mm: an optional size hint (2-100 mm).
+
+    Returns:
+        A :class:`SegmentResult`: the (D, H, W) mask, how it was made, warnings.
+    """
     return load_segmenter().segment_3d(image_hu, spacing_zyx_mm, seed_xyz, diameter_hint_mm)
 
 
 def segment_click_2d(slice_hu: np.ndarray, spacing_rc_mm: tuple[float, float], seed_rc: tuple[int, int],
                      diameter_hint_mm: float | None = None) -> SegmentResult:
-    """Segment the nodule at ``seed_rc`` (row, column) on one (H, W) HU slice."""
+    """Segment the nodule at ``seed_rc`` (row, column) on one (H, W) HU slice.
+
+    Args:
+        slice_hu: the (H, W) slice in HU.
+        spacing_rc_mm: the pixel size (row, column) in mm.
+        seed_rc: the click as (row, column).
+        diameter_hint_mm: an optional size hint (2-100 mm).
+
+    Returns:
+        A :class:`SegmentResult`: the (H, W) mask, how it was made, warnings.
+    """
     return load_segmenter().segment_2d(slice_hu, spacing_rc_mm, seed_rc, diameter_hint_mm)

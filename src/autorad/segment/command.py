@@ -23,6 +23,14 @@ def segment(center: tuple[int, int, int], out: str | Path, dicom: str | Path | N
 
     Returns a summary (no identifiers): mask file, method, warnings, voxel count, volume, slice extent, the
     middle slice and its equivalent diameter.
+
+    Args:
+        center: ``(x, y, z)`` voxel indices of the click.
+        out: the mask file to write (.nii.gz, .nii or .nrrd).
+        dicom: a folder holding one CT series (or give ``image``).
+        image: a NIfTI / NRRD volume in HU.
+        diameter_mm: an optional size hint (2-100 mm).
+        overwrite: let ``out`` replace a file autorad wrote earlier.
     """
     from autorad.data.crop import equivalent_diameter_mm
     from autorad.data.dicom import MASK_WRITE_SUFFIXES, load_image_file, load_series, write_mask_file

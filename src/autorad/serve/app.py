@@ -133,7 +133,15 @@ def parse_diameter(text: str | None) -> float | None:
 
 
 def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAPI:
-    """The app for one trained run (loaded here, once; raises InputError if ``run`` is not a trained run)."""
+    """The app for one trained run (loaded here, once; raises InputError if ``run`` is not a trained run).
+
+    Args:
+        run: a run folder or a built-in model's name.
+        settings: upload limits, volumes kept, warm-up (default :class:`ServeSettings`).
+
+    Returns:
+        The FastAPI app (serve it with any ASGI server).
+    """
     from autorad.predict import parse_center
 
     settings = settings or ServeSettings()
@@ -155,9 +163,9 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
             log.error("%s %s -> 500 (unexpected %s)", request.method, request.url.path, type(err).__name__)
             response = _error(500, f"internal error ({type(err).__name__}); the server keeps running")
         response.headers.update(SECURITY_HEADERS)
-        if request.url.path.startswith("/api/"):  # the path holds no identifiers (ids are random tokens)
-            log.info("%s %s -> %d (%.2f s)", request.method, request.url.path, response.status_code,
-                     time.perf_counter() - t0)
+        # one line per request: method, path (no query string; volume ids are random tokens), status, time
+        log.info("%s %s -> %d (%.0f ms)", request.method, request.url.path, response.status_code,
+                 1000 * (time.perf_counter() - t0))
         return response
 
     @app.exception_handler(VolumeTooLargeError)  # UploadTooLargeError too (a subclass)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from autorad.errors import AutoradError, MissingDependencyError
+from autorad.pretrained import DEFAULT_MODEL, resolve_run
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -57,13 +58,28 @@ def check_bind(host: str, port: int) -> None:
             raise AutoradError(f"cannot serve on {host}:{port}: {err.strerror}") from None
 
 
-def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: int = 1024,
+def serve(run: str | Path = DEFAULT_MODEL, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: int = 1024,
           max_volumes: int = 4, max_decodes: int = 2, allowed_hosts: tuple[str, ...] = ()) -> None:
-    """Load ``run`` once and serve the viewer on ``host:port`` until interrupted. Requests must address it by a
-    loopback name, ``host`` or one of ``allowed_hosts`` (:mod:`autorad.serve.guard`); at most ``max_decodes``
-    uploads are decoded at once."""
+    """Load a trained run once and serve the viewer on ``host:port`` until interrupted.
+
+    Requests must address it by a loopback name, ``host`` or one of ``allowed_hosts``
+    (:mod:`autorad.serve.guard`); at most ``max_decodes`` uploads are decoded at once.
+
+    Args:
+        run: a run folder or a built-in model's name (default: the built-in ``lidc``).
+        host: the address to bind (loopback by default; any other prints a warning).
+        port: the TCP port, 1-65535.
+        max_upload_mb: the largest upload accepted, in MB.
+        max_volumes: how many open volumes are kept in memory.
+        max_decodes: how many uploads are decoded at once.
+        allowed_hosts: further Host names the server answers to (DNS-rebinding guard).
+
+    Raises:
+        AutoradError: for a bad option, an address that cannot be bound, or a run that cannot be loaded.
+    """
     allowed_hosts = tuple(allowed_hosts or ())
     check_options(host, port, max_upload_mb, max_volumes, max_decodes, allowed_hosts)
+    run = resolve_run(run)
     check_bind(host, port)
     try:
         import uvicorn
@@ -81,7 +97,8 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, max_upload
         print(f"autorad: warning: serving on {host}, reachable from other machines; there is no login and no "
               "encryption (see docs/viewer.md before exposing CT data this way); requests must name this server "
               "by its address or an --allowed-host name", file=sys.stderr)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not logging.getLogger("autorad").handlers:  # the CLI has its own handler; a second would print lines twice
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     shown = f"[{host}]" if ":" in host else host
     print(f"autorad viewer for {Path(run).name}: http://{shown}:{port}/  (Ctrl+C to stop)", file=sys.stderr)
     uvicorn.run(app, host=host.strip("[]"), port=port, log_level="info", access_log=False, server_header=False)

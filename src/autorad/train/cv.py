@@ -261,6 +261,15 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
 
     ``out`` must be new or empty, an earlier run of the same config (resumed), or with ``overwrite`` any run
     folder autorad wrote (emptied first). Checked before any work.
+
+    Args:
+        dataset: the dataset folder (written by :func:`autorad.data.ingest.ingest`).
+        cfg: the experiment config (:func:`autorad.config.load_config`).
+        out: the run folder.
+        overwrite: let ``out`` replace an earlier autorad run.
+
+    Returns:
+        The run folder's path.
     """
     t0 = time.time()
     resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation

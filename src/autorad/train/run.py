@@ -47,7 +47,14 @@ def save_model(directory: Path, model: Model, meta: dict[str, Any]) -> None:
 
 
 def load_model(directory: Path) -> tuple[Model, dict[str, Any]]:
-    """Load a model saved by :func:`save_model` (strict; refuses corrupt or mismatched checkpoints)."""
+    """Load a model saved by :func:`save_model` (strict; refuses corrupt or mismatched checkpoints).
+
+    Args:
+        directory: a model folder (``final/model`` or ``folds/<k>/model`` of a run).
+
+    Returns:
+        ``(model, meta)``: the fitted model and its checkpoint metadata (config, radiomics names, versions).
+    """
     from autorad.train.kinds import model_from_tensors
 
     tensors, meta = load_checkpoint(directory)

@@ -43,6 +43,18 @@ def sweep(dataset: str | Path, config: str | Path, param: str, values: list[str]
     """Train ``config`` once per value of ``param`` (values parsed as YAML) and return the comparison table.
 
     ``out`` is new or empty, an earlier sweep (resumed), or with ``overwrite`` a folder autorad wrote.
+
+    Args:
+        dataset: the dataset folder.
+        config: a YAML file or a shipped config's name.
+        param: the dotted key to vary (``model.n_ctx``).
+        values: its values, as YAML strings.
+        out: the sweep folder (one run per value, compare.md and compare.csv).
+        overrides: ``section.key=value`` strings for every run.
+        overwrite: let ``out`` replace an earlier autorad sweep.
+
+    Returns:
+        The comparison table (Markdown).
     """
     from autorad.evaluate.compare import compare
     from autorad.train.cv import train

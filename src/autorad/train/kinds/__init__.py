@@ -84,7 +84,11 @@ def _discover() -> None:
 
 
 def kind_names() -> list[str]:
-    """Every registered model kind, sorted."""
+    """Every registered model kind, sorted.
+
+    Returns:
+        The names ``model.kind`` accepts.
+    """
     _discover()
     return sorted(_REGISTRY)
 
