@@ -137,7 +137,7 @@ function render() {
   compose();
   const z = view.z;
   $("slice-label").textContent = `${sliceOf(z)}  ·  z = ${view.info.z_mm[z].toFixed(1)} mm`;
-  $("slice-index").textContent = `index ${z} (0-based, lowest first: the Z of --center)`;
+  $("slice-index").textContent = `0-based index ${z} (--center Z)`;
   $("slider").value = z;
   $("wl-readout").textContent = `W ${Math.round(view.width)} / L ${Math.round(view.center)} HU`;
   $("zoom-readout").textContent = `${Math.round(view.zoom * 100)}%`;
@@ -193,7 +193,7 @@ function showHu(e) {
   if (!v) { $("hu-readout").textContent = view.info ? "outside the image" : ""; return; }
   const [, H, W] = view.info.shape;
   const hu = view.voxels[view.z * H * W + v.y * W + v.x];
-  $("hu-readout").textContent = `${hu} HU  at column ${v.x}, row ${v.y}, ${sliceOf(view.z)}`;
+  $("hu-readout").textContent = `${hu} HU at column ${v.x}, row ${v.y}, ${sliceOf(view.z)}`;
 }
 
 // ------------------------------------------------------------------------------------------- result panel
@@ -299,6 +299,8 @@ function selectNodule(n) {
   renderList();
   showPrediction(item);
   goto(item.z);
+  setState("done", `Nodule ${n} at column ${item.x}, row ${item.y}, ${sliceOf(item.z)}: outline on ` +
+           `${slicesText(item.mask.z0, item.mask.z0 + item.mask.depth - 1)} of ${view.info.shape[0]}.`);
 }
 view.selectNodule = selectNodule;
 
@@ -346,7 +348,7 @@ async function openFiles(files) {
   const slider = $("slider");
   slider.max = D - 1; slider.disabled = false;
   slider.style.direction = view.dir < 0 ? "rtl" : "ltr";  // slice 1 at the left end either way
-  $("slider-ends").textContent = `1 … ${D}`;
+  $("slider-last").textContent = String(D);
   $("slice-order").textContent = info.slice_order === "instance number"
     ? "Slices are numbered as in the series (DICOM instance number)."
     : "Slices are numbered from the lowest position.";
@@ -394,12 +396,7 @@ async function predictAt(x, y, z) {
   if (id !== view.request) { renderList(); render(); return; }
   view.pending = null;
   view.lastClickMs = item.ms;
-  view.selected = item.n;
-  renderList();
-  render();
-  showPrediction(item);
-  setState("done", `Nodule ${item.n} at column ${x}, row ${y}, ${sliceOf(z)}: outline on ` +
-           `${slicesText(m.z0, m.z0 + m.depth - 1)} of ${view.info.shape[0]}.`);
+  selectNodule(item.n);
 }
 
 // ------------------------------------------------------------------------------------------- the model
