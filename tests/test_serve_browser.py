@@ -119,7 +119,7 @@ def viewer(server, nodule_0001):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(server + "/")
-        page.wait_for_function("!document.getElementById('model-line').textContent.startsWith('loading')")
+        _wait(page, "!document.getElementById('model-line').textContent.startsWith('loading')")
         assert page.is_visible("#sim-banner")  # both the fixture run and the demo run learnt from phantom nodules
         page.set_input_files("#file", files)
         page.wait_for_selector("body[data-state=loaded]", timeout=60_000)
@@ -131,6 +131,16 @@ def viewer(server, nodule_0001):
 
 def _js(page, expr: str):
     return page.evaluate(f"() => {expr}")
+
+
+def _wait(page, expr: str, timeout_s: float = 30) -> None:
+    """Wait until the JS expression is true, polling from here: the page's Content-Security-Policy forbids the
+    string evaluation ``page.wait_for_function`` needs once it has to poll inside the page."""
+    deadline = time.time() + timeout_s
+    while not page.evaluate(f"() => Boolean({expr})"):
+        if time.time() > deadline:
+            pytest.fail(f"timed out waiting for {expr}")
+        time.sleep(0.02)
 
 
 def _screen(page, x: int, y: int) -> tuple[float, float]:
@@ -148,7 +158,7 @@ def _goto_slice(page, z: int) -> None:
             return
         before = page.inner_text("#slice-label")
         page.mouse.wheel(0, 100)  # wheel down: the next slice number, whichever way the series runs
-        page.wait_for_function(f"document.getElementById('slice-label').textContent !== {before!r}")
+        _wait(page, f"document.getElementById('slice-label').textContent !== {before!r}")
     pytest.fail(f"the wheel never reached slice index {z}")
 
 
@@ -166,7 +176,7 @@ def _click_voxel(page, x: int, y: int) -> None:
     n = _js(page, "window.autoradViewer.nodules.length")
     page.mouse.click(*_screen(page, x, y))
     page.wait_for_selector("body[data-state=done]", timeout=60_000)
-    page.wait_for_function(f"window.autoradViewer.nodules.length === {n + 1}")
+    _wait(page, f"window.autoradViewer.nodules.length === {n + 1}")
 
 
 COUNT_ORANGE = """() => {
@@ -195,7 +205,7 @@ def test_slice_numbers_follow_the_series(viewer, nodule_0001, series_numbers):
     box = page.locator("#slice").bounding_box()
     page.mouse.move(box["x"] + 10, box["y"] + 10)
     page.mouse.wheel(0, 100)
-    page.wait_for_function("document.getElementById('slice-label').textContent.startsWith('slice 3 ')")
+    _wait(page, "document.getElementById('slice-label').textContent.startsWith('slice 3 ')")
     page.keyboard.press("End")
     assert page.inner_text("#slice-label").startswith(f"slice {n} of {n}")
     page.keyboard.press("PageUp")
@@ -243,7 +253,7 @@ def test_zoom_and_pan(viewer, nodule_0001):
     page.keyboard.down("Control")
     page.mouse.wheel(0, -300)
     page.keyboard.up("Control")
-    page.wait_for_function(f"{view}.zoom > 1.5")
+    _wait(page, f"{view}.zoom > 1.5")
     page.mouse.move(*_screen(page, x, y))
     assert page.inner_text("#hu-readout") == before
     assert _screen(page, x, y) == pytest.approx((x0, y0), abs=1.0)
@@ -298,7 +308,7 @@ def test_window_level_drag_and_presets(viewer, nodule_0001):
         page.mouse.down(button="right" if how == "right" else "left")
         page.mouse.move(sx + 60, sy + 40, steps=6)
         page.mouse.up(button="right" if how == "right" else "left")
-        page.wait_for_function(f"{view}.frame === null")
+        _wait(page, f"{view}.frame === null")
         w1, c1 = _js(page, f"[{view}.width, {view}.center]")
         assert w1 > w0 and c1 > c0, how
         assert page.inner_text("#wl-readout") == f"W {round(w1)} / L {round(c1)} HU"
@@ -376,13 +386,16 @@ def test_several_nodules_listed(viewer, nodule_0001, series_numbers, tmp_path):
     assert "selected" in items.nth(0).get_attribute("class")
     assert page.inner_text("#details").startswith(f"nodule {first}, clicked at column {x}, row {y}")
     assert f"/nodules/{first}/files/report.html" in page.get_attribute("#downloads a >> nth=0", "href")
+    page.set_viewport_size({"width": 1240, "height": 1090})  # the whole page, without a resize at the shot
     page.mouse.move(*_screen(page, x + 12, y + 12))  # a HU readout in the screenshot
+    assert page.inner_text("#hu-readout").endswith(f"HU at column {x + 12}, row {y + 12}, slice "
+                                                   f"{series_numbers[z]} of {n}")
     shot = tmp_path / "viewer.png"
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot))
     if os.environ.get("AUTORAD_WRITE_SCREENSHOT") == "1":
         shutil.copyfile(shot, REPO / "docs" / "viewer.png")
     second = _js(page, f"{view}.nodules[1].n")
     page.locator(f"#nodules li[data-nodule='{second}'] button.remove").click()
-    page.wait_for_function("document.querySelectorAll('#nodules li').length === 1")
+    _wait(page, "document.querySelectorAll('#nodules li').length === 1")
     assert page.evaluate(COUNT_ORANGE.replace("=== 140", "=== 221").replace("=== 0)", "=== 87)")) == 0
     assert page.inner_text("#nodule-count") == "(1)"
