@@ -16,8 +16,8 @@ CLASS_MEANINGS = {
     "malignant": "the median rating is above 3",
 }
 CLASS_CONTEXT = ("The three classes are what LIDC-IDRI radiologists said, not pathology: the median of 3-4 "
-                 "radiologists' malignancy ratings (1 to 5); below 3 is benign, 3 is unsure (indeterminate), above 3 is "
-                 "malignant. One radiologist agrees with the others' median about half the time.")
+                 "radiologists' malignancy ratings (1 to 5); below 3 is benign, 3 is unsure (indeterminate), "
+                 "above 3 is malignant. One radiologist agrees with the others' median about half the time.")
 NOT_A_DEVICE = "Research software, not a medical device: the prediction is not a diagnosis."
 ECE_WORDS = ("calibration error (ECE): how far, on average, the stated confidence was from how often the model was "
              "right in cross-validation; 0 = confidence matches accuracy")

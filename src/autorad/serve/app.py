@@ -248,10 +248,11 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
     @app.get("/api/volumes/{key}/files/{name}")
     def download_latest(key: str, name: str) -> Response:
         item = _open(key)
-        if item.prediction is None:
+        answer = item.prediction
+        if answer is None:
             _check_download(item, name)
             raise StarletteHTTPException(404, f"no {name} yet: click a nodule first")
-        return _download(item, item.prediction, name)
+        return _download(item, answer, name)
 
     @app.get("/api/volumes/{key}/nodules/{n}/files/{name}")
     def download(key: str, n: int, name: str) -> Response:
