@@ -58,7 +58,7 @@ def server(served_run, tmp_path_factory):
                                  str(port)], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a loaded 2-core machine can take minutes to import and warm up
         while True:
             try:
                 with urllib.request.urlopen(url + "/api/health", timeout=2) as r:
