@@ -1,7 +1,8 @@
 """The prediction report for a clinician: one self-contained HTML page (Jinja2 template
 ``templates/predict_report.html.j2``) with the full axial slice and a zoom, both with the mask outline and a scale
-bar, the slice position in mm, how the mask was made, the probabilities beside the model's cross-validated
-accuracy, AUC and calibration, the warnings (simulated-data training as a banner) and what the model is in words.
+bar, the slice position in mm, how the mask was made, the class with its confidence beside the model's
+cross-validated calibration error and accuracy (words from :mod:`autorad.reading`), the probabilities, AUC, the
+warnings (simulated-data training as a banner) and what the model is in words.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from autorad import __version__
 from autorad.io import atomic_write_text
 from autorad.predictor import Prediction, Predictor
+from autorad.reading import NOT_MEASURED, summary
 
 TEMPLATE = "predict_report.html.j2"
 WINDOW_HU = (-1000, 400)  # lung window
@@ -76,7 +78,7 @@ def figure(pred: Prediction) -> bytes:
 def _metric(cv: dict[str, Any], key: str) -> str:
     v = cv.get(key)
     if v is None:
-        return "not available"
+        return NOT_MEASURED
     text = f"{v:.3f}"
     mean, std = cv.get(f"{key}_fold_mean"), cv.get(f"{key}_fold_std")
     if mean is not None and std is not None:
@@ -104,7 +106,7 @@ def render(pred: Prediction, predictor: Predictor) -> str:
     banners = [w for w in res["warnings"] if w.startswith("MODEL TRAINED ON SIMULATED DATA")]
     probs = list(res["probabilities"].items())
     return env.get_template(TEMPLATE).render(
-        result=res, banners=banners, probabilities=probs, top_probability=max(p for _, p in probs),
+        result=res, banners=banners, probabilities=probs, reading=summary(res),
         cv=cv_view, model=model, mask=res["mask"], n_slices=pred.volume.hu.shape[0],
         slice_spacing=float(pred.volume.spacing_mm[0]), version=__version__,
         figure=base64.b64encode(figure(pred)).decode())

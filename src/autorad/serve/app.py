@@ -10,8 +10,11 @@ Routes (JSON errors are always ``{"error": "..."}`` with a 4xx status; 5xx only 
                                        prints
 ``POST /api/volumes``                  form ``file`` -> a volume id, its shape, spacing and slice positions
 ``GET /api/volumes/{id}/voxels``       the volume as little-endian int16 HU (the page windows it itself)
-``POST /api/volumes/{id}/predict``     form ``center``, optional ``diameter_mm`` -> prediction, mask, downloads
-``GET /api/volumes/{id}/files/{name}`` the last prediction's report (HTML) and mask (NIfTI)
+``POST /api/volumes/{id}/predict``     form ``center``, optional ``diameter_mm`` -> nodule number, prediction,
+                                       mask, downloads (the volume keeps its last ``MAX_NODULES`` predictions)
+``GET .../nodules/{n}/files/{name}``   nodule ``n``'s report (HTML), mask (NIfTI) and, for DICOM, SEG and SR
+``DELETE .../{id}/nodules/{n}``        forget nodule ``n``
+``GET /api/volumes/{id}/files/{name}`` the latest kept prediction's downloads
 =====================================  ===========================================================================
 """
 
@@ -39,7 +42,7 @@ from autorad.errors import InputError
 from autorad.serve.guard import HostGuard, allowed_host_names
 from autorad.serve.model import DICOM_DOWNLOADS, DOWNLOADS, ServedModel
 from autorad.serve.uploads import MB, UploadLimits, load_volume, private_workdir, stage_upload
-from autorad.serve.volumes import VolumeStore, mask_payload, volume_info, voxels_int16
+from autorad.serve.volumes import MAX_NODULES, VolumeStore, mask_payload, volume_info, voxels_int16
 
 log = logging.getLogger("autorad.serve")
 STATIC = Path(str(package_files("autorad.serve") / "static"))
@@ -242,7 +245,7 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
     @app.post("/api/volumes")
     def open_volume(file: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
         vol, sources = _decode(file, keep_sources=True)
-        return volume_info(store.add(vol, sources), vol)
+        return volume_info(store.add(vol, sources), vol, sources)
 
     @app.get("/api/volumes/{key}/voxels")
     def voxels(key: str) -> Response:
@@ -255,19 +258,45 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
         item = _open(key)
         c, d = parse_center(center), parse_diameter(diameter_mm)
         answer = model.predict(item.volume, c, d)
-        item.prediction = answer
+        n = item.add(answer)
         names = DOWNLOADS + (DICOM_DOWNLOADS if item.sources else ())
-        return {"prediction": answer.result, "mask": mask_payload(answer.mask),
-                "downloads": {name: f"/api/volumes/{key}/files/{name}" for name in names}}
+        return {"nodule": n, "prediction": answer.result, "mask": mask_payload(answer.mask),
+                "downloads": {name: f"/api/volumes/{key}/nodules/{n}/files/{name}" for name in names}}
+
+    def _nodule(item: Any, n: int) -> Any:
+        try:
+            return item.nodule(n)
+        except KeyError:
+            raise StarletteHTTPException(404, f"no nodule {n} on this volume (removed, or more than "
+                                              f"{MAX_NODULES} were clicked since)") from None
+
+    @app.delete("/api/volumes/{key}/nodules/{n}")
+    def remove_nodule(key: str, n: int) -> dict[str, Any]:
+        item = _open(key)
+        _nodule(item, n)
+        item.remove(n)
+        return {"removed": n}
 
     @app.get("/api/volumes/{key}/files/{name}")
-    def download(key: str, name: str) -> Response:
+    def download_latest(key: str, name: str) -> Response:
         item = _open(key)
         answer = item.prediction
+        if answer is None:
+            _check_download(item, name)
+            raise StarletteHTTPException(404, f"no {name} yet: click a nodule first")
+        return _download(item, answer, name)
+
+    @app.get("/api/volumes/{key}/nodules/{n}/files/{name}")
+    def download(key: str, n: int, name: str) -> Response:
+        item = _open(key)
+        return _download(item, _nodule(item, n), name)
+
+    def _check_download(item: Any, name: str) -> None:
         if name not in DOWNLOADS + DICOM_DOWNLOADS or (name in DICOM_DOWNLOADS and not item.sources):
             raise StarletteHTTPException(404, f"no download named {name!r} for this volume")
-        if answer is None:
-            raise StarletteHTTPException(404, f"no {name} yet: click a nodule first")
+
+    def _download(item: Any, answer: Any, name: str) -> Response:
+        _check_download(item, name)
         with private_workdir() as work:
             content = model.download(answer, name, work, item.sources)
         return Response(content, media_type=DOWNLOAD_TYPES.get(name, "application/octet-stream"),

@@ -50,7 +50,11 @@ class ServedModel:
         self._lock = threading.Lock()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "autorad_version": __version__, "model": self.predictor.describe()}
+        """Status, version, the model's description and how to read its predictions (:mod:`autorad.reading`)."""
+        from autorad.reading import reading_guide
+
+        return {"status": "ok", "autorad_version": __version__, "model": self.predictor.describe(),
+                "reading": reading_guide()}
 
     def warm_up(self) -> None:
         """One click on a small synthetic slab (a 6 mm ball in lung), so the first user click does not pay for lazy

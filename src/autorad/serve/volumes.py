@@ -8,10 +8,12 @@ random (``secrets.token_urlsafe``), so one user cannot guess another's volume.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,12 +22,41 @@ from autorad.data.dicom import CTVolume
 from autorad.errors import InputError
 from autorad.serve.model import Answer
 
+MAX_NODULES = 10  # predictions kept per open volume (each holds a full-volume mask); the oldest is dropped first
+
 
 @dataclass
 class OpenVolume:
     volume: CTVolume
     sources: list[Any] | None = None  # a DICOM series' slice headers (identifiers: only for SEG / SR downloads)
-    prediction: Answer | None = None
+    nodules: OrderedDict[int, Answer] = field(default_factory=OrderedDict)  # the page's nodule list, by number
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def prediction(self) -> Answer | None:
+        """The latest prediction kept (``None`` before the first click or after all were removed)."""
+        with self._lock:
+            return next(reversed(self.nodules.values()), None)
+
+    def add(self, answer: Answer) -> int:
+        """Keep ``answer`` as a new nodule of this volume; its number (1, 2, ...; never reused)."""
+        with self._lock:
+            n = next(self._numbers)
+            self.nodules[n] = answer
+            while len(self.nodules) > MAX_NODULES:
+                self.nodules.popitem(last=False)
+            return n
+
+    def nodule(self, n: int) -> Answer:
+        """Nodule ``n`` (KeyError when unknown or dropped)."""
+        with self._lock:
+            return self.nodules[n]
+
+    def remove(self, n: int) -> None:
+        """Forget nodule ``n`` (KeyError when unknown)."""
+        with self._lock:
+            del self.nodules[n]
 
 
 class VolumeStore:
@@ -58,11 +89,33 @@ class VolumeStore:
         return len(self._items)
 
 
-def volume_info(key: str, vol: CTVolume) -> dict:
-    """What the page needs to draw and address the slices (no identifiers)."""
+def slice_numbers(vol: CTVolume, sources: list[Any] | None = None) -> tuple[list[int], str]:
+    """Each slice's 1-based number in the series' own order, and what that order is.
+
+    The volume's slices are in ascending position (index 0 lowest, as ``--center`` counts). A DICOM series whose
+    slices all carry distinct Instance Numbers is numbered 1..N in that order (what a PACS shows; usually head
+    first); otherwise slices are numbered 1..N from the lowest position.
+    """
+    d = vol.shape[0]
+    inst = []
+    for ds in sources or []:
+        try:
+            inst.append(int(ds.get("InstanceNumber")))
+        except (TypeError, ValueError):
+            break
+    if len(inst) == d and len(set(inst)) == d:
+        rank = {i: k + 1 for k, i in enumerate(sorted(inst))}
+        return [rank[i] for i in inst], "instance number"
+    return list(range(1, d + 1)), "position"
+
+
+def volume_info(key: str, vol: CTVolume, sources: list[Any] | None = None) -> dict:
+    """What the page needs to draw and address the slices (no identifiers). ``slice_numbers[i]`` is slice index
+    ``i``'s 1-based number in the series (see :func:`slice_numbers`)."""
     d, h, w = vol.shape
+    numbers, order = slice_numbers(vol, sources)
     return {"id": key, "shape": [d, h, w], "spacing_mm": [float(s) for s in vol.spacing_mm],
-            "z_mm": [round(float(z), 3) for z in vol.z_positions],
+            "z_mm": [round(float(z), 3) for z in vol.z_positions], "slice_numbers": numbers, "slice_order": order,
             "gaps_mm": [[round(a, 3), round(b, 3)] for a, b in vol.gaps], "dtype": "int16-le"}
 
 
