@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (set up .venv, run the offline embedded default) and `make test`.
+# Two entry points: `make demo` (set up .venv, predict the shipped LIDC sample CT with the built-in model `lidc`,
+# then run the offline embedded default) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -20,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
+	$(VENV)/bin/autorad predict lidc --sample lidc-idri-0001 --report runs/first_prediction.html --overwrite
+	@echo "the built-in model's report on the sample CT: runs/first_prediction.html"
 	$(VENV)/bin/autorad run
 
 test: setup

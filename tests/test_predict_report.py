@@ -55,7 +55,7 @@ def test_report_puts_ece_and_accuracy_beside_the_confidence(case):
     assert "Most likely class" not in text
     head = re.search(rf"{cls} : model confidence {100 * p:.1f}% \(([^)]*)\)", text)
     assert head, text[:800]
-    assert head.group(1) == "calibration not stated"  # the phantom run's result has no "calibrated" flag
+    assert head.group(1) == "not calibrated"  # the phantom run has no temperature
     after = text[head.end():head.end() + 400]  # ECE and accuracy follow the confidence, with the CV metrics' values
     assert f"calibration error (ECE) {metrics['pooled']['ece']:.3f}" in after
     assert f"accuracy {metrics['pooled']['accuracy']:.3f}" in after and f"on {metrics['n']} nodules" in after
@@ -72,6 +72,15 @@ def test_report_says_not_measured_and_calibrated(case):
     assert f"calibration error (ECE) {NOT_MEASURED}" in text and "accuracy 0.700" in text
     assert "(calibrated)" in _text(render(_with(pred, calibrated=True), predictor))
     assert "(not calibrated)" in _text(render(_with(pred, calibrated=False), predictor))
+
+
+def test_calibrated_probabilities_get_the_ece_after_scaling(case):
+    predictor, pred, _ = case
+    cv = {**pred.result["model"]["cross_validation"], "ece": 0.0321, "ece_calibrated": 0.0242}
+    text = _text(render(_with(pred, calibrated=True, cross_validation=cv), predictor))
+    assert "calibration error (ECE) 0.024" in text and "after temperature scaling" in text
+    raw = _text(render(_with(pred, calibrated=False, cross_validation=cv), predictor))
+    assert "calibration error (ECE) 0.032" in raw and "after temperature scaling" not in raw
 
 
 def test_headline_and_summary_tolerate_missing_keys():

@@ -5,9 +5,9 @@
 1. ``autorad run autorad_quality --out RUN`` in a fresh process (resumes a finished or interrupted RUN): ingest of
    the shared max-slice NPZ ($AUTORAD_SHARED_DATA), radiomics, embeddings, 3 seeds x 5 patient-level folds, the final
    3-seed ensemble trained on all 1,086 nodules;
-2. ``autorad calibrate RUN``: the temperature fitted on the out-of-fold predictions (docs/training.md);
-3. the sealed run record (CV summary, calibration, the training patients and series as hashes) attached to
-   ``final/model``;
+2. the sealed run record (CV summary, the training patients and series as hashes) attached to ``final/model``;
+3. ``autorad calibrate RUN/run``: the temperature fitted on the out-of-fold predictions (docs/training.md), which
+   joins the sealed record;
 4. copies what a predictor needs (``final/model``, ``metrics.json``, ``run.json``, ``config.yaml``, the CV figures)
    into OUT and writes OUT/MODEL_CARD.md from the run's own numbers;
 5. loads OUT as a predictor and predicts the shipped sample CT, printing the result.
@@ -26,7 +26,6 @@ from pathlib import Path
 
 CONFIG = "autorad_quality"
 MARKER = ".built-by"
-FIGURES = ("confusion.png", "roc.png", "reliability.png", "calibration_before_after.png")
 
 
 def sh(*args: str) -> None:
@@ -47,24 +46,26 @@ def copy_model(run: Path, out: Path) -> None:
     if figs.is_dir():
         (out / "figures").mkdir()
         for f in sorted(figs.iterdir()):
-            if f.suffix == ".png" and any(f.name.endswith(k) for k in FIGURES):
+            if f.suffix == ".png":
                 shutil.copy2(f, out / "figures" / f.name)
     (out / MARKER).write_text(f"docs/scripts/build_lidc_model.py from {CONFIG}\n")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=Path("runs/lidc_build"))
+    ap.add_argument("--run", type=Path, default=Path("runs/lidc_build"), help="the main job's folder (the run is "
+                                                                             "RUN/run, its dataset RUN/dataset)")
     ap.add_argument("--out", type=Path, default=Path("src/autorad/pretrained/lidc"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sh("run", CONFIG, "--out", str(args.run))
-    sh("calibrate", str(args.run))
+    run = args.run / "run"
+    sh("run", CONFIG, "--out", str(args.run))  # a finished run is reused as it is (and sealed with its record)
     from autorad.train.record import attach_run_record
     from autorad.train.run import Run
 
-    attach_run_record(Run(args.run))
-    copy_model(args.run, args.out)
+    attach_run_record(Run(run))  # a run trained before records existed gets one now (a no-op otherwise)
+    sh("calibrate", str(run))  # the temperature joins the sealed record
+    copy_model(run, args.out)
     from autorad.pretrained.card import write_model_card
 
     write_model_card(args.out)

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from autorad import __version__
 from autorad.errors import AutoradError, describe_os_error
 from autorad.outputs import add_overwrite_argument
+from autorad.samples import sample_names
 
 DESCRIPTION = ("autorad predicts whether a lung nodule on CT is benign, unsure or malignant (AutoRad-Lung), and "
                "trains and evaluates such models on LIDC-IDRI or your own data.")
@@ -193,6 +194,13 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         return 0
     if a.out is not None:
         raise AutoradError("--out is for --nodules; a single prediction prints its JSON (use --report etc.)")
+    if a.sample is not None:
+        from autorad.samples import get_sample
+
+        if a.mask is not None or a.center is not None:
+            raise AutoradError("--sample comes with its nodule's click; give --dicom with --center or --mask instead")
+        sample = get_sample(a.sample)
+        a.dicom, a.center = str(sample.path), ",".join(str(v) for v in sample.center)
     result = predict(a.run, dicom=a.dicom, image=a.image, mask=a.mask,
                      center=parse_center(a.center) if a.center else None, diameter_mm=a.diameter_mm,
                      label=a.label, disk=a.disk, report=a.report, save_mask=a.save_mask, dicom_seg=a.dicom_seg,
@@ -526,6 +534,8 @@ def _add_predict(sub: Any) -> None:
     src.add_argument("--image", help="NIfTI (.nii, .nii.gz) or NRRD volume")
     src.add_argument("--nodules", help="CSV with one nodule per row (columns ct, center or mask; optional id, "
                                        "diameter_mm, label, disk); writes a table and JSON per nodule to --out")
+    src.add_argument("--sample", help="a CT that ships with autorad, predicted at its nodule (the click comes with "
+                                      "it): " + ", ".join(sample_names()))
     s.add_argument("--mask", help="nodule mask with the image's geometry (binary, or a label map with --label)")
     s.add_argument("--label", type=int, help="with --mask: the label of the nodule in a label map")
     s.add_argument("--center", help="X,Y,Z voxel indices (column, row, slice in position order) of a click inside "

@@ -16,7 +16,7 @@ import numpy as np
 from autorad import __version__
 from autorad.io import atomic_write_text
 from autorad.predictor import Prediction, Predictor
-from autorad.reading import NOT_MEASURED, summary
+from autorad.reading import NOT_MEASURED, ece_key, summary
 
 TEMPLATE = "predict_report.html.j2"
 WINDOW_HU = (-1000, 400)  # lung window
@@ -101,7 +101,9 @@ def render(pred: Prediction, predictor: Predictor) -> str:
     if cv:
         cv_view = {"accuracy": Markup(_metric(cv, "accuracy")),
                    "macro_auc": Markup(_metric(cv, "macro_auc")),
-                   "ece": _metric(cv, "ece"), "unsure_f1": _metric(cv, "unsure_f1"),
+                   "ece": _metric(cv, ece_key(res)),
+                   "ece_note": ", after temperature scaling" if ece_key(res) == "ece_calibrated" else "",
+                   "unsure_f1": _metric(cv, "unsure_f1"),
                    "n": cv.get("n"), "n_folds": cv.get("n_folds"), "sealed": bool(cv.get("sealed"))}
     banners = [w for w in res["warnings"] if w.startswith("MODEL TRAINED ON SIMULATED DATA")]
     probs = list(res["probabilities"].items())

@@ -47,6 +47,14 @@ def calibration_words(result: dict[str, Any]) -> str:
     return "calibration not stated"
 
 
+def ece_key(result: dict[str, Any]) -> str:
+    """Which cross-validated ECE belongs beside this prediction's confidence: the one after temperature scaling
+    (``ece_calibrated``) when the probabilities were scaled and it was measured, else the model's own (``ece``)."""
+    cv = (result.get("model") or {}).get("cross_validation") or {}
+    return "ece_calibrated" if result.get("calibrated") is True and _number(cv.get("ece_calibrated")) is not None \
+        else "ece"
+
+
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """The headline pieces for a prediction's JSON: class, confidence (%), calibrated or not, the model's CV
     accuracy and ECE (text; "not measured" when missing), the nodule count, and the context lines."""
@@ -57,7 +65,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     n = cv.get("n")
     return {"predicted_class": cls, "confidence_pct": None if conf is None else round(100 * conf, 1),
             "calibration": calibration_words(result), "accuracy": metric_text(cv, "accuracy"),
-            "ece": metric_text(cv, "ece"), "macro_auc": metric_text(cv, "macro_auc"),
+            "ece": metric_text(cv, ece_key(result)), "macro_auc": metric_text(cv, "macro_auc"),
             "unsure_f1": metric_text(cv, "unsure_f1"), "n": n if isinstance(n, int) else None,
             "class_meaning": CLASS_MEANINGS.get(cls or "", ""), "context": CLASS_CONTEXT,
             "not_a_device": NOT_A_DEVICE}

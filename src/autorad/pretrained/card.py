@@ -11,8 +11,7 @@ from typing import Any
 
 from autorad import CLASS_NAMES
 from autorad.io import atomic_write_text
-
-CARD_FILE = "MODEL_CARD.md"
+from autorad.pretrained import MODEL_CARD
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -103,7 +102,7 @@ def model_card(folder: Path) -> str:
         "teaching. Inputs: a chest CT (DICOM series or NIfTI/NRRD, in HU) and a nodule position or mask.",
         "",
         "## Limits",
-        "- Trained on one axial slice per nodule (2D), from LIDC-IDRI scanners of 1999-2004 (GE, Siemens, Philips, "
+        "- Trained on one axial slice per nodule (2D), from the LIDC-IDRI scans (GE, Siemens, Philips, "
         "Toshiba); other scanners, protocols, contrast or slice thickness may change its behaviour.",
         "- The label is the readers' median rating, which radiologists themselves often disagree with; 'unsure' "
         "is a real class, not a fallback.",
@@ -127,6 +126,6 @@ def model_card(folder: Path) -> str:
 
 def write_model_card(folder: Path) -> Path:
     """Write ``folder/MODEL_CARD.md`` from the folder's own records."""
-    path = folder / CARD_FILE
+    path = folder / MODEL_CARD
     atomic_write_text(path, model_card(folder))
     return path

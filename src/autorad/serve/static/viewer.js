@@ -233,8 +233,10 @@ function showPrediction(item) {
   $("result").replaceChildren(cls, " ", conf);
   const cv = (p.model || {}).cross_validation;
   const n = cv && Number.isInteger(cv.n) ? ` on ${cv.n} nodules` : "";
+  // the ECE after temperature scaling belongs beside calibrated probabilities (autorad.reading.ece_key)
+  const eceKey = p.calibrated === true && cv && typeof cv.ece_calibrated === "number" ? "ece_calibrated" : "ece";
   $("result-quality").textContent = `Beside it, this model's cross-validated calibration error (ECE) ` +
-    `${metric(cv, "ece")} and accuracy ${metric(cv, "accuracy")}${n}: a confidence is only as good as that ` +
+    `${metric(cv, eceKey)} and accuracy ${metric(cv, "accuracy")}${n}: a confidence is only as good as that ` +
     `calibration.`;
   for (const c of CLASSES) {
     const v = p.probabilities[c];
@@ -417,7 +419,9 @@ async function loadHealth() {
     const rows = [["nodules", Number.isInteger(cv.n) ? `${cv.n} (${cv.n_folds} folds)` : NOT_MEASURED],
                   ["accuracy", metric(cv, "accuracy") + (cv.accuracy === undefined ? "" : sd("accuracy"))],
                   ["macro AUC", metric(cv, "macro_auc") + (cv.macro_auc === undefined ? "" : sd("macro_auc"))],
-                  ["unsure F1", metric(cv, "unsure_f1")], ["calibration error (ECE)", metric(cv, "ece")]];
+                  ["unsure F1", metric(cv, "unsure_f1")], ["calibration error (ECE)", metric(cv, "ece")],
+                  ...(typeof cv.ece_calibrated === "number"
+                    ? [["ECE after temperature scaling", metric(cv, "ece_calibrated")]] : [])];
     $("quality").tBodies[0].replaceChildren(...rows.map(([k, v]) => {
       const tr = document.createElement("tr");
       for (const t of [k, v]) { const td = document.createElement("td"); td.textContent = t; tr.append(td); }
