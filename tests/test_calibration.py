@@ -142,12 +142,12 @@ def test_predictor_and_evaluate_apply_the_run_temperature(run_copy: Path, phanto
     ps = float(row["pixel_spacing_mm"])
     vol = CTVolume(hu=arrays["slice_hu"][None], spacing_mm=(1.0, ps, ps), z_positions=np.array([0.0]),
                    sop_uids=[""], series_uid="x", patient_id="x")
-    before = Predictor.from_run(run_copy).predict(vol, mask=arrays["slice_mask"][None])
+    before = Predictor.from_run(run_copy).predict(vol, mask=arrays["slice_mask"][None]).to_dict()
     assert before["calibrated"] is False and "probabilities_uncalibrated" not in before
     raw_eval = pd.read_parquet(evaluate(run_copy, data, tmp_path / "ev0") / "predictions.parquet")
 
     t = cal.calibrate_run(run_copy)["temperature"]
-    after = Predictor.from_run(run_copy).predict(vol, mask=arrays["slice_mask"][None])
+    after = Predictor.from_run(run_copy).predict(vol, mask=arrays["slice_mask"][None]).to_dict()
     assert after["calibrated"] is True and after["temperature"] == t
     assert after["probabilities_uncalibrated"] == before["probabilities"]
     raw = np.array([[before["probabilities"][c] for c in CLASS_NAMES]])

@@ -232,7 +232,14 @@ class Predictor:
         return out + ([note] if note else []) + list(getattr(self, "record_warnings", []))
 
     def training_warnings(self, vol: CTVolume) -> list[str]:
-        """A warning when the CT's series or patient was in the model's training set (:mod:`autorad.train.record`)."""
+        """A warning when the CT's series or patient was in the model's training set (:mod:`autorad.train.record`).
+
+        Args:
+            vol: the loaded CT (its SeriesInstanceUID and PatientID are matched, pseudonymised as ingest does).
+
+        Returns:
+            The warnings (empty when neither was in training, or the model records no training set).
+        """
         from autorad.train.record import case_overlap_warnings
 
         return case_overlap_warnings(self.meta, vol.patient_id, vol.series_uid)
