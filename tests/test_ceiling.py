@@ -233,3 +233,20 @@ def test_same_nodules_as_the_dataset(script, maxslice_npz: Path, small_maxslice_
     ours = {int(i) for i, r in zip(ev["nodule_id"], ev["row"], strict=True) if r < 150}
     manifest = Dataset(small_maxslice_dataset).manifest
     assert ours == {int(i) for i in manifest["source_nodule_id"]} and len(ours) > 50
+
+
+def test_a_regenerated_results_page_keeps_the_ceiling_section():
+    import sys
+
+    path = SCRIPT.parent / "make_results.py"
+    spec = importlib.util.spec_from_file_location("make_results", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["make_results"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    old = ("# R\n\nold table\n\n<!-- ceiling:start -->\nceiling text\n<!-- ceiling:end -->\n\n"
+           "## Deviations from the paper\n")
+    new = "# R\n\nnew table\n\n## Deviations from the paper\n\nd\n"
+    out = mod.carry_sections(old, new)
+    assert "new table" in out and "old table" not in out and out.endswith("d\n")
+    assert out.index("ceiling text") < out.index("## Deviations") and out.count("<!-- ceiling:start -->") == 1
+    assert mod.carry_sections(old, out) == out  # a page that has the section keeps its own
