@@ -63,8 +63,8 @@ def section(model: Path) -> str:
         "",
         "These come from the build's own run, made in a fresh `make setup` environment (the one writing this "
         f"section has {versions()}). Where they differ from the `autorad_quality` row of the main table above "
-        "(same config, same folds, computed earlier by make_results.py), the cause has not been established; the likeliest is other "
-        "versions of the dependencies autorad does not pin.",
+        "(same config, same folds, computed earlier by make_results.py), the cause has not been established; the "
+        "likeliest is other versions of the dependencies autorad does not pin.",
         "",
         "**Calibration.** Temperature scaling: one temperature T divides the log-probabilities (the class with the "
         "largest probability never changes). T is fitted on the out-of-fold predictions (minimum log loss); the "
