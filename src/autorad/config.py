@@ -200,8 +200,11 @@ class SelectConfig(_Strict):
 
 
 # train keys that organise a run rather than shape what a fold's model learns: never selected by train.select
+# train.* keys applied after the models are trained (to the out-of-fold predictions): no model depends on them, so
+# fingerprints of trained models and the resume check leave them out
+POST_TRAINING_KEYS = ("calibration",)
 TRAIN_RUN_KEYS = ("seed", "n_seeds", "seed_ensemble", "executor", "jobs", "ray_address", "device", "final_model",
-                  "select", "calibration")
+                  "select", *POST_TRAINING_KEYS)
 
 
 def learning_keys() -> frozenset[str]:

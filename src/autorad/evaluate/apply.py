@@ -69,7 +69,7 @@ def evaluate(run: str | Path, data: str | Path, out: str | Path, overwrite: bool
         evaluated.write_predictions(predictions)
         evaluated.write_metrics(metrics)
         if calibration is not None:
-            write_calibration_figures(tmp, raw, predictions)
+            write_calibration_figures(tmp, raw, predictions, calibration["evaluation"])
         write_run_report(evaluated, cfg, ds, [], time.time() - t0, extra={"evaluated_run": trained.path.name})
     return Path(out)
 

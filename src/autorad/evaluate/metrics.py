@@ -127,11 +127,16 @@ def metrics_summary_line(metrics: dict[str, Any]) -> str:
     ])
 
 
+def prediction_arrays(pred: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A predictions table validated as :func:`compute_metrics` validates it (index reset), its labels as class
+    indices (N,) and its probabilities (N, 3) in ``CLASS_NAMES`` order."""
+    df = _validated(pred, need_fold=False)
+    return df, _label_index(df["label"]), df[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)
+
+
 def top_class_confidence(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Top-class confidence (max probability) and whether that class equals the label, per row."""
-    df = _validated(df, need_fold=False)
-    probs = df[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)
-    y = _label_index(df["label"])
+    _, y, probs = prediction_arrays(df)
     return probs.max(axis=1), probs.argmax(axis=1) == y
 
 

@@ -36,7 +36,7 @@ from scipy.optimize import minimize_scalar
 
 from autorad import CLASS_NAMES
 from autorad.errors import InputError
-from autorad.evaluate.metrics import PROB_COLUMNS, brier_score, compute_metrics, log_loss
+from autorad.evaluate.metrics import PROB_COLUMNS, brier_score, compute_metrics, log_loss, prediction_arrays
 from autorad.train.run import Run
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def with_probabilities(pred: pd.DataFrame, proba: np.ndarray) -> pd.DataFrame:
 def nested_calibrated(oof: pd.DataFrame) -> tuple[pd.DataFrame, list[float]]:
     """Each outer fold's predictions scaled by the temperature fitted on the other folds' only; and those
     temperatures, in sorted fold order."""
-    df, y, raw = _table(oof)
+    df, y, raw = prediction_arrays(oof)
     folds = sorted(int(f) for f in df["fold"].unique()) if "fold" in df.columns else []
     if len(folds) < 2:
         raise InputError("calibration needs out-of-fold predictions of at least 2 folds (column 'fold')")
@@ -100,7 +100,7 @@ def nested_calibrated(oof: pd.DataFrame) -> tuple[pd.DataFrame, list[float]]:
 def calibration_scores(pred: pd.DataFrame) -> dict[str, float | None]:
     """Pooled ECE, NLL, Brier score, accuracy and macro AUC of a predictions table."""
     pooled = compute_metrics(pred, by_fold=False)["pooled"]
-    _, y, proba = _table(pred)
+    _, y, proba = prediction_arrays(pred)
     values = {"ece": pooled["ece"], "nll": log_loss(proba, y), "brier": brier_score(proba, y),
               "accuracy": pooled["accuracy"], "macro_auc": pooled["macro_auc"]}
     return {k: None if v is None else round(float(v), 6) for k, v in values.items()}
@@ -108,11 +108,17 @@ def calibration_scores(pred: pd.DataFrame) -> dict[str, float | None]:
 
 def calibrate_predictions(oof: pd.DataFrame) -> dict[str, Any]:
     """The calibration block of a run from its out-of-fold predictions (see the module docstring)."""
-    df, y, raw = _table(oof)
+    return _calibration(oof)[0]
+
+
+def _calibration(oof: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The calibration block and the nested-scaled predictions it scores (for the figures)."""
+    df, y, raw = prediction_arrays(oof)
     nested, temps = nested_calibrated(df)
-    return {"method": METHOD, "temperature": round(fit_temperature(raw, y), 6),
-            "per_fold_temperature": [round(t, 6) for t in temps], "n": len(df),
-            "cv": {"before": calibration_scores(df), "after": calibration_scores(nested)}, "note": CAVEAT}
+    block = {"method": METHOD, "temperature": round(fit_temperature(raw, y), 6),
+             "per_fold_temperature": [round(t, 6) for t in temps], "n": len(df),
+             "cv": {"before": calibration_scores(df), "after": calibration_scores(nested)}, "note": CAVEAT}
+    return block, nested
 
 
 def calibrate_run(run: Run | str | Path, report: bool = True) -> dict[str, Any]:
@@ -129,12 +135,11 @@ def calibrate_run(run: Run | str | Path, report: bool = True) -> dict[str, Any]:
         raise InputError(f"RUN {run.path} has no out-of-fold predictions yet (predictions.parquet, metrics.json): "
                          "finish its cross-validation first")
     oof = run.read_predictions()
-    block = calibrate_predictions(oof)
+    block, nested = _calibration(oof)
     metrics = run.read_metrics()
     metrics["calibration"] = block
     run.write_metrics(metrics)
-    nested, _ = nested_calibrated(oof)
-    write_calibration_figures(run.path, oof, nested)
+    write_calibration_figures(run.path, oof, nested, block["cv"])
     log.info("calibration: %s", summary_line(block))
     _reseal(run)
     if report and run.report_file.is_file():
@@ -147,23 +152,25 @@ def calibrate_run(run: Run | str | Path, report: bool = True) -> dict[str, Any]:
 def _reseal(run: Run) -> None:
     """A final model that carries a sealed run record gets it again with the new metrics (the temperature is part of
     what it shows and applies); a model without one is left as it is."""
-    from autorad.train.checkpoint import load_checkpoint
+    from autorad.train.checkpoint import load_meta
     from autorad.train.record import RECORD_KEY, attach_run_record
 
-    if run.model_dir().is_dir() and RECORD_KEY in load_checkpoint(run.model_dir())[1]:
+    if run.model_dir().is_dir() and RECORD_KEY in load_meta(run.model_dir()):  # the sidecar tells; tensors unread
         attach_run_record(run)
 
 
-def write_calibration_figures(folder: Path, before: pd.DataFrame, after: pd.DataFrame) -> None:
-    """The reliability diagrams of ``before`` and ``after`` under ``folder/figures/`` (names from the report)."""
+def write_calibration_figures(folder: Path, before: pd.DataFrame, after: pd.DataFrame,
+                              scores: dict[str, dict[str, Any]]) -> None:
+    """The reliability diagrams of ``before`` and ``after`` under ``folder/figures/`` (names from the report),
+    titled with their ECE from ``scores`` (a block's ``cv`` or ``evaluation``: ``{"before": ..., "after": ...}``)."""
     from autorad.evaluate import plots
     from autorad.evaluate.report import CALIBRATION_FIGURES, FIGURES_DIR
 
     fig_dir = Path(folder) / FIGURES_DIR
-    for key, frame, what in (("calibration_before", before, "uncalibrated"),
-                             ("calibration_after", after, "temperature-scaled")):
-        ece = compute_metrics(frame, by_fold=False)["pooled"]["ece"]
-        plots.plot_reliability(frame, fig_dir / CALIBRATION_FIGURES[key], title=f"{what}: ECE {ece:.3f}")
+    for key, frame, what, when in (("calibration_before", before, "uncalibrated", "before"),
+                                   ("calibration_after", after, "temperature-scaled", "after")):
+        plots.plot_reliability(frame, fig_dir / CALIBRATION_FIGURES[key],
+                               title=f"{what}: ECE {scores[when]['ece']:.3f}")
 
 
 def run_temperature(run: Run, meta: dict[str, Any] | None = None) -> float | None:
@@ -190,7 +197,7 @@ def run_temperature(run: Run, meta: dict[str, Any] | None = None) -> float | Non
 def evaluation_calibration(raw: pd.DataFrame, temperature: float) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A run's temperature applied to another dataset's predictions: the scaled table and the block with the
     scores before and after (for ``autorad evaluate``)."""
-    _, _, proba = _table(raw)
+    _, _, proba = prediction_arrays(raw)
     scaled = with_probabilities(raw, apply_temperature(proba, temperature))
     return scaled, {"method": METHOD, "temperature": round(float(temperature), 6), "n": len(raw),
                     "evaluation": {"before": calibration_scores(raw), "after": calibration_scores(scaled)},
@@ -212,12 +219,3 @@ def _checked_temperature(t: Any) -> float:
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
         raise InputError(f"temperature must be a positive finite number, got {t!r}")
     return float(t)
-
-
-def _table(pred: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """A validated predictions table (reset index), its label indices and its (N, 3) probabilities."""
-    compute_metrics(pred, by_fold=False)  # the one validation of a predictions table (columns, labels, sums)
-    df = pred.reset_index(drop=True)
-    lookup = {c: i for i, c in enumerate(CLASS_NAMES)}
-    y = df["label"].astype(str).map(lookup).to_numpy(dtype=np.int64)
-    return df, y, df[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)

@@ -79,8 +79,9 @@ def checkpoint_exists(directory: Path) -> bool:
     return (Path(directory) / TENSOR_FILE).is_file() and (Path(directory) / META_FILE).is_file()
 
 
-def load_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read and verify a checkpoint; raise :class:`CheckpointError` on any mismatch or corruption."""
+def load_meta(directory: Path) -> dict[str, Any]:
+    """Read and verify a checkpoint's JSON sidecar only (format, seal), not its tensors; raise
+    :class:`CheckpointError` when either file is missing or the sidecar is not one autorad sealed."""
     directory = Path(directory)
     tfile, mfile = directory / TENSOR_FILE, directory / META_FILE
     if not tfile.is_file() or not mfile.is_file():
@@ -92,6 +93,13 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, A
     if not isinstance(meta, dict) or "tensors" not in meta or "sha256" not in meta:
         raise CheckpointError(f"{mfile} lacks the tensor manifest or checksum")
     check_meta(meta, mfile)
+    return meta
+
+
+def load_checkpoint(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and verify a checkpoint; raise :class:`CheckpointError` on any mismatch or corruption."""
+    meta = load_meta(directory)
+    tfile = Path(directory) / TENSOR_FILE
     try:
         tensors = st_load_bytes(tfile.read_bytes())
     except (SafetensorError, ValueError, OSError) as err:

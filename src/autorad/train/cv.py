@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from autorad import CLASS_NAMES, __version__
-from autorad.config import ExperimentConfig, dump_config
+from autorad.config import POST_TRAINING_KEYS, ExperimentConfig, dump_config
 from autorad.data.dataset import Dataset
 from autorad.data.folds import assign_folds
 from autorad.devices import resolve_device
@@ -37,11 +37,12 @@ __all__ = ["cross_validate", "fit_final", "load_model", "train", "write_run_repo
 
 
 def _model_settings(raw: dict[str, Any]) -> dict[str, Any]:
-    """A config dump without what changes no trained model: ``name``, ``out_dir`` and ``train.calibration`` (a
-    temperature fitted afterwards on the out-of-fold predictions), so switching those keeps every model."""
+    """A config dump without what changes no trained model: ``name``, ``out_dir`` and the
+    :data:`~autorad.config.POST_TRAINING_KEYS` of ``train`` (e.g. a temperature fitted afterwards on the out-of-fold
+    predictions), so switching those keeps every model."""
     out = {k: v for k, v in raw.items() if k not in ("name", "out_dir")}
     if isinstance(out.get("train"), dict):
-        out["train"] = {k: v for k, v in out["train"].items() if k != "calibration"}
+        out["train"] = {k: v for k, v in out["train"].items() if k not in POST_TRAINING_KEYS}
     return out
 
 

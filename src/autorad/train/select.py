@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from autorad.config import (
+    POST_TRAINING_KEYS,
     ExperimentConfig,
     candidate_config,
     candidate_label,
@@ -106,8 +107,8 @@ def _task_fingerprint(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable, c
                       fold: int, train_rows: np.ndarray, val_rows: np.ndarray) -> str:
     """What an inner training's result depends on (not how or where it was scheduled)."""
     ident = candidate_config(cfg, candidate).model_dump(mode="json", exclude={"name", "out_dir"})
-    ident["train"] = {k: v for k, v in ident["train"].items() if k not in ("executor", "jobs", "ray_address",
-                                                                           "calibration")}
+    ident["train"] = {k: v for k, v in ident["train"].items()
+                      if k not in ("executor", "jobs", "ray_address", *POST_TRAINING_KEYS)}
     rows = [[table.nodule_ids[r].tolist(), table.y[r].tolist()] for r in (train_rows, val_rows)]
     return hash_json([ident, ds.fingerprint, fold, rows])
 
