@@ -51,6 +51,20 @@ class CliResult:
     def err_lines(self) -> list[str]:
         return [ln for ln in self.err.splitlines() if ln.strip() and not ln.startswith("[autorad]")]
 
+    def assert_no_traceback(self) -> None:
+        assert "Traceback" not in self.err and "Traceback" not in self.out, self.err
+
+    def refusal_line(self, *words: str) -> str:
+        """Exit 2 and exactly one ``autorad: error:`` line holding every word (case-insensitive), no traceback;
+        the line."""
+        self.assert_no_traceback()
+        assert self.rc == 2, (self.rc, self.err)
+        lines = self.err_lines
+        assert len(lines) == 1 and lines[0].startswith("autorad: error: "), self.err
+        for w in words:
+            assert str(w).lower() in lines[0].lower(), (w, lines[0])
+        return lines[0]
+
 
 def _child(case: dict) -> None:
     argv = case["argv"]

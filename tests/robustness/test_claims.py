@@ -140,25 +140,14 @@ def cases(tmp_path_factory: pytest.TempPathFactory, logreg_run: Path):
     return dict(zip(names, results, strict=True)), {"t": t, "run": run, "series": series}
 
 
-def _no_traceback(r: CliResult) -> None:
-    assert "Traceback" not in r.err and "Traceback" not in r.out, r.err
-
-
 def refused(cases, name: str, *words: str) -> str:
     """Exit 2, one ``autorad: error:`` line holding every word (case-insensitive), no traceback."""
-    r = cases[0][name]
-    _no_traceback(r)
-    assert r.rc == 2, (r.rc, r.err)
-    lines = r.err_lines
-    assert len(lines) == 1 and lines[0].startswith("autorad: error: "), r.err
-    for w in words:
-        assert str(w).lower() in lines[0].lower(), (w, lines[0])
-    return lines[0]
+    return cases[0][name].refusal_line(*words)
 
 
 def done(cases, name: str) -> CliResult:
     r = cases[0][name]
-    _no_traceback(r)
+    r.assert_no_traceback()
     assert r.rc == 0, r.err[-2000:]
     return r
 
@@ -341,7 +330,7 @@ def test_crash_log_holds_no_path(cases):
     at the log; the log says what it holds and keeps the command with option names and numbers but every path
     replaced: the folder name appears nowhere in it."""
     r = cases[0]["crash_log"]
-    _no_traceback(r)
+    r.assert_no_traceback()
     assert r.rc == 1 and len(r.err_lines) == 1, r.err
     log = Path(r.err_lines[0].split("details in ")[1].split(";")[0])
     text = log.read_text()

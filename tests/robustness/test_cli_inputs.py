@@ -191,20 +191,11 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     return {n: (r, argv[n][1], out) for n, r in zip(names, results, strict=True)}
 
 
-def _no_traceback(r: CliResult) -> None:
-    assert "Traceback" not in r.err and "Traceback" not in r.out, r.err
-
-
 def refused(cases, name: str, *words: str) -> CliResult:
     """Exit 2, one ``autorad: error:`` line naming the problem (every word in it), no traceback, no output
     left behind and no temporary leftovers."""
     r, target, out = cases[name]
-    _no_traceback(r)
-    assert r.rc == 2, (r.rc, r.err)
-    lines = r.err_lines
-    assert len(lines) == 1 and lines[0].startswith("autorad: error: "), r.err
-    for w in words:
-        assert w.lower() in lines[0].lower(), (w, lines[0])
+    r.refusal_line(*words)
     if target is not None:
         assert not Path(target).exists(), f"{target} was written by a failed command"
     assert not [p for p in Path(out).rglob("*") if ".tmp-" in p.name], "temporary leftovers"
@@ -214,7 +205,7 @@ def refused(cases, name: str, *words: str) -> CliResult:
 def accepted(cases, name: str) -> dict:
     """Exit 0 with a prediction whose probabilities are finite and sum to 1; the report is written."""
     r, target, _ = cases[name]
-    _no_traceback(r)
+    r.assert_no_traceback()
     assert r.rc == 0, r.err
     res = json.loads(r.out)
     p = np.array(list(res["probabilities"].values()))
@@ -507,7 +498,7 @@ def test_dataset_one_class(cases):
 def test_fold_without_a_class(cases):
     """A fold with no benign nodule: trains; a warning names the fold and the class, also in run.json."""
     r, target, _ = cases["fold_without_class"]
-    _no_traceback(r)
+    r.assert_no_traceback()
     assert r.rc == 0, r.err
     assert "warning: fold 0: no benign nodule in its test part" in r.err
     assert any("fold 0: no benign" in w for w in json.loads((target / "run.json").read_text())["warnings"])

@@ -303,28 +303,18 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
     return {n: r for n, r in zip(names, results, strict=True)}, ctx
 
 
-def _no_traceback(r: CliResult) -> None:
-    assert "Traceback" not in r.err and "Traceback" not in r.out, r.err
-
-
 def refused(cases, name: str, *words: str) -> str:
     """Exit 2, one ``autorad: error:`` line holding every word (case-insensitive), no traceback."""
     results, _ = cases
-    r = results[name]
-    _no_traceback(r)
-    assert r.rc == 2, (r.rc, r.err)
-    lines = r.err_lines
-    assert len(lines) == 1 and lines[0].startswith("autorad: error: "), r.err
-    for w in words:
-        assert str(w).lower() in lines[0].lower(), (w, lines[0])
-    assert len(lines[0]) < 1024
-    return lines[0]
+    line = results[name].refusal_line(*words)
+    assert len(line) < 1024
+    return line
 
 
 def done(cases, name: str) -> CliResult:
     results, _ = cases
     r = results[name]
-    _no_traceback(r)
+    r.assert_no_traceback()
     assert r.rc == 0, r.err[-2000:]
     return r
 
@@ -733,7 +723,7 @@ def test_unexpected_error_points_at_a_log(cases):
     path of a log holding the traceback; no traceback on the terminal, no run folder."""
     results, ctx = cases
     r = results["env_unexpected_error"]
-    _no_traceback(r)
+    r.assert_no_traceback()
     assert r.rc == 1 and len(r.err_lines) == 1, r.err
     line = r.err_lines[0]
     assert "unexpected internal error" in line and "injected fault" in line and "details in " in line
