@@ -33,10 +33,17 @@ def sh(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "autorad", *args], check=True)
 
 
+def check_out(out: Path) -> None:
+    """OUT may be replaced only when this script wrote it (checked before the main job, and again when copying)."""
+    if (out.exists() or out.is_symlink()) and not (out / MARKER).is_file():
+        print(f"build_lidc_model: error: --out {out} exists and was not written by this script; remove it yourself "
+              "or choose another folder", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def copy_model(run: Path, out: Path) -> None:
+    check_out(out)
     if out.exists():
-        if not (out / MARKER).is_file():
-            raise SystemExit(f"{out} exists and was not written by this script; remove it yourself")
         shutil.rmtree(out)
     out.mkdir(parents=True)
     shutil.copytree(run / "final" / "model", out / "final" / "model")
@@ -58,6 +65,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("src/autorad/pretrained/lidc"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    check_out(args.out)  # before the main job, not after it
     run = args.run / "run"
     sh("run", CONFIG, "--out", str(args.run))  # a finished run is reused as it is (and sealed with its record)
     from autorad.train.record import attach_run_record

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import pydicom
 SAMPLE = "lidc-idri-0001"
 CENTRE_COL_ROW = (314, 366)  # the consensus outline's centre on the full 512 x 512 slice (autorad's LIDC ingest)
 SIZE = 192
+OWN_FILE = re.compile(r"slice_\d{3}\.dcm|ATTRIBUTION\.txt")  # what this script writes into the sample folder
 
 
 def crop_slice(src: Path, dst: Path, col0: int, row0: int) -> None:
@@ -44,9 +47,14 @@ def main() -> int:
     args = ap.parse_args()
     files = sorted((args.src / "LIDC-IDRI-0001").rglob("*.dcm"), key=lambda p: float(p.stem))
     out = args.out / SAMPLE
-    if out.exists():
-        shutil.rmtree(out)  # only this script's own output folder
-    out.mkdir(parents=True)
+    ours = [p for p in out.glob("*") if OWN_FILE.fullmatch(p.name)] if out.is_dir() else []
+    if out.is_symlink() or out.exists() and (not out.is_dir() or len(ours) != len(list(out.iterdir()))):
+        print(f"make_sample_ct: error: --out {out} holds files this script did not write; remove them yourself or "
+              "choose another folder", file=sys.stderr)
+        return 2
+    for p in ours:  # only this script's own files: slice_NNN.dcm and ATTRIBUTION.txt
+        p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     col0, row0 = CENTRE_COL_ROW[0] - SIZE // 2, CENTRE_COL_ROW[1] - SIZE // 2
     for i, f in enumerate(files, 1):
         crop_slice(f, out / f"slice_{i:03d}.dcm", col0, row0)
