@@ -85,3 +85,16 @@ def test_no_empty_progress_bar_when_there_is_nothing_to_do(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
     assert list(progress([1, 2], desc="radiomics 2d")) == [1, 2]
     assert "radiomics 2d" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_is_no_internal_error(tmp_path):
+    """``autorad configs list | head -1``: the closed pipe ends the command quietly, no crash log."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "autorad", "configs", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**__import__("os").environ, "XDG_STATE_HOME": str(tmp_path)})
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141), err
+    assert "internal error" not in err and "Traceback" not in err, err

@@ -68,33 +68,21 @@ def _cmd_radiomics(a: argparse.Namespace) -> int:
 def _cmd_encoders(a: argparse.Namespace) -> int:
     from autorad.encoders.registry import list_encoders
 
-    rows = list_encoders()
-    if a.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'name':28} {'kind':10} {'dim':>5}  {'weights here':12}  source")
-    for r in rows:
-        print(f"{r['name']:28} {r['kind']:10} {r['dim']:>5}  {r['weights_available']:12}  {r['source']}")
+    _print_rows(list_encoders(), [("name", 28, "name"), ("kind", 10, "kind"), ("dim", -5, "dim"),
+                                  ("weights here", 12, "weights_available"), ("source", 0, "source")], a.json)
     return 0
 
 
 def _cmd_models_list(a: argparse.Namespace) -> int:
     from autorad.pretrained import builtin_models
 
-    rows = builtin_models()
-    if a.json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "path"} for r in rows], indent=2))
-        return 0
-
-    def num(v: float | None) -> str:
-        return "-" if v is None else f"{v:.3f}"
-
-    print(f"{'name':10} {'installed':9} {'accuracy':>8} {'unsure F1':>9} {'AUC':>6}  description")
-    for r in rows:
-        print(f"{r['name']:10} {'yes' if r['installed'] else 'no':9} {num(r['accuracy']):>8} "
-              f"{num(r['unsure_f1']):>9} {num(r['macro_auc']):>6}  {r['description']}")
-    print("(cross-validated on the model's own training data; autorad models show NAME prints its card)",
-          file=sys.stderr)
+    rows = [{k: v for k, v in r.items() if k != "path"} for r in builtin_models()]
+    _print_rows(rows, [("name", 10, "name"), ("installed", 9, "installed"), ("accuracy", -8, "accuracy"),
+                       ("unsure F1", -9, "unsure_f1"), ("AUC", -6, "macro_auc"), ("description", 0, "description")],
+                a.json)
+    if not a.json:
+        print("(cross-validated on the model's own training data; autorad models show NAME prints its card)",
+              file=sys.stderr)
     return 0
 
 
@@ -109,13 +97,36 @@ def _cmd_configs_list(a: argparse.Namespace) -> int:
     from autorad.config import list_configs
 
     rows = list_configs()
-    if a.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        print(f"{r['name']:{width}}  {r['description']}")
+    _print_rows(rows, [("", max(len(r["name"]) for r in rows), "name"), ("", 0, "description")], a.json)
     return 0
+
+
+def _cell(value: Any) -> str:
+    """A table cell: ``-`` for a missing number, three decimals for a fraction, yes/no for a flag."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[tuple[str, int, str]], as_json: bool) -> None:
+    """The rows of a ``list`` command as JSON, or as a text table of ``(title, width, key)`` columns (a negative
+    width aligns right, 0 is the last, free column; a table whose titles are all empty prints no header)."""
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for (_, width, _), text in zip(columns, cells, strict=True):
+            out.append(text if width == 0 else f"{text:>{-width}}" if width < 0 else f"{text:{width}}")
+        return " ".join(out).rstrip()
+
+    if any(title for title, _, _ in columns):
+        print(line([title for title, _, _ in columns]))
+    for r in rows:
+        print(line([_cell(r[key]) for _, _, key in columns]))
 
 
 def _cmd_embed(a: argparse.Namespace) -> int:
@@ -774,13 +785,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, args.quiet)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except AutoradError as err:
         print(f"autorad: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("autorad: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`autorad configs list | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except ValidationError as err:  # a value the options did not check (they should): still the user's value
         from autorad.config import format_validation_error
 
