@@ -101,3 +101,26 @@ def test_best_validation_epoch_is_kept():
     assert 0 <= h.best_epoch < 8 and len(h.val_loss) == 8
     vl = torch.nn.functional.cross_entropy(predict_logits(m, _data(60, seed=3)), _data(60, seed=3).y)
     assert np.isclose(float(vl), min(h.val_loss), atol=1e-5)
+
+
+def test_epoch_state_holds_torch_state_dicts_and_an_older_one_starts_over(tmp_path):
+    """The epoch checkpoint keeps ``optimizer.state_dict()`` and ``scheduler.state_dict()`` (no hand-kept momentum
+    buffers, no schedule replay); an epoch state without them (older autorad) restarts the fold from epoch 0."""
+    from autorad.train.checkpoint import load_checkpoint, save_checkpoint, split_prefix
+
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05)
+    train_learner(TinyLearner(8), _data(), cfg, tmp_path / "s", "fp", fold=0)
+    tensors, meta = load_checkpoint(tmp_path / "s")
+    steps = -(-120 // 16)
+    assert meta["scheduler"]["last_epoch"] == 3 * steps  # stepped once per batch of every epoch
+    momentum = split_prefix(tensors, "optimizer")
+    assert momentum and all(k.endswith(".momentum_buffer") for k in momentum)
+    assert [g["params"] for g in meta["optimizer"]["param_groups"]] == [sorted(int(k.split(".")[0])
+                                                                           for k in momentum)]
+    old_meta = {k: v for k, v in meta.items() if k not in ("optimizer", "scheduler", "meta_sha256", "format_version",
+                                                           "autorad_version", "tensors")}
+    save_checkpoint(tmp_path / "s", {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}, old_meta)
+    epochs_seen = []
+    train_learner(TinyLearner(8), _data(), cfg, tmp_path / "s", "fp", fold=0,
+                  on_epoch=lambda epoch, loss: epochs_seen.append(epoch))
+    assert epochs_seen == [0, 1, 2]

@@ -10,7 +10,6 @@ checkpoint continues exactly as an uninterrupted one would (same batches, same m
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,21 +149,23 @@ def _device_of(learner: nn.Module) -> torch.device:
     return next(iter(learner.parameters()), torch.empty(0)).device
 
 
-def _momentum_state(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, np.ndarray]:
-    state = {}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            buf = opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                state[names[id(p)]] = buf.detach().cpu().numpy()
-    return state
+def _optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``opt.state_dict()`` split into its tensors (``"<param index>.<name>"``, for the safetensors file) and the
+    rest (param groups, non-tensor state; JSON)."""
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v.detach().cpu().numpy() for i, st in sd["state"].items() for k, v in st.items()
+               if isinstance(v, torch.Tensor)}
+    rest = {str(i): {k: v for k, v in st.items() if not isinstance(v, torch.Tensor)} for i, st in sd["state"].items()}
+    return tensors, {"state": rest, "param_groups": sd["param_groups"]}
 
 
-def _restore_momentum(opt: torch.optim.Optimizer, names: dict[int, str], state: dict[str, np.ndarray]) -> None:
-    for group in opt.param_groups:
-        for p in group["params"]:
-            if names[id(p)] in state:
-                opt.state[p]["momentum_buffer"] = torch.from_numpy(state[names[id(p)]].copy()).to(p.device)
+def _load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, np.ndarray], saved: dict[str, Any]) -> None:
+    """The inverse of :func:`_optimizer_state`: ``opt.load_state_dict`` of the saved tensors and JSON."""
+    state: dict[int, dict[str, Any]] = {int(i): dict(st) for i, st in saved["state"].items()}
+    for key, v in tensors.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = torch.from_numpy(v.copy())
+    opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 
 def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, state_dir: Path | None,
@@ -180,7 +181,6 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
     objective = Objective(cfg, weights, len(CLASS_NAMES), learner, train.attributes).to(device)
     params = [(n, p) for n, p in learner.named_parameters() if p.requires_grad]
     params += [(f"aux.{n}", p) for n, p in objective.named_parameters()]
-    names = {id(p): n for n, p in params}
     opt = torch.optim.SGD(_param_groups(learner, params, cfg.lr), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
@@ -195,20 +195,18 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
             tensors, meta = load_checkpoint(state_dir)
         except CheckpointError:  # killed between writing the tensors and the JSON: start the fold over
             tensors, meta = {}, {}
-    if meta.get("fingerprint") == fingerprint:
+    if meta.get("fingerprint") == fingerprint and "optimizer" in meta:  # (an epoch state of an older autorad,
+        # which kept momentum buffers by hand, has no optimizer state: that fold starts over)
         learner.load_learnable_state_dict(
             {k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "learner").items()})
         objective.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in split_prefix(tensors, "aux").items()})
-        _restore_momentum(opt, names, split_prefix(tensors, "momentum"))
+        _load_optimizer_state(opt, split_prefix(tensors, "optimizer"), meta["optimizer"])
+        schedule.load_state_dict(meta["scheduler"])
         best_state = split_prefix(tensors, "best") or None
         h = meta["history"]
         history = History(h["train_loss"], h["val_loss"], h["val_accuracy"], h["best_epoch"])
         best_val = min(history.val_loss) if history.val_loss else math.inf
         start_epoch = int(meta["epoch"]) + 1
-        with warnings.catch_warnings():  # fast-forward the schedule to where the interrupted run left it
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-            for _ in range(start_epoch * steps_per_epoch):
-                schedule.step()
 
     for epoch in range(start_epoch, cfg.epochs):
         learner.train()
@@ -247,13 +245,15 @@ def train_learner(learner: nn.Module, train: TrainInputs, cfg: TrainConfig, stat
         if state_dir is not None:
             tensors = with_prefix({k: v.detach().cpu().numpy() for k, v in learner.learnable_state_dict().items()},
                                   "learner")
-            tensors.update(with_prefix(_momentum_state(opt, names), "momentum"))
+            opt_tensors, opt_rest = _optimizer_state(opt)
+            tensors.update(with_prefix(opt_tensors, "optimizer"))
             tensors.update(with_prefix({k: v.detach().cpu().numpy() for k, v in objective.state_dict().items()},
                                        "aux"))
             if best_state is not None:
                 tensors.update(with_prefix(best_state, "best"))
             save_checkpoint(state_dir, tensors, {"fingerprint": fingerprint, "epoch": epoch,
-                                                 "history": history.as_dict()})
+                                                 "history": history.as_dict(), "optimizer": opt_rest,
+                                                 "scheduler": schedule.state_dict()})
     if objective.aux is not None:
         objective.aux.remove()
     if val is not None and best_state is not None:
