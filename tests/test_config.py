@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from autorad.config import load_config
 from autorad.errors import ConfigError
+from autorad.train.resolve import load_config
 
 SHIPPED = sorted((Path(__file__).parents[1] / "src" / "autorad" / "configs").glob("*.yaml"))
 

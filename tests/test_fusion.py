@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autorad.config import load_config
 from autorad.data.dataset import Dataset
 from autorad.errors import ConfigError
-from autorad.train.cv import load_model, train
+from autorad.train.entry import train
 from autorad.train.features import build_features
-from autorad.train.fusion import WEIGHT_GRID, FusedModel
+from autorad.train.kinds.fusion import WEIGHT_GRID, FusedModel
+from autorad.train.resolve import load_config
+from autorad.train.run import load_model
 
 pytestmark = pytest.mark.shared_data
 

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from autorad.config import load_config
 from autorad.encoders import load_encoder, load_image_tail
 from autorad.errors import CheckpointError, ConfigError
 from autorad.train.kinds import model_from_tensors
 from autorad.train.kinds.prompting import build_learner, load_text_encoder
 from autorad.train.loop import _param_groups
+from autorad.train.resolve import load_config
 
 torch.set_num_threads(1)
 MAP = "efficientnet-lite0-stage6-map"
@@ -100,7 +100,8 @@ def _oof(run) -> np.ndarray:
 def test_a_still_tail_is_the_frozen_model_and_training_moves_it(tail_tuned_run, small_maxslice_dataset, tmp_path):
     from conftest import TAIL_TUNED
 
-    from autorad.train.cv import load_model, train
+    from autorad.train.entry import train
+    from autorad.train.run import load_model
 
     frozen_cfg = [o for o in TAIL_TUNED if "image_tuning" not in o and "vision_encoder" not in o]
     frozen = train(small_maxslice_dataset, load_config("offline", [*frozen_cfg, "model.vision_encoder="

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from autorad.config import AUGMENT_MASKS, DataConfig, dump_config, load_config
+from autorad.config import AUGMENT_MASKS, DataConfig, dump_config
+from autorad.train.resolve import load_config
 
 AUGMENT = ["radiomics.mask_augment=true"]
 TINY = ["model.vision_encoder=tiny-vit-2d", "model.text_encoder=tiny-text", "model.n_ctx=2", "train.epochs=2",
@@ -91,7 +92,7 @@ def test_a_trained_augmented_run_predicts_from_the_dataset_masks_only(phantom_ds
     import shutil
 
     from autorad.evaluate.apply import out_of_fold
-    from autorad.train.cv import train
+    from autorad.train.entry import train
 
     cfg = load_config("offline", [*TINY, *AUGMENT, "train.final_model=false"])
     run = train(phantom_ds.path, cfg, tmp_path / "run")

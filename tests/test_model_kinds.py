@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import toy_kind  # registers "toy_centroid" on import, as any kind module does
 
-from autorad.config import load_config
 from autorad.errors import ConfigError
-from autorad.train.cv import load_model, train
+from autorad.train.entry import train
 from autorad.train.features import build_features
 from autorad.train.kinds import get_kind, kind_names, make_model, register_kind
 from autorad.train.kinds.base import Model
+from autorad.train.resolve import load_config
+from autorad.train.run import load_model
 
 TOY_CONFIG = Path(__file__).parent / "kinds" / "toy_centroid.yaml"
 BUILT_IN = {"coop", "cocoop", "autorad", "autorad_image", "linear_probe", "radiomics_logreg", "radiomics_gbm"}

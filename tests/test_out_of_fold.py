@@ -44,8 +44,8 @@ def test_a_run_without_fold_models_is_refused(tmp_path, phantom_logreg_run):
 
 
 def test_a_mask_variant_is_for_applying_models_only(phantom_logreg_run):
-    from autorad.config import load_config
     from autorad.train.features import build_features
+    from autorad.train.resolve import load_config
 
     with pytest.raises(ValueError, match="only for applying trained models"):
         build_features(phantom_logreg_run.parent / "dataset", load_config("radiomics_logreg"), mask_variant="grow1")

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autorad.config import load_config
 from autorad.data.dataset import Dataset
 from autorad.data.dicom import CTVolume, load_series
 from autorad.data.lidc import find_series_folders
@@ -20,7 +19,8 @@ from autorad.errors import InputError
 from autorad.evaluate.apply import evaluate
 from autorad.predict import load_predictor, predict
 from autorad.predictor import Predictor
-from autorad.train.cv import train
+from autorad.train.entry import train
+from autorad.train.resolve import load_config
 
 pytestmark = pytest.mark.shared_data
 

@@ -10,12 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from autorad.config import STABILITY_MASKS, DataConfig, RadiomicsConfig, dump_config, load_config
+from autorad.config import STABILITY_MASKS, DataConfig, RadiomicsConfig, dump_config
 from autorad.data.mask_perturb import morph, perturb_mask
 from autorad.errors import InputError
 from autorad.radiomics.preprocess import RadiomicsPreprocessor
 from autorad.radiomics.stability import concordance
 from autorad.radiomics.table import radiomics_path
+from autorad.train.resolve import load_config
 
 STABLE = ["radiomics.stability=one_pixel"]
 
@@ -117,7 +118,7 @@ def phantom_ds(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stable_run(phantom_ds, tmp_path_factory):
-    from autorad.train.cv import train
+    from autorad.train.entry import train
 
     return train(phantom_ds.path, load_config("radiomics_logreg", STABLE), tmp_path_factory.mktemp("stab") / "run")
 
@@ -154,8 +155,9 @@ def test_selection_sees_the_training_folds_only(phantom_ds, stable_run, tmp_path
     """Changing the perturbed radiomics of fold-0 nodules changes nothing in fold 0's model (trained on the other
     folds) and changes the selection of the models that train on fold 0."""
     from autorad.train.cv import cross_validate
-    from autorad.train.features import PerturbedRadiomics, build_features
+    from autorad.train.features import build_features
     from autorad.train.run import Run
+    from autorad.train.table import PerturbedRadiomics
 
     cfg = load_config("radiomics_logreg", [*STABLE, "train.final_model=false"])
     table = build_features(phantom_ds, cfg)

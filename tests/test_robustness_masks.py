@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autorad.config import load_config
 from autorad.errors import InputError
 from autorad.evaluate.apply import evaluate
 from autorad.robustness import dice, long_axis_mm, robustness, variant_mask
-from autorad.train.cv import train
+from autorad.train.entry import train
+from autorad.train.resolve import load_config
 
 
 def _ellipse(h=40, w=40, a=8, b=4):

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from autorad.cli import main
-from autorad.config import load_config
 from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
 from autorad.errors import ConfigError
 from autorad.train.cv import cross_validate, fit_final, write_run_report
 from autorad.train.features import build_features, ensure_embeddings, ensure_radiomics
+from autorad.train.resolve import load_config
 from autorad.train.run import Run
 
 TINY = ["model.vision_encoder=tiny-vit-2d", "model.text_encoder=tiny-text", "model.n_ctx=2", "train.epochs=2",

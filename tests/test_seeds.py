@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autorad.config import load_config
 from autorad.data.dataset import Dataset
 from autorad.evaluate.metrics import compute_metrics
-from autorad.train.cv import load_model, train
+from autorad.train.entry import train
 from autorad.train.features import build_features
-from autorad.train.fusion import FusedModel
-from autorad.train.seeds import SeedEnsemble, average_predictions, fuse, seed_summary
+from autorad.train.kinds.fusion import FusedModel
+from autorad.train.kinds.seed_ensemble import SeedEnsemble
+from autorad.train.resolve import load_config
+from autorad.train.run import load_model
+from autorad.train.seeds import average_predictions, fuse, seed_summary
 
 pytestmark = pytest.mark.shared_data
 
@@ -86,7 +88,7 @@ def test_seed_workers_start_with_the_features_cached(tmp_path, monkeypatch):
     real, seen = autorad.tasks.run_tasks, []
 
     def check_then_run(fn, tasks, **kw):
-        if fn.__name__ == "train_task":  # (the extraction and embedding stages run tasks too)
+        if fn.__name__ == "train_single_task":  # (the extraction and embedding stages run tasks too)
             seen.append((cache_paths(ds, get_entry("tiny-vit-2d"), None)[0].is_file(),
                          (ds.path / "radiomics.parquet").is_file()))
         return real(fn, tasks, **kw)

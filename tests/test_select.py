@@ -11,14 +11,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from autorad.config import candidate_config, dump_config, load_config, selection_candidates
+from autorad.config import candidate_config, dump_config, selection_candidates
 from autorad.data.dataset import Dataset
 from autorad.errors import ConfigError
 from autorad.evaluate.metrics import log_loss
-from autorad.train.cv import fit_model, load_model, train
+from autorad.train.entry import train
 from autorad.train.features import build_features
-from autorad.train.run import Run, save_model
-from autorad.train.seeds import SeedEnsemble
+from autorad.train.fitting import fit_model
+from autorad.train.kinds.seed_ensemble import SeedEnsemble
+from autorad.train.resolve import load_config
+from autorad.train.run import Run, load_model, save_model
 from autorad.train.select import inner_splits, select_config
 
 TINY = ["model.kind=autorad", "model.vision_encoder=tiny-vit-2d", "model.text_encoder=tiny-text", "model.n_ctx=2",

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autorad.config import load_config
 from autorad.data.dataset import Dataset
 from autorad.errors import InputError
 from autorad.evaluate.apply import evaluate
-from autorad.train.cv import load_model, train
+from autorad.train.entry import train
 from autorad.train.features import build_features
+from autorad.train.resolve import load_config
+from autorad.train.run import load_model
 
 pytestmark = pytest.mark.shared_data
 
@@ -95,7 +96,7 @@ def test_folds_as_tasks_give_the_run_of_folds_in_turn(small_maxslice_dataset, tm
 
 
 def test_validation_split_stays_inside_training_folds(small_maxslice_dataset, tmp_path):
-    from autorad.train.cv import validation_split
+    from autorad.train.fitting import validation_split
 
     cfg = load_config("offline", ["model.kind=autorad", *TINY, "train.val_fraction=0.2"])
     table = build_features(small_maxslice_dataset, cfg)

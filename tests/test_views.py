@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import autorad.encoders as encoders
-from autorad.config import load_config
 from autorad.data.dataset import Dataset
 from autorad.encoders.embed import cache_paths, embed_dataset, read_embeddings
 from autorad.encoders.registry import get_entry
 from autorad.encoders.views import MAX_VIEWS, view, views_of
 from autorad.train.features import build_features
 from autorad.train.loop import TrainInputs, predict_logits
+from autorad.train.resolve import load_config
 
 torch.set_num_threads(1)
 PROBS = ["prob_benign", "prob_unsure", "prob_malignant"]
@@ -78,7 +78,8 @@ def test_prediction_averages_the_views_and_training_draws_them():
 @pytest.mark.shared_data
 @pytest.mark.parametrize("kind", ["autorad_image", "linear_probe"])
 def test_a_views_run_predicts_the_mean_over_views(kind, small_maxslice_dataset, tmp_path):
-    from autorad.train.cv import load_model, train
+    from autorad.train.entry import train
+    from autorad.train.run import load_model
 
     ds = Dataset(small_maxslice_dataset)
     cfg = load_config("offline", [f"model.kind={kind}", *TINY, "model.views=4"])

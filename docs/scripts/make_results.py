@@ -26,10 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from autorad.config import DataConfig, RadiomicsConfig, load_config
+from autorad.config import DataConfig, RadiomicsConfig
 from autorad.data.dataset import Dataset
 from autorad.evaluate.metrics import compute_metrics, flatten_scalars
 from autorad.paths import shared_data_dir
+from autorad.train.resolve import load_config
 from autorad.train.seeds import fuse
 
 SCHEDULE = "offline_cpu"  # n_ctx 4, 4 epochs, lr 2e-3 (docs/training.md)
@@ -176,7 +177,7 @@ def main() -> int:
         run_radiomics(ds.path, RadiomicsConfig(jobs=args.jobs))
         embed_dataset(ds.path, load_config(SCHEDULE).model.vision_encoder)
 
-    from autorad.train.cv import train
+    from autorad.train.entry import train
 
     for row in ROWS:
         run = out / row.name

@@ -142,8 +142,8 @@ def _cmd_embed(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from autorad.config import load_config
-    from autorad.train.cv import train
+    from autorad.train.entry import train
+    from autorad.train.resolve import load_config
 
     cfg = load_config(a.config, a.set)
     run = train(a.dataset, cfg, a.out, overwrite=a.overwrite)
@@ -222,8 +222,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_robustness(a: argparse.Namespace) -> int:
-    from autorad.robustness import VARIANTS, overlap_line, robustness
-    from autorad.train.cv import log
+    from autorad.robustness import VARIANTS, log, overlap_line, robustness
 
     variants = tuple(a.variants) if a.variants else VARIANTS
     table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, oof=a.oof,

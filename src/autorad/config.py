@@ -144,7 +144,7 @@ class ModelConfig(_Strict):
     image_tuning_lr: float = Field(0.1, gt=0)
     _later_options = {"views": ("views", 1), "image_tuning": ("image_tuning", "none"),
                       "image_tuning_lr": ("image_tuning", "none")}
-    # late fusion with the radiomics GBM (autorad.train.fusion): weight of the GBM, or auto (inner validation)
+    # late fusion with the radiomics GBM (autorad.train.kinds.fusion): weight of the GBM, or auto (inner validation)
     fusion: Literal["none", "gbm"] = "none"
     fusion_weight: float | Literal["auto"] = 0.5
     # baselines (scikit-learn)
@@ -153,27 +153,6 @@ class ModelConfig(_Strict):
     gbm_learning_rate: float = Field(0.05, gt=0)
     gbm_max_leaf_nodes: int = Field(15, ge=2)
     gbm_max_bins: int = Field(32, ge=2, le=255)  # 32 bins: ~25x faster than 255 on 1,497 features, same accuracy
-
-    @field_validator("kind")
-    @classmethod
-    def _registered_kind(cls, v: str) -> str:
-        from autorad.train.kinds import kind_names  # the registry of model kinds is the only list of them
-
-        if v not in kind_names():
-            raise ValueError(f"unknown model kind; choose one of {', '.join(kind_names())}")
-        return v
-
-    @model_validator(mode="after")
-    def _tuned_by_the_kind(self) -> ModelConfig:
-        if self.image_tuning == "none":
-            return self
-        from autorad.train.kinds import get_kind  # (the encoder's side is checked before training starts,
-        # autorad.train.features.check_encoders: the encoder registry sits above the config)
-
-        if "model.image_tuning" not in get_kind(self.kind).hyperparameters:
-            raise ValueError(f"image_tuning is for the prompt learners; model kind {self.kind} has no image layers "
-                             "to tune (set model.image_tuning: none)")
-        return self
 
     @field_validator("class_names")
     @classmethod
@@ -281,7 +260,7 @@ def candidate_config(cfg: ExperimentConfig, overrides: dict[str, Any]) -> Experi
     raw["train"]["select"] = None
     for key, value in overrides.items():
         raw = set_dotted(raw, key, value)
-    return config_from_dict(raw, source=f"train.select.grid candidate {candidate_label(overrides)}")
+    return parse_config(raw, source=f"train.select.grid candidate {candidate_label(overrides)}")
 
 
 def _known_key(dotted: str) -> bool:
@@ -302,31 +281,26 @@ def _known_key(dotted: str) -> bool:
     return True
 
 
+NOT_SELECTABLE = "it is not a model or training setting that inner validation can choose"
+
+
 def check_selection(cfg: ExperimentConfig) -> dict[str, list[Any]]:
     """The grid of ``train.select`` with every value as its option validates it (``"1e-3"`` -> 0.001); a ValueError
-    naming the option and key, before any training, for an empty grid or value list, a key that is unknown,
-    organises the run, or is not read by ``model.kind``, too many candidates, or a value its option refuses."""
-    from autorad.train.kinds import tunable_keys  # the registry of model kinds says what each kind reads
-
+    naming the option and key, before any training, for an empty grid or value list, an unknown key, too many
+    candidates, or a value its option refuses. (Whether ``model.kind`` reads a key is the model kinds' rule:
+    :func:`autorad.train.resolve.check_kind_rules`.)"""
     grid = cfg.train.select.grid if cfg.train.select is not None else {}
     if not grid:
         raise ValueError("train.select.grid is empty; give at least one key with its values, e.g. "
                          "{model.n_ctx: [4, 16]}")
-    tunable = tunable_keys(cfg.model)
     for key, values in grid.items():
         if not values:
             raise ValueError(f"train.select.grid: key '{key}' lists no value")
         run_key = key.startswith("train.") and key.split(".")[1] in TRAIN_RUN_KEYS
         if not run_key and not _known_key(key):
             raise ValueError(f"train.select.grid: unknown config key '{key}'")
-        if key not in tunable:
-            if run_key or not key.startswith(("model.", "train.")):
-                why = "it is not a model or training setting that inner validation can choose"
-            else:
-                why = f"model.kind {cfg.model.kind}{' with fusion gbm' if cfg.model.fusion == 'gbm' else ''} " \
-                      "does not use it"
-            raise ValueError(f"train.select.grid: key '{key}' cannot be selected: {why} (selectable: "
-                             f"{', '.join(sorted(tunable)) or 'none'})")
+        if run_key or not key.startswith(("model.", "train.")):
+            raise ValueError(f"train.select.grid: key '{key}' cannot be selected: {NOT_SELECTABLE}")
     n = math.prod(len(v) for v in grid.values())
     if n > SELECT_MAX_CANDIDATES:
         raise ValueError(f"train.select.grid has {n} candidates; at most {SELECT_MAX_CANDIDATES} (each one is "
@@ -385,8 +359,9 @@ def _key_hint(parts: list[str]) -> str:
     return f"; valid keys of {'.'.join(head) or 'the top level'}: {', '.join(fields)}"
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Validate a plain dict as an :class:`ExperimentConfig` (unknown keys and wrong types are errors)."""
+def parse_config(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a plain dict against the config schema (unknown keys and wrong types are errors); what the model
+    kinds require of it is checked above, by :func:`autorad.train.resolve.config_from_dict`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
@@ -470,8 +445,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read and validate a YAML experiment config (None: all defaults), then apply ``overrides``.
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment config (None: all defaults), apply ``overrides`` and validate it against the schema
+    (:func:`autorad.train.resolve.load_config` adds the model kinds' rules: what users and commands call).
 
     A bare name (``autorad_lung``) refers to a config shipped with the package (``autorad/configs/*.yaml``).
 
@@ -484,7 +460,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         ones) or a bad value.
     """
     raw = load_raw_config(path) if path is not None else {}
-    return config_from_dict(apply_overrides(raw, overrides), source=str(path or "defaults"))
+    return parse_config(apply_overrides(raw, overrides), source=str(path or "defaults"))
 
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"

@@ -16,13 +16,14 @@ import os
 import time
 from pathlib import Path
 
-from autorad.config import DataConfig, ExperimentConfig, load_config
+from autorad.config import DataConfig, ExperimentConfig
 from autorad.data.dataset import Dataset, class_count_line
 from autorad.devices import resolve_device
 from autorad.errors import ConfigError, InputError
 from autorad.io import hash_json, write_json
 from autorad.outputs import discard_if_unused, missing_folders, prepare_output_dir
 from autorad.paths import SHARED_DATA_ENV, shared_data_dir
+from autorad.train.resolve import load_config
 from autorad.train.run import Run
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def run(config: str | Path | None = None, out: str | Path | None = None,
     Returns:
         The path of the run's report.html.
     """
-    from autorad.train.cv import train
+    from autorad.train.entry import train
     from autorad.train.features import check_encoders, ensure_embeddings, ensure_radiomics
 
     cfg = load_config(config if config is not None else DEFAULT_CONFIG, overrides)

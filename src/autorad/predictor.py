@@ -43,8 +43,8 @@ from autorad.nodule_input import (
     disk_mask,
     series_warnings,
 )
-from autorad.train.features import FeatureTable
 from autorad.train.kinds import get_kind
+from autorad.train.table import FeatureTable
 
 MODEL_WORDS = {
     "autorad": "AutoRad-Lung prompt learner: a frozen image encoder embeds the nodule crop, a frozen text encoder "

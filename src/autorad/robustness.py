@@ -20,6 +20,7 @@ consensus, and the mean Dice of the variant with the consensus mask. Works on th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ VARIANTS = ("consensus", "grow1", "grow2", "shrink1", "shrink2", "eqdisk", "long
 VARIANT_WORDS = {"consensus": "dataset mask (reference)", "grow1": "grown by 1 px", "grow2": "grown by 2 px",
                  "shrink1": "shrunk by 1 px", "shrink2": "shrunk by 2 px", "eqdisk": "equivalent-diameter disk",
                  "longaxis": "long-axis disk", "click": "click segmentation from the centroid"}
+
+log = logging.getLogger(__name__)
 
 
 def disk(shape: tuple[int, int], center_rc: tuple[float, float], diameter_mm: float, spacing_mm: float) -> np.ndarray:
@@ -115,8 +118,8 @@ def robustness(run: str | Path, data: str | Path, out: str | Path, variants: tup
         The table: one row per variant with its metrics.
     """
     from autorad.evaluate.metrics import compute_metrics
-    from autorad.train.cv import prediction_frame
-    from autorad.train.features import FeatureTable
+    from autorad.train.fitting import prediction_frame
+    from autorad.train.table import FeatureTable
 
     run = resolve_run(run)  # a built-in model's name or a run folder
     unknown = [v for v in variants if v not in VARIANTS]

@@ -29,7 +29,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-PRELOAD = ("autorad.cli", "autorad.config", "autorad.train.cv", "autorad.predict", "autorad.data.dicom",
+PRELOAD = ("autorad.cli", "autorad.config", "autorad.train.entry", "autorad.predict", "autorad.data.dicom",
            "autorad.data.ingest", "autorad.evaluate.apply", "autorad.evaluate.report", "autorad.train.kinds",
            "autorad.radiomics.extract", "pydicom", "SimpleITK", "sklearn.linear_model", "torch", "pandas",
            "autorad.predictor", "autorad.segment", "autorad.segment.unet", "radiomics.featureextractor",

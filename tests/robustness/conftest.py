@@ -36,8 +36,8 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def logreg_run(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained radiomics_logreg run (with a final model) on :func:`small_dataset`."""
-    from autorad.config import load_config
-    from autorad.train.cv import train
+    from autorad.train.entry import train
+    from autorad.train.resolve import load_config
 
     out = tmp_path_factory.mktemp("rob") / "logreg"
     return train(small_dataset, load_config("radiomics_logreg"), out)

@@ -253,7 +253,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path, logreg_
         "env_unreadable_config": {"argv": ["train", ds, "--config", perm_base / "c.yaml", "--out", t / "r_perm"],
                                   **nobody},
         "env_unexpected_error": {"argv": ["train", ds, "--config", "radiomics_logreg", "--out", t / "r_bug"],
-                                 "inject": "autorad.train.cv:train"},
+                                 "inject": "autorad.train.entry:train"},
         "baseline_version": ["--version"],
     }
     if _has_option("predict", "--save-mask"):  # the predictor's file outputs and batch / robustness folders

@@ -15,8 +15,9 @@ from autorad.io import atomic_dir
 from autorad.outputs import prepare_output_dir, replaceable_dir, write_marker
 from autorad.pretrained import resolve_run
 from autorad.train.calibration import evaluation_calibration, run_temperature, summary_line, write_calibration_figures
-from autorad.train.cv import prediction_frame, write_run_report
+from autorad.train.cv import write_run_report
 from autorad.train.features import build_features
+from autorad.train.fitting import prediction_frame
 from autorad.train.record import dataset_overlap
 from autorad.train.run import Run
 

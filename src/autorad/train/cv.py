@@ -1,10 +1,10 @@
-"""``autorad train``: patient-level K-fold cross-validation using the dataset's folds, then a final model.
+"""One seed's training run: patient-level K-fold cross-validation using the dataset's folds, then a final model.
 
-:func:`train` reads as its stages: features -> :func:`cross_validate` -> :func:`fit_final` -> :func:`write_run_report`.
-Each stage writes into the :class:`~autorad.train.run.Run` folder (see there for the layout) and can run alone.
-A rerun with the same config resumes: finished folds are loaded, an interrupted fold continues from its last epoch.
-A folder holding a run of another config is refused unless ``overwrite`` (which empties it first); a folder
-autorad did not make is never used (:func:`autorad.outputs.prepare_output_dir`).
+:func:`train_single` reads as its stages: features -> :func:`cross_validate` -> :func:`fit_final` ->
+:func:`write_run_report`. Each stage writes into the :class:`~autorad.train.run.Run` folder (see there for the
+layout) and can run alone. A rerun with the same config resumes: finished folds are loaded, an interrupted fold
+continues from its last epoch. A folder holding a run of another config is refused unless ``overwrite`` (which
+empties it first); a folder autorad did not make is never used (:func:`autorad.outputs.prepare_output_dir`).
 """
 
 from __future__ import annotations
@@ -19,90 +19,20 @@ import numpy as np
 import pandas as pd
 
 from autorad import CLASS_NAMES, __version__
-from autorad.config import POST_TRAINING_KEYS, ExperimentConfig, dump_config
+from autorad.config import ExperimentConfig, dump_config
 from autorad.data.dataset import Dataset
-from autorad.data.folds import assign_folds
 from autorad.devices import resolve_device
 from autorad.errors import InputError
-from autorad.io import hash_json
 from autorad.outputs import prepare_output_dir, read_marker
-from autorad.train.features import FeatureTable, build_features, check_encoders
-from autorad.train.kinds import get_kind, make_model
-from autorad.train.kinds.base import Model
-from autorad.train.run import Run, load_model
+from autorad.train.features import build_features, check_encoders
+from autorad.train.fitting import check_trainable, fit_key, fit_model, model_settings, prediction_frame
+from autorad.train.kinds import get_kind
+from autorad.train.run import Run
+from autorad.train.table import FeatureTable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cross_validate", "fit_final", "load_model", "train", "write_run_report"]
-
-
-def _model_settings(raw: dict[str, Any]) -> dict[str, Any]:
-    """A config dump without what changes no trained model: ``name``, ``out_dir`` and the
-    :data:`~autorad.config.POST_TRAINING_KEYS` of ``train`` (e.g. a temperature fitted afterwards on the out-of-fold
-    predictions), so switching those keeps every model."""
-    out = {k: v for k, v in raw.items() if k not in ("name", "out_dir")}
-    if isinstance(out.get("train"), dict):
-        out["train"] = {k: v for k, v in out["train"].items() if k not in POST_TRAINING_KEYS}
-    return out
-
-
-def _fingerprint(cfg: ExperimentConfig, ds: Dataset, extra: Any) -> str:
-    return hash_json([_model_settings(cfg.model_dump(mode="json")), ds.fingerprint, extra])
-
-
-def check_trainable(table: FeatureTable, where: str) -> list[str]:
-    """Refuse a dataset with fewer than two classes; return warnings for folds that miss a class."""
-    present = sorted(set(table.y.tolist()))
-    if len(present) < 2:
-        only = CLASS_NAMES[present[0]] if present else "none"
-        raise InputError(f"{where} has only one class ({only}); training needs at least two")
-    warnings = []
-    for k in sorted(set(table.folds.tolist())):
-        for part, rows in (("test", table.folds == k), ("training", table.folds != k)):
-            missing = [c for i, c in enumerate(CLASS_NAMES) if not np.any(table.y[rows] == i)]
-            if missing:
-                warnings.append(f"fold {k}: no {', '.join(missing)} nodule in its {part} part")
-    return warnings
-
-
-def prediction_frame(table: FeatureTable, proba: np.ndarray) -> pd.DataFrame:
-    """Predictions in the layout metrics, reports and compare read."""
-    df = pd.DataFrame({"nodule_id": table.nodule_ids, "patient_id": table.patient_ids,
-                       "fold": table.folds.astype(np.int64), "label": [CLASS_NAMES[i] for i in table.y]})
-    for i, c in enumerate(CLASS_NAMES):
-        df[f"prob_{c}"] = proba[:, i]
-    df["pred"] = [CLASS_NAMES[i] for i in proba.argmax(axis=1)]
-    if table.radiomics_status is not None:
-        df["radiomics_status"] = table.radiomics_status
-    return df
-
-
-def inner_folds(train: FeatureTable, n: int, seed: int) -> np.ndarray:
-    """Patient-level, label-stratified inner folds (0..n-1) of the training rows (never touches the test fold);
-    the one rule behind ``train.val_fraction`` and ``train.select``."""
-    return assign_folds(train.patient_ids, [CLASS_NAMES[i] for i in train.y], n, seed)
-
-
-def split_folds(fraction: float) -> int:
-    """How many inner folds a single validation split of ``fraction`` is cut from (inner fold 0 validates)."""
-    return max(2, round(1 / fraction))
-
-
-def validation_split(train: FeatureTable, fraction: float, seed: int) -> tuple[FeatureTable, FeatureTable]:
-    """A patient-level, label-stratified split of the training rows (never touches the test fold)."""
-    inner = inner_folds(train, split_folds(fraction), seed + 7)
-    return train.subset(inner != 0), train.subset(inner == 0)
-
-
-def fit_model(cfg: ExperimentConfig, train: FeatureTable, state_dir: Path | None, fold: int) -> Model:
-    """A fresh ``cfg.model`` fitted on ``train`` as fold ``fold`` (-1: the final model), keeping the best epoch on a
-    patient-level validation split when ``train.val_fraction`` > 0."""
-    val = None
-    if cfg.train.val_fraction > 0:
-        train, val = validation_split(train, cfg.train.val_fraction, cfg.train.seed + fold)
-    model = make_model(cfg.model)
-    model.fit(train, cfg.train, val=val, state_dir=state_dir, fold=fold)
-    return model
+__all__ = ["cross_validate", "fit_final", "train_single", "write_run_report"]
 
 
 def encoder_info(cfg: ExperimentConfig) -> list[dict[str, Any]]:
@@ -133,7 +63,7 @@ def check_resumable(run: Run, cfg: ExperimentConfig, overwrite: bool) -> None:
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         old = None
     new = cfg.model_dump(mode="json")
-    if not isinstance(old, dict) or _model_settings(old) != _model_settings(new):
+    if not isinstance(old, dict) or model_settings(old) != model_settings(new):
         raise InputError(f"--out {run.path} holds a run of another config; pass --overwrite to replace it, "
                          f"or choose another folder")
 
@@ -147,12 +77,10 @@ def _checkpoint_meta(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable) ->
 
 
 def folds_as_tasks(cfg: ExperimentConfig) -> bool:
-    """Whether the folds train as tasks: with ``train.jobs`` > 1 or the Ray executor, in a run of its own; not
-    inside a worker, whose parent already runs seeds in parallel, nor under ``train.select``, which runs its inner
-    trainings as tasks."""
-    import multiprocessing
-
-    if cfg.train.select is not None or multiprocessing.parent_process() is not None:
+    """Whether the folds train as tasks: with ``train.jobs`` > 1 or the Ray executor; not under ``train.select``,
+    which runs its inner trainings as tasks. (A run that is itself a task, a seed or a sweep value, is scheduled
+    with ``jobs`` 1 on the local executor, :func:`autorad.train.entry.as_task_config`: tasks never start tasks.)"""
+    if cfg.train.select is not None:
         return False
     return cfg.train.executor == "ray" or cfg.train.jobs > 1
 
@@ -170,7 +98,7 @@ def fit_fold(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentConfig, 
     pred = prediction_frame(te, model.predict_proba(te))
     history = model.history.as_dict() if model.history is not None else None  # inner validation, if any
     run.save_model(k, model, {**_checkpoint_meta(cfg, ds, table), "config": chosen.model_dump(mode="json"),
-                              "fingerprint": _fingerprint(cfg, ds, ["fold", k]), "fold": k, "history": history})
+                              "fingerprint": fit_key(cfg, ds, "fold", k), "fold": k, "history": history})
     run.write_predictions(pred, k)
     shutil.rmtree(run.state_dir(k), ignore_errors=True)
     acc = float((pred["pred"] == pred["label"]).mean())
@@ -183,7 +111,7 @@ def fit_fold_task(task: tuple[str, str, str, int]) -> int:
     which the parent computed, trains and saves the fold into the run folder, and returns the fold."""
     import json
 
-    from autorad.config import config_from_dict
+    from autorad.train.resolve import config_from_dict
 
     dataset, cfg_json, run_path, k = task
     ds, cfg, run = Dataset(dataset), config_from_dict(json.loads(cfg_json)), Run(run_path)
@@ -203,7 +131,7 @@ def cross_validate(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentCo
     folds = sorted(set(table.folds.tolist()))
     todo = []
     for k in folds:
-        if run.fold_predictions_file(k).is_file() and run.model_done(k, _fingerprint(cfg, ds, ["fold", k])):
+        if run.fold_predictions_file(k).is_file() and run.model_done(k, fit_key(cfg, ds, "fold", k)):
             log.info("fold %d: already done, loaded", k)
         else:
             todo.append(k)
@@ -230,7 +158,7 @@ def cross_validate(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentCo
 
 def fit_final(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentConfig) -> None:
     """Stage: train the final model on every nodule (unless an identical one is already there)."""
-    fp = _fingerprint(cfg, ds, ["final"])
+    fp = fit_key(cfg, ds, "final")
     if run.model_done(None, fp):
         log.info("final model: already done")
         return
@@ -257,27 +185,26 @@ def write_run_report(run: Run, cfg: ExperimentConfig, ds: Dataset, warnings: lis
     write_report(run.path, run.read_metrics(), run.read_predictions(), meta)
 
 
-def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite: bool = False) -> Path:
-    """Cross-validate ``cfg`` on ``dataset``, train the final model, write metrics and the report into ``out``.
+def train_single(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite: bool = False) -> Path:
+    """Cross-validate ``cfg`` (one seed) on ``dataset``, train the final model, write metrics and the report into
+    ``out`` (:func:`autorad.train.entry.train` is the entry for any config).
 
     ``out`` must be new or empty, an earlier run of the same config (resumed), or with ``overwrite`` any run
     folder autorad wrote (emptied first). Checked before any work.
 
     Args:
         dataset: the dataset folder (written by :func:`autorad.data.ingest.ingest`).
-        cfg: the experiment config (:func:`autorad.config.load_config`).
+        cfg: the experiment config (:func:`autorad.train.resolve.load_config`).
         out: the run folder.
         overwrite: let ``out`` replace an earlier autorad run.
 
     Returns:
         The run folder's path.
     """
+    if cfg.train.n_seeds != 1:
+        raise ValueError("train_single trains one seed; autorad.train.entry.train runs train.n_seeds > 1")
     t0 = time.time()
     resolve_device(cfg.train.device)  # a missing GPU is reported before any long computation
-    if cfg.train.n_seeds > 1:
-        from autorad.train.seeds import train_seeds
-
-        return train_seeds(dataset, cfg, out, overwrite)
     run = Run(out)
     prepare_output_dir(run.path, kind="run", inputs=(dataset,), overwrite=overwrite, resume=True, create=False)
     check_resumable(run, cfg, overwrite)
@@ -311,15 +238,15 @@ def train(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, overwrite
     return run.path
 
 
-def train_task(task: tuple[str, str, str]) -> str:
-    """One whole training run as a task (a seed of ``train.n_seeds``, a value of a sweep; process pool or Ray):
-    dataset path, config JSON and output folder in, the run folder out. The features must be cached already."""
+def train_single_task(task: tuple[str, str, str]) -> str:
+    """One seed's whole training run as a task (of ``train.n_seeds``; process pool or Ray): dataset path, config
+    JSON and output folder in, the run folder out. The features must be cached already."""
     import json
 
-    from autorad.config import config_from_dict
+    from autorad.train.resolve import config_from_dict
 
     dataset, cfg_json, out = task
-    return str(train(dataset, config_from_dict(json.loads(cfg_json)), out))
+    return str(train_single(dataset, config_from_dict(json.loads(cfg_json)), out))
 
 
 def run_metadata(cfg: ExperimentConfig, ds: Dataset, warnings: list[str], run_time: float) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,58 +14,8 @@ from autorad.data.dataset import Dataset
 from autorad.devices import resolve_device
 from autorad.errors import CheckpointError, InputError, MissingDependencyError
 from autorad.train.kinds import get_kind
+from autorad.train.table import FeatureTable, PerturbedRadiomics
 from autorad.train.targets import reader_attributes, reader_distribution
-
-
-@dataclass
-class PerturbedRadiomics:
-    """Training-only data of ``radiomics.stability`` and ``radiomics.mask_augment``: the raw radiomics of every
-    nodule with its mask perturbed (perturbation name -> (N, F), rows and columns aligned with
-    :attr:`FeatureTable.radiomics`). ``min_agreement``: the agreement each feature must reach with every one of
-    them (:mod:`autorad.radiomics.stability`; None: no stability selection). ``augment``: prompt learners draw
-    their training radiomics from these too (:func:`autorad.train.loop.train_learner`). Never a model input at
-    prediction."""
-
-    matrices: dict[str, np.ndarray]
-    min_agreement: float | None
-    augment: bool = False
-
-    def subset(self, idx: np.ndarray) -> PerturbedRadiomics:
-        return replace(self, matrices={k: v[idx] for k, v in self.matrices.items()})
-
-    def concat(self, other: PerturbedRadiomics) -> PerturbedRadiomics:
-        return replace(self, matrices={k: np.concatenate([v, other.matrices[k]]) for k, v in self.matrices.items()})
-
-
-@dataclass
-class FeatureTable:
-    """Per-nodule model inputs, row-aligned with the dataset manifest."""
-
-    nodule_ids: np.ndarray
-    patient_ids: np.ndarray
-    folds: np.ndarray
-    y: np.ndarray  # class index in CLASS_NAMES order
-    radiomics: np.ndarray | None = None  # (N, F) raw values, NaN where extraction failed
-    radiomics_names: list[str] | None = None
-    radiomics_status: np.ndarray | None = None
-    image: np.ndarray | None = None  # (N, D) frozen embeddings, or (N, V, D): V dihedral views (model.views)
-    soft: np.ndarray | None = None  # (N, 3) readers' class distribution: a training target, never an input
-    attributes: np.ndarray | None = None  # (N, 8) mean radiologist attributes: a training target, never an input
-    radiomics_perturbed: PerturbedRadiomics | None = None  # stability / mask_augment: training only, never an input
-
-    def __len__(self) -> int:
-        return len(self.nodule_ids)
-
-    def subset(self, idx: np.ndarray) -> FeatureTable:
-        """Rows ``idx`` (an index or boolean array)."""
-        def take(a):
-            return None if a is None else a[idx]
-        return replace(self, nodule_ids=self.nodule_ids[idx], patient_ids=self.patient_ids[idx],
-                       folds=self.folds[idx], y=self.y[idx], radiomics=take(self.radiomics),
-                       radiomics_status=take(self.radiomics_status), image=take(self.image),
-                       soft=take(self.soft), attributes=take(self.attributes),
-                       radiomics_perturbed=None if self.radiomics_perturbed is None
-                       else self.radiomics_perturbed.subset(idx))
 
 
 def needs_radiomics(cfg: ExperimentConfig) -> bool:

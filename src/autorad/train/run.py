@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from autorad.config import ExperimentConfig, ModelConfig, config_from_dict, dump_config
+from autorad.config import ExperimentConfig, ModelConfig, dump_config
 from autorad.errors import CheckpointError, InputError
 from autorad.io import atomic_write_text, write_json, write_parquet
 from autorad.train.checkpoint import META_FILE, checkpoint_exists, load_checkpoint, save_checkpoint
+from autorad.train.resolve import config_from_dict
 
 if TYPE_CHECKING:
     from autorad.train.kinds.base import Model

@@ -22,12 +22,9 @@ import numpy as np
 import pandas as pd
 
 from autorad import CLASS_NAMES
-from autorad.config import ExperimentConfig, ModelConfig
-from autorad.errors import CheckpointError
-from autorad.train.checkpoint import split_prefix, with_prefix
-from autorad.train.features import FeatureTable
-from autorad.train.kinds import MEMBER_CONFIG
-from autorad.train.kinds.base import Model
+from autorad.config import ExperimentConfig
+from autorad.train.kinds.fusion import FusedModel
+from autorad.train.kinds.seed_ensemble import SeedEnsemble
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASS_NAMES]
 SUMMARY_KEYS = ("accuracy", "macro_auc", "macro_f1", "per_class.benign.f1", "per_class.unsure.f1",
@@ -73,49 +70,11 @@ def seed_summary(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {"seeds": list(flats), "values": values, "mean": mean, "std": std}
 
 
-class SeedEnsemble(Model):
-    """The mean of several fitted models' probabilities (the same kind trained with different seeds)."""
-
-    kind = "seed_ensemble"
-
-    def __init__(self, cfg: ModelConfig, members: list[Model] | None = None):
-        super().__init__(cfg)
-        self.members = members or []
-
-    def fit(self, train: FeatureTable, tcfg, val=None, state_dir=None, fold=-1) -> None:
-        raise NotImplementedError("a seed ensemble is assembled from trained runs, not fitted")
-
-    def predict_proba(self, data: FeatureTable) -> np.ndarray:
-        return np.mean([m.predict_proba(data) for m in self.members], axis=0)
-
-    def to_tensors(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        tensors: dict[str, np.ndarray] = {}
-        metas = []
-        for i, m in enumerate(self.members):
-            t, meta = m.to_tensors()
-            tensors.update(with_prefix(t, f"member{i}"))
-            metas.append({**meta, MEMBER_CONFIG: m.cfg.model_dump(mode="json")})
-        return tensors, {"seed_ensemble": metas}
-
-    @classmethod
-    def from_tensors(cls, cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> SeedEnsemble:
-        from autorad.train.kinds import model_from_tensors
-
-        metas = meta.get("seed_ensemble")
-        if not isinstance(metas, list) or not metas:
-            raise CheckpointError("seed ensemble checkpoint lists no members")
-        members = [model_from_tensors(cfg, split_prefix(tensors, f"member{i}"), m) for i, m in enumerate(metas)]
-        extra = sorted(k for k in tensors if not k.startswith(tuple(f"member{i}." for i in range(len(metas)))))
-        if extra:
-            raise CheckpointError(f"seed ensemble checkpoint has unexpected key(s) {', '.join(extra[:5])}")
-        return cls(cfg, members)
-
-
 def _gbm_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """The radiomics GBM that a fused multi-seed run trains once (it has no random state to vary; its settings are
     not selected: see :func:`_check_fused_selection`)."""
     gbm = single_seed_config(cfg, cfg.train.seed)
-    gbm.model.kind, gbm.model.fusion, gbm.train.select = "radiomics_gbm", "none", None
+    gbm.model.kind, gbm.model.fusion, gbm.train.select = FusedModel.partner_kind, "none", None
     return gbm
 
 
@@ -136,7 +95,7 @@ def _check_fused_selection(cfg: ExperimentConfig) -> None:
 
 
 def fuse(base: pd.DataFrame, gbm: pd.DataFrame, weight: float) -> pd.DataFrame:
-    """(1 - weight) base + weight gbm, row-aligned by nodule_id (the late fusion of autorad.train.fusion)."""
+    """(1 - weight) base + weight gbm, row-aligned by nodule_id (the late fusion of autorad.train.kinds.fusion)."""
     g = gbm.set_index("nodule_id").loc[base["nodule_id"], PROB_COLUMNS].to_numpy()
     out = base.copy()
     out[PROB_COLUMNS] = (1 - weight) * base[PROB_COLUMNS].to_numpy() + weight * g
@@ -158,7 +117,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
     from autorad.outputs import prepare_output_dir
     from autorad.tasks import run_tasks
-    from autorad.train.cv import check_resumable, train_task, write_run_report
+    from autorad.train.cv import check_resumable, train_single_task, write_run_report
     from autorad.train.features import prepare_features
     from autorad.train.run import Run
 
@@ -187,7 +146,7 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
         tasks = [(str(dataset), json.dumps(c.model_dump(mode="json")), str(paths[k])) for k, c in configs.items()]
         log.info("%s: %d seeds %s under the same folds%s (%s)", cfg.name, len(seeds), seeds,
                  " + the radiomics GBM" if fused else "", cfg.train.executor)
-        list(run_tasks(train_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
+        list(run_tasks(train_single_task, tasks, jobs=cfg.train.jobs, executor=cfg.train.executor,
                        address=cfg.train.ray_address))
         runs = {k: Run(v) for k, v in paths.items()}
         frames = {s: runs[str(s)].read_predictions() for s in seeds}
@@ -217,8 +176,6 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
             loaded = [runs[str(k)].load_model() for k in seeds]
             model = SeedEnsemble(cfg.model, [m for m, _ in loaded]) if cfg.train.seed_ensemble else loaded[0][0]
             if fused:
-                from autorad.train.fusion import FusedModel
-
                 model = FusedModel(cfg.model, model, runs["gbm"].load_model()[0], weight)
             # the checkpoint's model config is the shipped model's own (a seed's may be its selection's winner)
             from autorad.train.record import RECORD_KEY

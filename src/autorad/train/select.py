@@ -4,10 +4,10 @@ its test fold.
 For each outer fold k, and for the final model on all nodules:
 
 1. the training rows are cut into patient-level, label-stratified inner folds by the rule ``train.val_fraction``
-   uses (:func:`autorad.train.cv.inner_folds`): ``select.folds: 1`` validates on one inner fold of
+   uses (:func:`autorad.train.fitting.inner_folds`): ``select.folds: 1`` validates on one inner fold of
    round(1 / ``select.fraction``), ``select.folds: n >= 2`` validates on each of n inner folds in turn;
 2. every candidate (one combination of ``select.grid``, :func:`autorad.config.selection_candidates`) is trained on
-   the inner-training rows exactly as a fold is trained (:func:`autorad.train.cv.fit_model`, val_fraction's epoch
+   the inner-training rows exactly as a fold is trained (:func:`autorad.train.fitting.fit_model`, val_fraction's epoch
    selection included) and predicts the inner-validation rows. These trainings are independent tasks run by
    :func:`autorad.tasks.run_tasks` (``train.executor``, ``train.jobs``); each is saved as it finishes
    (``selection/``), so an interrupted run resumes, and none depends on where or in which order it ran;
@@ -28,19 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from autorad.config import (
-    POST_TRAINING_KEYS,
-    ExperimentConfig,
-    candidate_config,
-    candidate_label,
-    config_from_dict,
-    selection_candidates,
-)
+from autorad.config import ExperimentConfig, candidate_config, candidate_label, selection_candidates
 from autorad.data.dataset import Dataset
 from autorad.evaluate.metrics import compute_metrics, log_loss
-from autorad.io import hash_json, write_json
-from autorad.train.features import FeatureTable, build_features
+from autorad.io import write_json
+from autorad.train.features import build_features
+from autorad.train.fitting import fit_key, fit_model, inner_folds, prediction_frame, split_folds
+from autorad.train.resolve import config_from_dict
 from autorad.train.run import Run
+from autorad.train.table import FeatureTable
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +50,6 @@ def selection_score(metric: str, table: FeatureTable, proba: np.ndarray) -> floa
     """``metric`` of predictions ``proba`` for the rows of ``table`` (NaN where undefined, e.g. AUC of one class)."""
     if metric == "log_loss":
         return log_loss(proba, table.y)
-    from autorad.train.cv import prediction_frame
-
     value = compute_metrics(prediction_frame(table, proba), by_fold=False)["pooled"][metric]
     return float("nan") if value is None else float(value)
 
@@ -71,8 +65,6 @@ def best_candidate(metric: str, scores: list[float]) -> int:
 
 def inner_splits(train: FeatureTable, cfg: ExperimentConfig, fold: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(inner-training, inner-validation) row positions within ``train`` for each inner split."""
-    from autorad.train.cv import inner_folds, split_folds
-
     sel = cfg.train.select
     n = sel.folds if sel.folds >= 2 else split_folds(sel.fraction)
     inner = inner_folds(train, n, cfg.train.seed + fold + SELECT_SEED_OFFSET)
@@ -91,8 +83,6 @@ def _cached_table(dataset: str, cfg_json: str) -> FeatureTable:
 def inner_fit_task(task: tuple[str, str, int, int, int, list[int], list[int]]) -> dict[str, Any]:
     """One candidate trained on one inner-training part, predicting its inner-validation part (a Ray- and
     process-pool-friendly task: plain values in and out; rows are positions in the run's feature table)."""
-    from autorad.train.cv import fit_model
-
     dataset, cfg_json, candidate, split, fold, train_rows, val_rows = task
     outer = config_from_dict(json.loads(cfg_json))
     table = _cached_table(dataset, cfg_json)
@@ -103,14 +93,12 @@ def inner_fit_task(task: tuple[str, str, int, int, int, list[int], list[int]]) -
     return {"candidate": candidate, "split": split, "proba": proba.tolist(), "seconds": round(time.time() - t0, 2)}
 
 
-def _task_fingerprint(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable, candidate: dict[str, Any],
-                      fold: int, train_rows: np.ndarray, val_rows: np.ndarray) -> str:
-    """What an inner training's result depends on (not how or where it was scheduled)."""
-    ident = candidate_config(cfg, candidate).model_dump(mode="json", exclude={"name", "out_dir"})
-    ident["train"] = {k: v for k, v in ident["train"].items()
-                      if k not in ("executor", "jobs", "ray_address", *POST_TRAINING_KEYS)}
+def _task_key(cfg: ExperimentConfig, ds: Dataset, table: FeatureTable, candidate: dict[str, Any],
+              fold: int, train_rows: np.ndarray, val_rows: np.ndarray) -> str:
+    """What an inner training's result depends on: :func:`~autorad.train.fitting.fit_key` of the candidate's
+    config at its outer fold and rows (nodules and labels)."""
     rows = [[table.nodule_ids[r].tolist(), table.y[r].tolist()] for r in (train_rows, val_rows)]
-    return hash_json([ident, ds.fingerprint, fold, rows])
+    return fit_key(candidate_config(cfg, candidate), ds, "inner", fold, rows)
 
 
 def select_config(run: Run, ds: Dataset, table: FeatureTable, rows: np.ndarray, cfg: ExperimentConfig,
@@ -129,7 +117,7 @@ def select_config(run: Run, ds: Dataset, table: FeatureTable, rows: np.ndarray, 
     todo, fingerprints = [], {}
     for c, overrides in enumerate(candidates):
         for j, (tr, va) in enumerate(splits):
-            fp = fingerprints[c, j] = _task_fingerprint(cfg, ds, table, overrides, f, tr, va)
+            fp = fingerprints[c, j] = _task_key(cfg, ds, table, overrides, f, tr, va)
             done = out_dir / f"candidate{c:02d}_split{j}.json"
             if done.is_file():
                 saved = json.loads(done.read_text(encoding="utf-8"))

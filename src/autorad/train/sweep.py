@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from autorad.config import load_config
 from autorad.errors import ConfigError
 from autorad.outputs import prepare_output_dir
+from autorad.train.resolve import load_config
 
 
 def _slug(text: str) -> str:
@@ -28,7 +28,7 @@ def _train_as_tasks(dataset: str | Path, configs: list, outs: list[Path], jobs: 
 
     from autorad.data.dataset import Dataset
     from autorad.tasks import run_tasks
-    from autorad.train.cv import train_task
+    from autorad.train.entry import train_task
     from autorad.train.features import prepare_features
 
     ds = Dataset(dataset)
@@ -57,7 +57,7 @@ def sweep(dataset: str | Path, config: str | Path, param: str, values: list[str]
         The comparison table (Markdown).
     """
     from autorad.evaluate.compare import compare
-    from autorad.train.cv import train
+    from autorad.train.entry import train
 
     if not values:
         raise ConfigError("sweep needs at least one value")

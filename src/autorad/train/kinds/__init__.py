@@ -55,17 +55,30 @@ ENTRY_POINT_GROUP = "autorad.kinds"
 # selected their settings apart, train.select, may differ in e.g. n_ctx)
 MEMBER_CONFIG = "model_config"
 _REGISTRY: dict[str, type[Model]] = {}
+_META_REGISTRY: dict[str, type[Model]] = {}
 _discovered = False
 
 
 def register_kind(name: str) -> Callable[[type[Model]], type[Model]]:
     """Class decorator: register a :class:`Model` subclass as ``model.kind: name``."""
+    return _register(name, _REGISTRY)
+
+
+def register_meta_kind(name: str) -> Callable[[type[Model]], type[Model]]:
+    """Class decorator: register a combination of fitted models (a seed ensemble, a fusion) as the meta-kind
+    ``name``. Not a ``model.kind`` of its own: training builds it from a config (``train.n_seeds``,
+    ``model.fusion``); its checkpoint metadata holds its members under the key ``name``, which is how
+    :func:`model_from_tensors` recognises it."""
+    return _register(name, _META_REGISTRY)
+
+
+def _register(name: str, registry: dict[str, type[Model]]) -> Callable[[type[Model]], type[Model]]:
     def add(cls: type[Model]) -> type[Model]:
-        known = _REGISTRY.get(name)
+        known = _REGISTRY.get(name) or _META_REGISTRY.get(name)
         if known is not None and known.__qualname__ != cls.__qualname__:
             raise ValueError(f"model kind {name!r} is already registered by {known.__module__}.{known.__qualname__}")
         cls.kind = name
-        _REGISTRY[name] = cls
+        registry[name] = cls
         return cls
     return add
 
@@ -101,41 +114,43 @@ def get_kind(name: str) -> type[Model]:
     return _REGISTRY[name]
 
 
-def make_model(cfg: ModelConfig) -> Model:
-    """A fresh, unfitted model of ``cfg.kind`` (late-fused with the radiomics GBM when ``cfg.fusion`` is ``gbm``,
-    see :mod:`autorad.train.fusion`)."""
-    if cfg.fusion == "gbm":
-        from autorad.train.fusion import FusedModel
+def meta_kind(name: str) -> type[Model]:
+    """The meta-kind registered as ``name`` (``seed_ensemble``, ``fusion``)."""
+    _discover()
+    return _META_REGISTRY[name]
 
-        return FusedModel(cfg, get_kind(cfg.kind)(cfg), get_kind("radiomics_gbm")(cfg))
+
+def make_model(cfg: ModelConfig) -> Model:
+    """A fresh, unfitted model of ``cfg.kind`` (late-fused with the radiomics GBM when ``cfg.fusion`` is ``gbm``:
+    the meta-kind ``fusion``, :mod:`autorad.train.kinds.fusion`)."""
+    if cfg.fusion == "gbm":
+        return meta_kind("fusion").for_config(cfg)
     return get_kind(cfg.kind)(cfg)
 
 
 def tunable_keys(cfg: ModelConfig) -> frozenset[str]:
     """The dotted config keys whose value changes what :func:`make_model`'s model learns (``train.select``)."""
-    keys = get_kind(cfg.kind).hyperparameters
     if cfg.fusion == "gbm":
-        keys = keys | get_kind("radiomics_gbm").hyperparameters | {"model.fusion_weight"}
-    return keys
+        return meta_kind("fusion").tunable_keys(cfg)
+    return get_kind(cfg.kind).hyperparameters
 
 
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Model:
     """Rebuild a fitted model from checkpoint tensors and metadata; refuse tensors the model does not use.
 
-    Checkpoints of the model combinations (a seed ensemble, :mod:`autorad.train.seeds`; a fusion with the
-    radiomics GBM, :mod:`autorad.train.fusion`) say so in their metadata and hold their members' checkpoints.
+    A meta-kind's checkpoint (a seed ensemble, a fusion) holds its members' checkpoints under its own name in the
+    metadata: that key says which meta-kind rebuilds it; any other checkpoint is one of ``cfg.kind``.
     """
     from autorad.config import ModelConfig
-    from autorad.train.fusion import FusedModel
-    from autorad.train.seeds import SeedEnsemble
 
     if MEMBER_CONFIG in meta:
         try:
             cfg = ModelConfig.model_validate(meta[MEMBER_CONFIG])
         except ValueError as err:
             raise CheckpointError(f"a member's model config in the checkpoint is invalid ({err})") from None
-    cls: type[Model] = SeedEnsemble if "seed_ensemble" in meta else FusedModel if "fusion" in meta \
-        else get_kind(cfg.kind)
+    _discover()
+    metas = [c for name, c in _META_REGISTRY.items() if name in meta]
+    cls: type[Model] = metas[0] if metas else get_kind(cfg.kind)
     model = cls.from_tensors(cfg, tensors, meta)
     extra = sorted(set(tensors) - set(model.to_tensors()[0]))
     if extra:
@@ -143,4 +158,5 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray], meta: d
     return model
 
 
-__all__ = ["get_kind", "kind_names", "make_model", "model_from_tensors", "register_kind"]
+__all__ = ["get_kind", "kind_names", "make_model", "meta_kind", "model_from_tensors", "register_kind",
+           "register_meta_kind"]

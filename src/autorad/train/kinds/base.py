@@ -15,8 +15,8 @@ from autorad.train.checkpoint import split_prefix, with_prefix
 if TYPE_CHECKING:
     from autorad.config import ModelConfig, TrainConfig
     from autorad.radiomics.preprocess import RadiomicsPreprocessor
-    from autorad.train.features import FeatureTable
     from autorad.train.loop import History
+    from autorad.train.table import FeatureTable
 
 
 class Model(ABC):
