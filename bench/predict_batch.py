@@ -80,7 +80,7 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
 
 
 def main() -> None:
-    from autorad.paths import shared_data_dir
+    from autorad.core.paths import shared_data_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None, help="trained run folder (default: train a small radiomics_logreg run)")

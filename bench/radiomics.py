@@ -98,7 +98,7 @@ def timed_run(ds: Path, jobs: int, clear_cache: bool) -> tuple[float, float, np.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autorad.paths import shared_data_dir
+    from autorad.core.paths import shared_data_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)

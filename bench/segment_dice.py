@@ -29,9 +29,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
+from autorad.core.paths import shared_data_dir  # noqa: E402
 from autorad.data.consensus import dice  # noqa: E402
 from autorad.data.crop import equivalent_diameter_mm  # noqa: E402
-from autorad.paths import shared_data_dir  # noqa: E402
 from autorad.segment import ClickSegmenter, load_segmenter, seed_from_mask  # noqa: E402
 from autorad.segment.evaluation import lidc_volumes, score_crops  # noqa: E402
 from autorad.segment.training import CropSet, load_crops, patient_folds  # noqa: E402

@@ -6,7 +6,7 @@ Writes ``OUT/fold{k}/`` (trained on the patients outside fold k; scored on fold 
 ``OUT/all/`` (trained on every dev patient). ``--ship`` copies ``OUT/all`` into the package
 (src/autorad/segment/weights/), the weights ``autorad segment`` uses. Each training runs on one CPU thread
 (about 10 min on a free core); ``--jobs N`` runs N trainings at once in worker processes, ``--executor ray``
-as Ray tasks (autorad.tasks). Finished models are kept, so a rerun only trains what is missing. Seeded: a rerun
+as Ray tasks (autorad.core.tasks). Finished models are kept, so a rerun only trains what is missing. Seeded: a rerun
 on the same machine gives the same weights.
 """
 
@@ -21,10 +21,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-from autorad.paths import shared_data_dir  # noqa: E402
+from autorad.core.paths import shared_data_dir  # noqa: E402
+from autorad.core.tasks import run_tasks  # noqa: E402
 from autorad.segment.model import WEIGHTS_DIR  # noqa: E402
 from autorad.segment.training import train_task  # noqa: E402
-from autorad.tasks import run_tasks  # noqa: E402
 from autorad.train.checkpoint import checkpoint_exists  # noqa: E402
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autorad.paths import SHARED_DATA_ENV, shared_data_dir
+from autorad.core.paths import SHARED_DATA_ENV, shared_data_dir
 
 os.environ.setdefault("AUTORAD_NO_PROGRESS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 from autorad.evaluate.metrics import PROB_COLUMNS, log_loss, reliability_bins
 from autorad.train import calibration as cal
 
@@ -130,10 +130,10 @@ def test_calibrate_run_writes_the_block_and_is_idempotent(run_copy: Path) -> Non
 
 def test_predictor_and_evaluate_apply_the_run_temperature(run_copy: Path, phantom_logreg_run: Path,
                                                           tmp_path: Path) -> None:
+    from autorad.apps.predictor import Predictor
     from autorad.data.dataset import Dataset
     from autorad.data.dicom import CTVolume
     from autorad.evaluate.apply import evaluate
-    from autorad.predictor import Predictor
 
     data = phantom_logreg_run.parent / "dataset"
     ds = Dataset(data)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 from autorad.evaluate import ceiling as C
 
 B, U, M = (CLASS_NAMES.index(c) for c in ("benign", "unsure", "malignant"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from autorad.errors import CheckpointError
+from autorad.core.errors import CheckpointError
 from autorad.train.checkpoint import load_checkpoint, save_checkpoint
 
 

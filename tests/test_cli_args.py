@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autorad.cli import _join_dash_values, build_parser
+from autorad.apps.cli import _join_dash_values, build_parser
 
 
 @pytest.mark.parametrize(("argv", "attr", "value"), [

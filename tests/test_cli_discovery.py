@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from autorad.cli import EPILOG, EXIT_CODES, build_parser, main
+from autorad.apps.cli import EPILOG, EXIT_CODES, build_parser, main
 from autorad.config import list_configs, shipped_config_names
 
 
@@ -77,7 +77,7 @@ def test_every_subcommand_has_a_description_and_overwrite_only_where_it_exists(c
 
 
 def test_no_empty_progress_bar_when_there_is_nothing_to_do(monkeypatch, capsys):
-    from autorad.progress import progress
+    from autorad.core.progress import progress
 
     monkeypatch.delenv("AUTORAD_NO_PROGRESS", raising=False)
     assert list(progress([], desc="radiomics 2d")) == []

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from autorad import CLASS_NAMES
-from autorad.cli import main
-from autorad.errors import InputError
+from autorad.apps.cli import main
+from autorad.core.errors import InputError
+from autorad.core.io import write_json
 from autorad.evaluate.compare import compare
 from autorad.evaluate.metrics import compute_metrics
-from autorad.io import write_json
 
 
 def predictions(n: int, seed: int, signal: float) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autorad.errors import ConfigError
+from autorad.core.errors import ConfigError
 from autorad.train.resolve import load_config
 
 SHIPPED = sorted((Path(__file__).parents[1] / "src" / "autorad" / "configs").glob("*.yaml"))

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from autorad.config import DataConfig, LabelConfig
+from autorad.core.errors import InputError
 from autorad.data.crop import crop_box, crop_nodule, equivalent_diameter_mm
 from autorad.data.dataset import Dataset, rating_columns
 from autorad.data.folds import assign_folds
 from autorad.data.ingest import ingest
 from autorad.data.labels import label_from_ratings
-from autorad.errors import InputError
 
 
 @pytest.mark.parametrize(("ratings", "rule", "expected"), [

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from dicom_factory import IDENTIFIERS, make_ct_series
 
+from autorad.core.errors import InputError
 from autorad.data.dicom import (
     load_image_file,
     load_mask_file,
@@ -15,7 +16,6 @@ from autorad.data.dicom import (
     pseudonymize_patient_id,
     pseudonymize_uid,
 )
-from autorad.errors import InputError
 
 
 def test_series_loads_in_position_order_with_hu_and_geometry(tmp_path):

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from autorad.core.errors import AutoradError, CheckpointError
 from autorad.encoders import load_encoder
 from autorad.encoders.aimv2 import apple_to_hf, build_model, hf_to_apple
 from autorad.encoders.base import preprocess_2d, preprocess_3d
 from autorad.encoders.registry import Preprocess, get_entry, list_encoders
-from autorad.errors import AutoradError, CheckpointError
 
 torch.set_num_threads(1)
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import autorad.encoders as encoders
+from autorad.core.errors import AutoradError
 from autorad.data.dataset import Dataset, NoduleRecord, write_dataset
 from autorad.encoders.embed import cache_paths, embed_dataset, encoder_input, read_embeddings
 from autorad.encoders.registry import get_entry
-from autorad.errors import AutoradError
 
 torch.set_num_threads(1)
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from autorad.core.errors import AutoradError, CheckpointError
 from autorad.encoders import load_encoder
 from autorad.encoders.registry import get_entry
-from autorad.errors import AutoradError, CheckpointError
 
 torch.set_num_threads(1)
 

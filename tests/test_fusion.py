@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autorad.core.errors import ConfigError
 from autorad.data.dataset import Dataset
-from autorad.errors import ConfigError
 from autorad.train.entry import train
 from autorad.train.features import build_features
 from autorad.train.kinds.fusion import WEIGHT_GRID, FusedModel

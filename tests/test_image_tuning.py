@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from autorad.core.errors import CheckpointError, ConfigError
 from autorad.encoders import load_encoder, load_image_tail
-from autorad.errors import CheckpointError, ConfigError
 from autorad.train.kinds import model_from_tensors
 from autorad.train.kinds.prompting import build_learner, load_text_encoder
 from autorad.train.loop import _param_groups
@@ -130,9 +130,9 @@ def test_a_still_tail_is_the_frozen_model_and_training_moves_it(tail_tuned_run, 
 def test_a_map_entry_whose_map_does_not_give_its_dim_is_refused() -> None:
     import dataclasses
 
+    from autorad.core.errors import AutoradError
     from autorad.encoders import efficientnet_lite
     from autorad.encoders.registry import get_entry
-    from autorad.errors import AutoradError
 
     with pytest.raises(AutoradError, match=r"stage6 map \(192, 7, 7\) give 9408 dims, the entry declares 100"):
         efficientnet_lite.load(dataclasses.replace(get_entry(MAP), dim=100), None)

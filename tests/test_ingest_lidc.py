@@ -16,14 +16,14 @@ import pandas as pd
 import pytest
 from dicom_factory import IDENTIFIERS, ReaderSpec, make_ct_series, make_lidc_case, phantom_volume
 
-from autorad.cli import main as cli_main
+from autorad.apps.cli import main as cli_main
 from autorad.config import DataConfig
+from autorad.core.errors import InputError
 from autorad.data.consensus import cluster_outlines, dice, outline_mask
 from autorad.data.dataset import RATING_NAMES, Dataset, NoduleRecord, Skip
 from autorad.data.ingest import ingest
 from autorad.data.lidc import iter_lidc
 from autorad.data.lidc_xml import parse_lidc_xml
-from autorad.errors import InputError
 
 MALIGNANCY = RATING_NAMES.index("malignancy")
 

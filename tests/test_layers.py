@@ -9,22 +9,28 @@ import autorad
 
 # Bottom to top, as docs/architecture.md draws them. A module belongs to the longest prefix that names it.
 LAYERS = [
-    "autorad", "autorad.errors", "autorad.devices", "autorad.strict", "autorad.io", "autorad.safe_yaml",
-    "autorad.paths", "autorad.progress", "autorad.thirdparty", "autorad.pseudonym", "autorad.outputs",
+    "autorad",
+    # core: the foundation, in its own order
+    *(f"autorad.core.{m}" for m in ("errors", "devices", "strict", "io", "safe_yaml", "paths", "progress",
+                                    "thirdparty", "pseudonym", "outputs")),
     "autorad.pretrained", "autorad.samples",
-    "autorad.config", "autorad.tasks",
+    "autorad.config", "autorad.core.tasks",
+    # the pipeline
     "autorad.data", "autorad.radiomics", "autorad.encoders", "autorad.prompts",
     "autorad.evaluate.metrics", "autorad.evaluate.ceiling", "autorad.evaluate.plots", "autorad.evaluate.report",
     "autorad.evaluate.compare",
-    "autorad.train", "autorad.evaluate.apply", "autorad.segment", "autorad.nodule_input", "autorad.predictor",
-    "autorad.dicom_out", "autorad.predict_report", "autorad.predict", "autorad.robustness", "autorad.pipeline",
-    "autorad.api", "autorad.serve", "autorad.cli", "autorad.__main__",
+    "autorad.train", "autorad.evaluate.apply", "autorad.segment",
+    # apps
+    *(f"autorad.apps.{m}" for m in ("reading", "nodule_input", "predictor", "dicom_out", "predict_report", "predict",
+                                    "robustness", "pipeline", "api", "serve", "cli")),
+    "autorad.__main__",
 ]
 ALLOWED: set[tuple[str, str]] = set()  # no sanctioned upward import: the model kinds' rules sit above the config
 
 
 def _layer(module: str) -> int | None:
-    """Index of the module's layer; ``autorad.predictor`` is its own layer, not part of ``autorad.predict``."""
+    """Index of the module's layer (``autorad.apps.predictor`` is its own layer, not part of
+    ``autorad.apps.predict``)."""
     hits = [i for i, p in enumerate(LAYERS) if module == p or module.startswith(p + ".")]
     return max(hits, key=lambda i: len(LAYERS[i])) if hits else None
 

@@ -32,7 +32,7 @@ def shipped() -> Path:
 
 
 def test_the_shipped_model_is_sealed_and_its_card_shows_its_numbers(shipped):
-    from autorad.predictor import Predictor
+    from autorad.apps.predictor import Predictor
 
     p = Predictor.load("lidc")
     cv = p.cv_metrics

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from autorad import CLASS_NAMES
-from autorad.errors import AutoradError, InputError
+from autorad.core.errors import AutoradError, InputError
 from autorad.evaluate.metrics import (
     compute_metrics,
     flatten_scalars,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import toy_kind  # registers "toy_centroid" on import, as any kind module does
 
-from autorad.errors import ConfigError
+from autorad.core.errors import ConfigError
 from autorad.train.entry import train
 from autorad.train.features import build_features
 from autorad.train.kinds import get_kind, kind_names, make_model, register_kind

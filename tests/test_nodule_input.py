@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from autorad.apps.nodule_input import binary_mask, check_center, check_diameter, disk_mask, series_warnings
+from autorad.core.errors import InputError
 from autorad.data.dicom import CTVolume
 from autorad.data.geometry import (
     PAD_INPLANE_PX,
@@ -17,8 +19,6 @@ from autorad.data.geometry import (
     pixel_spacing_mm,
     subvolume_box,
 )
-from autorad.errors import InputError
-from autorad.nodule_input import binary_mask, check_center, check_diameter, disk_mask, series_warnings
 
 
 def _vol(d=9, h=40, w=40, gaps=(), z=None, spacing=(1.25, 0.7, 0.7)) -> CTVolume:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 from autorad.evaluate.apply import out_of_fold
 
 PROBS = ["prob_benign", "prob_unsure", "prob_malignant"]

@@ -1,4 +1,4 @@
-"""Output-path safety (autorad.outputs): what may be written, what is refused, what --overwrite may replace."""
+"""Output-path safety (autorad.core.outputs): what may be written, what is refused, what --overwrite may replace."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autorad.errors import InputError, describe_os_error
-from autorad.outputs import (
+from autorad.core.errors import InputError, describe_os_error
+from autorad.core.outputs import (
     MARKER,
     prepare_output_dir,
     prepare_output_file,

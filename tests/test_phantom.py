@@ -16,12 +16,12 @@ pytest.importorskip("pylidc")
 
 from autorad import CLASS_NAMES  # noqa: E402
 from autorad.config import DataConfig  # noqa: E402
+from autorad.core.errors import InputError  # noqa: E402
 from autorad.data.dataset import RATING_NAMES, Dataset, rating_columns  # noqa: E402
 from autorad.data.ingest import ingest  # noqa: E402
 from autorad.data.phantom import class_quotas, iter_phantom, phantom_record  # noqa: E402
 from autorad.data.phantom_db import cluster_consensus, lidc_clusters  # noqa: E402
 from autorad.data.phantom_sim import NoduleLook, calcium_mask  # noqa: E402
-from autorad.errors import InputError  # noqa: E402
 
 N = 30
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from autorad.errors import ConfigError
-from autorad.pipeline import run
+from autorad.apps.pipeline import run
+from autorad.core.errors import ConfigError
 
 SMALL = """
 extends: demo

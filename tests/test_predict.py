@@ -1,4 +1,4 @@
-"""``autorad predict`` and :class:`autorad.predictor.Predictor` on real LIDC data: one path with training
+"""``autorad predict`` and :class:`autorad.apps.predictor.Predictor` on real LIDC data: one path with training
 (a dataset nodule with its own mask gets the probabilities ``autorad evaluate`` gives it), DICOM / NIfTI inputs,
 masks, refusals and warnings, the batch mode, the report."""
 
@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autorad.apps.predict import load_predictor, predict
+from autorad.apps.predictor import Predictor
+from autorad.core.errors import InputError
 from autorad.data.dataset import Dataset
 from autorad.data.dicom import CTVolume, load_series
 from autorad.data.lidc import find_series_folders
-from autorad.errors import InputError
 from autorad.evaluate.apply import evaluate
-from autorad.predict import load_predictor, predict
-from autorad.predictor import Predictor
 from autorad.train.entry import train
 from autorad.train.resolve import load_config
 
@@ -188,7 +188,7 @@ def test_simulated_and_other_version_runs_warn(logreg_run, nodule_0001):
 
 
 def test_batch_matches_single_predictions(logreg_run, nodule_0001, ct_files, tmp_path):
-    from autorad.predict import predict_batch
+    from autorad.apps.predict import predict_batch
 
     series, vol, centre, d, _ = nodule_0001
     c = ",".join(map(str, centre))

@@ -13,10 +13,10 @@ import re
 import pytest
 from dicom_factory import make_ct_series
 
+from autorad.apps.predict_report import render
+from autorad.apps.predictor import Predictor
+from autorad.apps.reading import CLASS_CONTEXT, NOT_MEASURED, headline, summary
 from autorad.data.dicom import load_series
-from autorad.predict_report import render
-from autorad.predictor import Predictor
-from autorad.reading import CLASS_CONTEXT, NOT_MEASURED, headline, summary
 
 
 @pytest.fixture(scope="module")

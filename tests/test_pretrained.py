@@ -57,7 +57,7 @@ def test_models_list_shows_the_installed_model_with_its_metrics(builtin_lidc):
 
 
 def test_a_builtin_that_is_not_installed_is_one_error_line(tmp_path, dataset, monkeypatch, capsys):
-    from autorad.cli import main
+    from autorad.apps.cli import main
 
     env = {BUILTIN_DIR_ENV: str(tmp_path / "empty")}
     listed = _cli("models", "list", env=env)
@@ -108,9 +108,9 @@ def test_predict_and_serve_take_the_name(builtin_lidc, dataset, tmp_path):
     """``autorad predict lidc`` on a NIfTI prints what the Python API gives; ``serve`` defaults to ``lidc``."""
     import SimpleITK as sitk  # noqa: N813
 
-    from autorad.cli import build_parser
+    from autorad.apps.cli import build_parser
+    from autorad.apps.predictor import Predictor
     from autorad.data.dataset import Dataset
-    from autorad.predictor import Predictor
 
     ds = Dataset(dataset)
     nid = ds.nodule_ids[0]
@@ -128,6 +128,6 @@ def test_predict_and_serve_take_the_name(builtin_lidc, dataset, tmp_path):
         assert out["probabilities"][c] == pytest.approx(p, abs=1e-6)
     assert build_parser().parse_args(["serve"]).run == "lidc"
     pytest.importorskip("fastapi")
-    from autorad.serve.model import ServedModel
+    from autorad.apps.serve.model import ServedModel
 
     assert ServedModel("lidc").predictor.run_dir == builtin_lidc

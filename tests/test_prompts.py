@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from autorad.core.errors import CheckpointError, ConfigError, InputError
 from autorad.encoders import load_encoder
-from autorad.errors import CheckpointError, ConfigError, InputError
 from autorad.prompts.text import prompt_texts
 from autorad.train.kinds import get_kind, kind_names
 from autorad.train.kinds.prompting import PromptModel

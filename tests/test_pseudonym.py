@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autorad import pseudonym as ps
-from autorad.errors import InputError
+from autorad.core import pseudonym as ps
+from autorad.core.errors import InputError
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 
 import autorad
 from autorad import CLASS_NAMES
+from autorad.core.errors import InputError
 from autorad.data.dataset import Dataset
-from autorad.errors import InputError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -101,13 +101,13 @@ def test_bad_input_is_an_input_error_saying_what(predictor, nodules, make, messa
 
 
 def test_predictor_load_and_lazy_package_export(builtin_lidc, phantom_logreg_run):
-    import autorad.api
-    from autorad.predictor import Predictor
+    import autorad.apps.api
+    from autorad.apps.predictor import Predictor
 
-    assert autorad.Predictor is Predictor and autorad.api.Predictor is Predictor
+    assert autorad.Predictor is Predictor and autorad.apps.api.Predictor is Predictor
     assert Predictor.load("lidc").run_dir == builtin_lidc
     assert Predictor.from_run(phantom_logreg_run).run_dir == phantom_logreg_run
-    code = "import sys, autorad; print('autorad.predictor' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, autorad; print('autorad.apps.predictor' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]  # import autorad stays fast: nothing heavy until Predictor is used
     with pytest.raises(AttributeError):
@@ -115,8 +115,8 @@ def test_predictor_load_and_lazy_package_export(builtin_lidc, phantom_logreg_run
 
 
 def test_every_api_function_and_predictor_method_documents_args_and_returns():
-    import autorad.api as api
-    from autorad.predictor import PredictionResult, Predictor
+    import autorad.apps.api as api
+    from autorad.apps.predictor import PredictionResult, Predictor
 
     missing = []
     for name in api.__all__:

@@ -14,7 +14,7 @@ import yaml
 from test_radiomics_helpers import blob_image, blob_mask, record, set_mask, write_synthetic
 
 from autorad.config import RadiomicsConfig
-from autorad.errors import ConfigError, InputError, MissingDependencyError
+from autorad.core.errors import ConfigError, InputError, MissingDependencyError
 from autorad.radiomics import load_radiomics
 from autorad.radiomics.extract import STATUS_NO_VOLUME, extract_one, run_radiomics
 from autorad.radiomics.settings import load_params

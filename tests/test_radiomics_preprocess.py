@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from autorad.errors import CheckpointError, ConfigError, InputError
+from autorad.core.errors import CheckpointError, ConfigError, InputError
 from autorad.radiomics import select_feature_columns
 from autorad.radiomics.preprocess import RadiomicsPreprocessor, preprocess_fold, signed_log1p
 

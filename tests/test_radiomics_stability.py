@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from autorad.config import STABILITY_MASKS, DataConfig, RadiomicsConfig, dump_config
+from autorad.core.errors import InputError
 from autorad.data.mask_perturb import morph, perturb_mask
-from autorad.errors import InputError
 from autorad.radiomics.preprocess import RadiomicsPreprocessor
 from autorad.radiomics.stability import concordance
 from autorad.radiomics.table import radiomics_path
@@ -50,7 +50,7 @@ def test_unknown_perturbation_is_refused():
 
 
 def test_robustness_uses_the_same_rule():
-    from autorad.robustness import variant_mask
+    from autorad.apps.robustness import variant_mask
 
     rng = np.random.default_rng(0)
     m = rng.random((20, 20)) > 0.4
@@ -179,7 +179,7 @@ def test_selection_sees_the_training_folds_only(phantom_ds, stable_run, tmp_path
 def test_prediction_needs_no_perturbed_radiomics(phantom_ds, stable_run, tmp_path):
     import shutil
 
-    from autorad.predictor import Predictor
+    from autorad.apps.predictor import Predictor
     from autorad.train.features import build_features
 
     table = build_features(phantom_ds, load_config("radiomics_logreg", STABLE))

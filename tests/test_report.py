@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 from autorad.evaluate import plots
 from autorad.evaluate.metrics import compute_metrics
 from autorad.evaluate.report import render_html, software_versions, write_report

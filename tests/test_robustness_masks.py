@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autorad.errors import InputError
+from autorad.apps.robustness import dice, long_axis_mm, robustness, variant_mask
+from autorad.core.errors import InputError
 from autorad.evaluate.apply import evaluate
-from autorad.robustness import dice, long_axis_mm, robustness, variant_mask
 from autorad.train.entry import train
 from autorad.train.resolve import load_config
 

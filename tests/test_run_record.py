@@ -15,10 +15,10 @@ import pandas as pd
 import pydicom
 import pytest
 
+from autorad.apps.predictor import Predictor
+from autorad.core.errors import InputError
 from autorad.data.dataset import Dataset, write_dataset
 from autorad.data.phantom import iter_phantom
-from autorad.errors import InputError
-from autorad.predictor import Predictor
 from autorad.train.checkpoint import META_FILE, TENSOR_FILE, load_checkpoint, reseal_meta
 from autorad.train.record import RECORD_KEY, attach_run_record, id_hash
 

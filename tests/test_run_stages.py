@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from autorad.cli import main
+from autorad.apps.cli import main
+from autorad.core.devices import resolve_device
+from autorad.core.errors import ConfigError
 from autorad.data.dataset import Dataset
-from autorad.devices import resolve_device
-from autorad.errors import ConfigError
 from autorad.train.cv import cross_validate, fit_final, write_run_report
 from autorad.train.features import build_features, ensure_embeddings, ensure_radiomics
 from autorad.train.resolve import load_config

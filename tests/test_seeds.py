@@ -77,7 +77,7 @@ def test_summary_and_average_helpers():
 def test_seed_workers_start_with_the_features_cached(tmp_path, monkeypatch):
     """The seeds' shared radiomics and embeddings are computed once, before any worker starts (workers computing
     them at once would write one cache twice)."""
-    import autorad.tasks
+    import autorad.core.tasks
     from autorad.config import DataConfig
     from autorad.data.ingest import ingest
     from autorad.encoders.embed import cache_paths
@@ -85,7 +85,7 @@ def test_seed_workers_start_with_the_features_cached(tmp_path, monkeypatch):
 
     ds = ingest("phantom", tmp_path / "ds", None, DataConfig(source="phantom", phantom_n=24))
     cfg = load_config("offline", [*TINY, "train.n_seeds=2", "train.jobs=1"])
-    real, seen = autorad.tasks.run_tasks, []
+    real, seen = autorad.core.tasks.run_tasks, []
 
     def check_then_run(fn, tasks, **kw):
         if fn.__name__ == "train_single_task":  # (the extraction and embedding stages run tasks too)
@@ -93,6 +93,6 @@ def test_seed_workers_start_with_the_features_cached(tmp_path, monkeypatch):
                          (ds.path / "radiomics.parquet").is_file()))
         return real(fn, tasks, **kw)
 
-    monkeypatch.setattr(autorad.tasks, "run_tasks", check_then_run)
+    monkeypatch.setattr(autorad.core.tasks, "run_tasks", check_then_run)
     train(ds.path, cfg, tmp_path / "run")
     assert seen == [(True, True)]

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from autorad.core.errors import InputError
 from autorad.data.consensus import dice
-from autorad.errors import InputError
 from autorad.segment import seed_from_mask, segment_click, segment_click_2d
 
 SPACING = (1.25, 0.7, 0.7)  # z, row, column (mm)
@@ -133,7 +133,7 @@ def test_cli_writes_nifti_with_geometry_and_refuses_overwrite(tmp_path):
 def test_shipped_weights_load_strictly_and_refuse_tampering(tmp_path):
     import shutil
 
-    from autorad.errors import CheckpointError
+    from autorad.core.errors import CheckpointError
     from autorad.segment.model import WEIGHTS_DIR, load_segmenter
 
     seg = load_segmenter()
@@ -152,7 +152,7 @@ def test_shipped_weights_load_strictly_and_refuse_tampering(tmp_path):
 @pytest.mark.parametrize("bad", ["1", "101", "nan", "inf", "big"])
 def test_cli_diameter_hint_is_bounded_like_predicts(tmp_path, bad, capsys):
     """``segment --diameter-mm`` takes the same bounded option type as ``predict --diameter-mm``."""
-    from autorad.cli import main
+    from autorad.apps.cli import main
 
     with pytest.raises(SystemExit) as err:
         main(["segment", "--image", str(tmp_path / "ct.nii.gz"), "--center", "1,1,1", "--diameter-mm", bad,

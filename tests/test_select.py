@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from autorad.config import candidate_config, dump_config, selection_candidates
+from autorad.core.errors import ConfigError
 from autorad.data.dataset import Dataset
-from autorad.errors import ConfigError
 from autorad.evaluate.metrics import log_loss
 from autorad.train.entry import train
 from autorad.train.features import build_features

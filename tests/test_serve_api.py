@@ -28,10 +28,10 @@ from dicom_factory import IDENTIFIERS, make_ct_series  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from autorad import __version__  # noqa: E402
-from autorad.predict import predict  # noqa: E402
-from autorad.serve import create_app  # noqa: E402
-from autorad.serve.app import ServeSettings  # noqa: E402
-from autorad.serve.uploads import MB, UploadLimits  # noqa: E402
+from autorad.apps.predict import predict  # noqa: E402
+from autorad.apps.serve import create_app  # noqa: E402
+from autorad.apps.serve.app import ServeSettings  # noqa: E402
+from autorad.apps.serve.uploads import MB, UploadLimits  # noqa: E402
 
 VARYING = {"seconds", "report"}
 
@@ -376,10 +376,10 @@ def test_serve_cli_refuses_bad_options(tmp_path, phantom_logreg_run):
 
 
 def test_one_log_line_per_request_without_query_strings(client, caplog):
-    caplog.set_level(logging.INFO, logger="autorad.serve")
+    caplog.set_level(logging.INFO, logger="autorad.apps.serve")
     assert client.get("/api/health?patient=Doe_Jane").status_code == 200
     assert client.get("/").status_code == 200
-    lines = [r.getMessage() for r in caplog.records if r.name == "autorad.serve"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "autorad.apps.serve"]
     assert len(lines) == 2, lines
     assert re.fullmatch(r"GET /api/health -> 200 \(\d+ ms\)", lines[0]) and lines[1].startswith("GET / -> 200 (")
     assert "Doe_Jane" not in caplog.text

@@ -319,8 +319,8 @@ def test_window_level_drag_and_presets(viewer, nodule_0001):
 
 
 def test_click_predicts_like_autorad_predict(viewer, nodule_0001, served_run, series_numbers):
-    from autorad.predict import predict
-    from autorad.reading import calibration_words, metric_text
+    from autorad.apps.predict import predict
+    from autorad.apps.reading import calibration_words, metric_text
 
     page, _ = viewer
     series, vol, (x, y, z), d = nodule_0001

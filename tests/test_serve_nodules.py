@@ -12,10 +12,10 @@ pytest.importorskip("httpx", reason="httpx (dev extra) is needed to test the app
 from dicom_factory import make_ct_series  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from autorad.reading import CLASS_CONTEXT  # noqa: E402
-from autorad.serve import create_app, volumes  # noqa: E402
-from autorad.serve.app import ServeSettings  # noqa: E402
-from autorad.serve.volumes import slice_numbers  # noqa: E402
+from autorad.apps.reading import CLASS_CONTEXT  # noqa: E402
+from autorad.apps.serve import create_app, volumes  # noqa: E402
+from autorad.apps.serve.app import ServeSettings  # noqa: E402
+from autorad.apps.serve.volumes import slice_numbers  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autorad.errors import ConfigError
+from autorad.core.errors import ConfigError
 from autorad.train.sweep import sweep
 
 pytestmark = pytest.mark.shared_data

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autorad.core.errors import InputError
 from autorad.data.dataset import Dataset
-from autorad.errors import InputError
 from autorad.evaluate.apply import evaluate
 from autorad.train.entry import train
 from autorad.train.features import build_features

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from autorad import CLASS_NAMES
-from autorad.errors import CheckpointError
+from autorad.core.errors import CheckpointError
 from autorad.train.kinds import register_kind
 from autorad.train.kinds.base import Model, fit_radiomics_pre, load_radiomics_pre, save_radiomics_pre
 

@@ -77,7 +77,7 @@ def main() -> int:
     from autorad.pretrained.card import write_model_card
 
     write_model_card(args.out)
-    from autorad.predictor import Predictor
+    from autorad.apps.predictor import Predictor
     from autorad.samples import get_sample
 
     s = get_sample("lidc-idri-0001")

@@ -31,7 +31,7 @@ def versions() -> str:
 
 
 def section(model: Path) -> str:
-    from autorad.predictor import Predictor
+    from autorad.apps.predictor import Predictor
     from autorad.train.record import sealed_metrics
 
     p = Predictor.load(model)

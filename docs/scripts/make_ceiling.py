@@ -24,11 +24,11 @@ import numpy as np
 
 from autorad import CLASS_NAMES
 from autorad.config import LabelConfig
+from autorad.core.errors import AutoradError, InputError
+from autorad.core.paths import SHARED_DATA_ENV, shared_data_dir
 from autorad.data.dataset import RATING_NAMES
 from autorad.data.maxslice import open_maxslice
-from autorad.errors import AutoradError, InputError
 from autorad.evaluate import ceiling as C
-from autorad.paths import SHARED_DATA_ENV, shared_data_dir
 
 START, END = "<!-- ceiling:start -->", "<!-- ceiling:end -->"
 NPZ = Path("lidc_maxslice") / "lidc_maxslice_dev.npz"

@@ -21,11 +21,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from autorad.core.paths import shared_data_dir  # noqa: E402
 from autorad.data.crop import equivalent_diameter_mm  # noqa: E402
 from autorad.data.dataset import RATING_NAMES  # noqa: E402
 from autorad.data.phantom import iter_phantom  # noqa: E402
 from autorad.data.phantom_sim import NoduleLook  # noqa: E402
-from autorad.paths import shared_data_dir  # noqa: E402
 
 WINDOW = (-1000, 400)
 SIDE = 71

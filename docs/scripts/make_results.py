@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from autorad.config import DataConfig, RadiomicsConfig
+from autorad.core.paths import shared_data_dir
 from autorad.data.dataset import Dataset
 from autorad.evaluate.metrics import compute_metrics, flatten_scalars
-from autorad.paths import shared_data_dir
 from autorad.train.resolve import load_config
 from autorad.train.seeds import fuse
 

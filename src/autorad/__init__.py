@@ -1,7 +1,7 @@
 """autorad: AutoRad-Lung, radiomics-guided prompt learning for lung nodule malignancy on CT.
 
 The Python API mirrors the command line: every ``autorad X`` command has a function twin
-(see :mod:`autorad.api`). ``autorad.Predictor`` is the numpy-first predictor
+(see :mod:`autorad.apps.api`). ``autorad.Predictor`` is the numpy-first predictor
 (``autorad.Predictor.load("lidc").predict(hu, mask=mask, spacing_mm=(dy, dx))``, docs/python_api.md).
 """
 
@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 CLASS_NAMES: tuple[str, str, str] = ("benign", "unsure", "malignant")
 
-_LAZY = {"Predictor": "autorad.predictor", "PredictionResult": "autorad.predictor"}  # imported on first use
+_LAZY = {"Predictor": "autorad.apps.predictor", "PredictionResult": "autorad.apps.predictor"}  # imported on first use
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,3 @@
-from autorad.cli import main
+from autorad.apps.cli import main
 
 raise SystemExit(main())

@@ -27,9 +27,9 @@ from pydantic import (
 )
 
 from autorad import CLASS_NAMES
-from autorad.devices import DEVICE_PATTERN
-from autorad.errors import ConfigError
-from autorad.safe_yaml import excerpt, load_yaml_file, load_yaml_text
+from autorad.core.devices import DEVICE_PATTERN
+from autorad.core.errors import ConfigError
+from autorad.core.safe_yaml import excerpt, load_yaml_file, load_yaml_text
 
 INGEST_SOURCES = ("lidc", "maxslice", "phantom")  # what `autorad ingest` reads
 
@@ -396,7 +396,7 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 def load_raw_config(path: str | Path, _depth: int = 0) -> dict[str, Any]:
     """The YAML mapping of a config, with ``extends: OTHER`` resolved (OTHER's keys, overridden by this file's)."""
     p = _resolve_config_path(path)
-    raw = load_yaml_file(p) or {}  # bounded: size, aliases, duplicate keys (autorad.safe_yaml)
+    raw = load_yaml_file(p) or {}  # bounded: size, aliases, duplicate keys (autorad.core.safe_yaml)
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
     parent = raw.pop("extends", None)

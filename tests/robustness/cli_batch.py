@@ -1,5 +1,5 @@
 """Run many ``autorad`` command lines cheaply: one Python process imports the CLI and its heavy dependencies
-once, then forks one child per command line. Each child runs :func:`autorad.cli.main` exactly as the
+once, then forks one child per command line. Each child runs :func:`autorad.apps.cli.main` exactly as the
 ``autorad`` script does (own process, own stdout/stderr files, real exit code; an uncaught exception prints
 its traceback and exits 1 as the interpreter would), so the tests see what a user would see, without paying
 the ~5 s of imports per case.
@@ -29,10 +29,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-PRELOAD = ("autorad.cli", "autorad.config", "autorad.train.entry", "autorad.predict", "autorad.data.dicom",
+PRELOAD = ("autorad.apps.cli", "autorad.config", "autorad.train.entry", "autorad.apps.predict", "autorad.data.dicom",
            "autorad.data.ingest", "autorad.evaluate.apply", "autorad.evaluate.report", "autorad.train.kinds",
            "autorad.radiomics.extract", "pydicom", "SimpleITK", "sklearn.linear_model", "torch", "pandas",
-           "autorad.predictor", "autorad.segment", "autorad.segment.unet", "radiomics.featureextractor",
+           "autorad.apps.predictor", "autorad.segment", "autorad.segment.unet", "radiomics.featureextractor",
            "logging.config", "jinja2")
 
 
@@ -75,7 +75,7 @@ def _child(case: dict) -> None:
     rc = 1
     try:
         _setup_child(case)  # after the output files are open: an unprivileged child could not open them
-        from autorad.cli import main
+        from autorad.apps.cli import main
 
         sys.argv = ["autorad", *argv]
         rc = main(argv)

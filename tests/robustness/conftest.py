@@ -19,8 +19,8 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-fold dataset of ~40 nodules: the first real max-slice nodules when the shared data is here, else
     phantom nodules (so the suite also runs without the LIDC data)."""
     from autorad.config import DataConfig, FoldConfig
+    from autorad.core.paths import shared_data_dir
     from autorad.data.ingest import ingest
-    from autorad.paths import shared_data_dir
 
     out = tmp_path_factory.mktemp("rob") / "ds"
     shared = shared_data_dir()

@@ -82,16 +82,16 @@ def cases(tmp_path_factory: pytest.TempPathFactory, logreg_run: Path):
     c = {
         # ---- files claimed at write time
         "report_appears": {"argv": ["predict", run, "--dicom", series, *CENTER, "--report", t / "r1.html"],
-                           "appear": {"when": "autorad.predict_report:write_prediction_report",
+                           "appear": {"when": "autorad.apps.predict_report:write_prediction_report",
                                       "path": str(t / "r1.html"), "text": MINE}},
         "report_appears_overwrite": {
             "argv": ["predict", run, "--dicom", series, *CENTER, "--report", t / "r2.html", "--overwrite"],
-            "appear": {"when": "autorad.predict_report:write_prediction_report", "path": str(t / "r2.html"),
+            "appear": {"when": "autorad.apps.predict_report:write_prediction_report", "path": str(t / "r2.html"),
                        "text": MINE}},
         "mask_and_report_one_appears": {
             "argv": ["predict", run, "--dicom", series, *CENTER, "--save-mask", t / "m3.nii.gz", "--report",
                      t / "r3.html"],
-            "appear": {"when": "autorad.predict_report:write_prediction_report", "path": str(t / "r3.html"),
+            "appear": {"when": "autorad.apps.predict_report:write_prediction_report", "path": str(t / "r3.html"),
                        "text": MINE}},
         "report_dangling_symlink": ["predict", run, "--dicom", series, *CENTER, "--report", t / "dangling.html"],
         "report_symlink_overwrite": ["predict", run, "--dicom", series, *CENTER, "--report",
@@ -114,15 +114,15 @@ def cases(tmp_path_factory: pytest.TempPathFactory, logreg_run: Path):
         "batch_bad_rows": {"argv": ["predict", run, "--nodules", t / "mixed.csv", "--out", t / "b_mixed"],
                            "inject": "autorad.data.dicom:load_image_file"},
         "batch_fails_at_the_end": {"argv": ["predict", run, "--nodules", t / "one.csv", "--out", t / "b_end"],
-                                   "inject": "autorad.predict:write_parquet"},
+                                   "inject": "autorad.apps.predict:write_parquet"},
         "batch_out_appears": {"argv": ["predict", run, "--nodules", t / "one.csv", "--out", t / "b_appears"],
-                              "appear": {"when": "autorad.predict:_table_row", "path": str(t / "b_appears"),
+                              "appear": {"when": "autorad.apps.predict:_table_row", "path": str(t / "b_appears"),
                                          "folder": True, "text": MINE}},
         "batch_first": ["predict", run, "--nodules", t / "mixed.csv", "--out", t / "b_twice"],
         "batch_again_overwrite": ["predict", run, "--nodules", t / "one.csv", "--out", t / "b_twice", "--overwrite"],
         # ---- identifiers
         "crash_log": {"argv": ["predict", run, "--dicom", phi, *CENTER, "--report", phi.parent / "r.html"],
-                      "inject": "autorad.predict:load_predictor"},
+                      "inject": "autorad.apps.predict:load_predictor"},
         # ---- item 6: LIDC symlinks, third-party output, resume hint
         "lidc_symlinks": ["ingest", "lidc", lidc, "--out", t / "lidc_ds"],
         "itk_warning": ["segment", "--image", nrrd, "--center", "20,20,6", "--diameter-mm", "6", "--out",
@@ -370,7 +370,7 @@ def test_python_warnings_and_pyradiomics_logging_go_to_the_log(tmp_path):
     """numpy RuntimeWarnings and PyRadiomics' own log lines, after the CLI's logging set-up (a real process):
     not printed raw on stderr; with verbose logging they appear as [autorad] lines."""
     code = ("import sys, logging, numpy as np\n"
-            "from autorad.cli import configure_logging\n"
+            "from autorad.apps.cli import configure_logging\n"
             "from autorad.radiomics.quiet import quiet_radiomics\n"
             "configure_logging(verbose=sys.argv[1] == 'v')\n"
             "quiet_radiomics()\n"

@@ -18,8 +18,8 @@ import yaml
 from dicom_factory import make_ct_series, make_lidc_case, read_back
 from safetensors.numpy import load_file, save_file
 
-from autorad.io import hash_file
-from autorad.outputs import MARKER, write_marker
+from autorad.core.io import hash_file
+from autorad.core.outputs import MARKER, write_marker
 from autorad.train.checkpoint import seal_meta
 from robustness.cli_batch import CliResult, run_batch
 

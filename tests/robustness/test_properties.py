@@ -116,7 +116,7 @@ def test_radiomics_preprocessing_never_outputs_nan(X, new_row):
     """RadiomicsPreprocessor: whatever the training table (NaN, inf, 1e300, constant columns, failed rows) it
     either refuses with an InputError or its output, on training rows and on any new row, is finite, within
     +-clip_z, float32, and survives the safetensors state round trip unchanged."""
-    from autorad.errors import InputError
+    from autorad.core.errors import InputError
     from autorad.radiomics.preprocess import RadiomicsPreprocessor
 
     names = [f"original_f{i}" for i in range(X.shape[1])]

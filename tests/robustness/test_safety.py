@@ -20,7 +20,7 @@ import pytest
 from dicom_factory import make_ct_series, make_lidc_case
 
 from autorad import __version__
-from autorad.outputs import MARKER
+from autorad.core.outputs import MARKER
 from autorad.train.checkpoint import seal_meta
 from robustness.cli_batch import CliResult, run_batch
 
@@ -60,7 +60,7 @@ def _has_option(command: str, option: str) -> bool:
     """Whether ``autorad COMMAND`` offers ``option`` (cases of commands still being built are skipped)."""
     import argparse
 
-    from autorad.cli import build_parser
+    from autorad.apps.cli import build_parser
 
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
@@ -738,7 +738,7 @@ def test_unexpected_error_points_at_a_log(cases):
 def _commands() -> list[list[str]]:
     import argparse
 
-    from autorad.cli import build_parser
+    from autorad.apps.cli import build_parser
 
     found: list[list[str]] = []
 
@@ -758,13 +758,13 @@ def test_help_speaks_to_users(tmp_path):
     explained, no developer notes (no 'Thin', 'Python API', module or argparse names)."""
     import argparse
 
-    from autorad.cli import build_parser
+    from autorad.apps.cli import build_parser
 
     commands = _commands()
     results = run_batch([[*c, "--help"] for c in commands], tmp_path / "help")
     for cmd, r in zip(commands, results, strict=True):
         assert r.rc == 0 and r.err == "", (cmd, r.err)
-        for word in ("Thin", "Python API", "argparse", "Namespace", "_cmd_", "autorad.cli"):
+        for word in ("Thin", "Python API", "argparse", "Namespace", "_cmd_", "autorad.apps.cli"):
             assert word not in r.out, (cmd, word)
     top = results[0].out
     assert "benign, unsure or malignant" in top and "Exit codes" in top and "--overwrite" in top

@@ -237,8 +237,8 @@ def test_at_most_n_concurrent_decodes(phantom_logreg_run, uploads, monkeypatch):
     decoded at the same time (the decoder is replaced by one that counts how many run and waits 0.3 s)."""
     from fastapi.testclient import TestClient  # noqa: F401  (the serve extra's test dependency)
 
-    import autorad.serve.app as app_module
-    from autorad.serve.app import ServeSettings, create_app
+    import autorad.apps.serve.app as app_module
+    from autorad.apps.serve.app import ServeSettings, create_app
 
     app = create_app(phantom_logreg_run, ServeSettings(max_decodes=2, warm_up=False))
     real = app_module.load_volume

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 
 PIXEL_SPACING_RANGE_MM = (0.05, 20.0)  # in-plane voxel size of any CT (clinical: 0.3-1.0 mm)
 SLICE_SPACING_RANGE_MM = (0.1, 50.0)  # distance between slice centres (clinical: 0.5-10 mm)

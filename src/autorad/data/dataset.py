@@ -27,14 +27,14 @@ import pandas as pd
 
 from autorad import CLASS_NAMES
 from autorad.config import CropConfig, FoldConfig, LabelConfig
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_dir, hash_file, write_json
+from autorad.core.outputs import replaceable_dir, write_marker
+from autorad.core.progress import progress
 from autorad.data.crop import equivalent_diameter_mm
 from autorad.data.folds import assign_folds
 from autorad.data.geometry import nodule_arrays
 from autorad.data.labels import MAX_READERS, label_from_ratings, malignancy_score
-from autorad.errors import InputError
-from autorad.io import atomic_dir, hash_file, write_json
-from autorad.outputs import replaceable_dir, write_marker
-from autorad.progress import progress
 
 FORMAT_VERSION = 1
 RATING_NAMES: tuple[str, ...] = ("subtlety", "internalstructure", "calcification", "sphericity", "margin",

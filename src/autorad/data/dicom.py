@@ -2,7 +2,7 @@
 
 :func:`load_series` reads every DICOM file of a folder with pydicom, checks that they form one usable axial CT
 series and stacks them in slice-position order (file names do not matter). Problems with the input as a whole
-raise :class:`~autorad.errors.InputError` with a one-line message; missing slices (gaps in z) do not: the
+raise :class:`~autorad.core.errors.InputError` with a one-line message; missing slices (gaps in z) do not: the
 volume loads and lists them in :attr:`CTVolume.gaps`, so callers can skip only what needs the missing slices.
 
 Privacy: a :class:`CTVolume` keeps no names, dates, institutions or accession numbers. ``patient_id`` and
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from autorad.core.errors import InputError
+from autorad.core.pseudonym import pseudonym
 from autorad.data import ct_checks
 from autorad.data.ct_checks import CLI_LIMITS, VolumeLimits
-from autorad.errors import InputError
-from autorad.pseudonym import pseudonym
 
 LIDC_PATIENT_RE = re.compile(r"^LIDC-IDRI-\d{4}$")
 TCIA_UID_ROOT = "1.3.6.1.4.1.14519."  # UIDs re-issued by TCIA's de-identification (LIDC-IDRI and others)
@@ -44,7 +44,7 @@ def _anon(text: str) -> str:
 
 
 def pseudonymize_patient_id(patient_id: str | None, fallback: str = "") -> str:
-    """Keep an LIDC pseudonym (``LIDC-IDRI-NNNN``); otherwise a keyed pseudonym (:mod:`autorad.pseudonym`).
+    """Keep an LIDC pseudonym (``LIDC-IDRI-NNNN``); otherwise a keyed pseudonym (:mod:`autorad.core.pseudonym`).
 
     An empty PatientID is replaced by the pseudonym of ``fallback`` (e.g. the series UID) so unrelated
     series do not share one id.
@@ -428,7 +428,7 @@ def _sitk_info(path: Path, what: str) -> Any:
         raise InputError(f"{what} must be a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file: {path.name}")
     if not os.access(path, os.R_OK):  # SimpleITK would say "does not exist"
         raise InputError(f"cannot read {what} file {path}: permission denied")
-    from autorad.thirdparty import itk_to_log
+    from autorad.core.thirdparty import itk_to_log
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -453,7 +453,7 @@ def _sitk_bytes_per_voxel(reader: Any) -> int:
 
 def _sitk_execute(reader: Any, path: Path, what: str) -> Any:
     """The pixels of a reader whose header :func:`_sitk_info` read (and its caller checked)."""
-    from autorad.thirdparty import itk_to_log
+    from autorad.core.thirdparty import itk_to_log
 
     try:
         with itk_to_log():  # ITK's own WARNING lines go to the log
@@ -568,7 +568,7 @@ def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
 
     import SimpleITK as sitk  # noqa: N813
 
-    from autorad.io import atomic_write_bytes
+    from autorad.core.io import atomic_write_bytes
 
     path = Path(path)
     m = np.asarray(mask)
@@ -583,7 +583,7 @@ def write_mask_file(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
     # the project's one atomic writer (permissions, rename, write errors naming the path).
     with tempfile.TemporaryDirectory(prefix="autorad-mask-") as scratch:
         tmp = Path(scratch) / f"mask{suffix}"
-        from autorad.thirdparty import itk_to_log
+        from autorad.core.thirdparty import itk_to_log
 
         with itk_to_log():  # e.g. "Non-orthogonal direction matrix coerced to orthogonal" goes to the log
             sitk.WriteImage(img, str(tmp), useCompression=True)

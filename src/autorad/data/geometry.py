@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from autorad.config import CROP_FACTOR, CROP_MIN_PX
+from autorad.core.errors import InputError
 from autorad.data.crop import crop_nodule
-from autorad.errors import InputError
 
 PAD_INPLANE_PX = 10  # pixels around the mask's bounding box in the 3D sub-volume
 PAD_SLICES = 2  # slices above and below it

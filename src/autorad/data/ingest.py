@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from autorad.config import INGEST_SOURCES, DataConfig
+from autorad.core.errors import InputError
+from autorad.core.outputs import prepare_output_dir
 from autorad.data.dataset import Dataset, write_dataset
-from autorad.errors import InputError
-from autorad.outputs import prepare_output_dir
 
 SOURCES = INGEST_SOURCES
 
@@ -17,7 +17,7 @@ def ingest(source: str, out: str | Path, path: str | Path | None = None, cfg: Da
     """Build a dataset folder at ``out`` from ``source`` (lidc DICOM root, maxslice NPZ, or phantom).
 
     ``out`` must be new or empty, or (with ``overwrite``) a folder autorad wrote; it is replaced atomically only
-    when the ingest succeeds (:func:`autorad.outputs.prepare_output_dir`).
+    when the ingest succeeds (:func:`autorad.core.outputs.prepare_output_dir`).
 
     Args:
         source: ``lidc``, ``maxslice`` or ``phantom``.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autorad.core.errors import InputError
 from autorad.data.consensus import CONSENSUS_LEVEL, cluster_outlines, consensus_mask, outline_mask
 from autorad.data.dataset import NoduleRecord, Skip
 from autorad.data.dicom import (
@@ -36,7 +37,6 @@ from autorad.data.dicom import (
 from autorad.data.geometry import middle_slice_index, pixel_spacing_mm, subvolume_box
 from autorad.data.labels import MAX_READERS
 from autorad.data.lidc_xml import LidcAnnotations, ReaderNodule, parse_lidc_xml
-from autorad.errors import InputError
 
 
 @dataclass

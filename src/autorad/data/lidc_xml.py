@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from autorad.core.errors import InputError
 from autorad.data.dataset import RATING_NAMES
-from autorad.errors import InputError
 
 LIDC_NAMESPACE = "http://www.nih.gov"
 # XML rating names, lower-cased (internalStructure -> internalstructure), to their RATING_NAMES index

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 
 _PATTERN = re.compile(r"^(grow|shrink)([1-9][0-9]*)$")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from autorad.core.errors import InputError
 from autorad.data.dataset import RATING_NAMES, NoduleRecord, Skip
-from autorad.errors import InputError
 
 REQUIRED_KEYS = ("images_hu", "consensus_mask", "ratings", "rating_names", "nodule_id", "patient_id",
                  "series_uid", "pixel_spacing_mm")

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from autorad import CLASS_NAMES
+from autorad.core.errors import InputError
 from autorad.data.dataset import NoduleRecord
 from autorad.data.geometry import PAD_INPLANE_PX, PAD_SLICES, middle_slice_index, subvolume_box
 from autorad.data.phantom_db import Cluster, cluster_consensus, lidc_clusters
 from autorad.data.phantom_sim import NoduleLook, simulate_slab
-from autorad.errors import InputError
 
 MIN_FIELD_PX = 96  # the simulated slice is at least this many pixels square, at the scan's real spacing
 FIELD_FACTOR = 2.5  # and at least this many times the nodule's largest in-plane extent (+ 16 px)

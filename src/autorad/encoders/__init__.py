@@ -46,7 +46,7 @@ def tunable_encoders() -> list[str]:
 
 def check_tunable(name: str) -> None:
     """A ConfigError naming the option unless encoder ``name`` caches a feature map (``model.image_tuning``)."""
-    from autorad.errors import ConfigError
+    from autorad.core.errors import ConfigError
 
     if name not in tunable_encoders():
         raise ConfigError(f"model.image_tuning: tail needs a model.vision_encoder that caches a feature map "

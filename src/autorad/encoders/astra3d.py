@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from autorad.core.errors import AutoradError, MissingDependencyError
+from autorad.core.io import hash_file
 from autorad.encoders.base import VisionEncoder, strict_load
 from autorad.encoders.registry import EncoderEntry
 from autorad.encoders.weights import load_state_dict
-from autorad.errors import AutoradError, MissingDependencyError
-from autorad.io import hash_file
 
 # Key prefixes of the backbone inside Astra's and Merlin's full checkpoints (as the package's loader strips them).
 _PREFIXES = ("visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_resnet.")

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autorad.core.errors import InputError
+from autorad.core.strict import check_state, shapes_of
 from autorad.encoders.registry import EncoderEntry, Preprocess
-from autorad.errors import InputError
-from autorad.strict import check_state, shapes_of
 
 
 def strict_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
+from autorad.core.errors import CheckpointError
 from autorad.encoders.base import TextEncoder, freeze, strict_load
 from autorad.encoders.registry import EncoderEntry
 from autorad.encoders.weights import load_state_dict, resolve
-from autorad.errors import CheckpointError
 
 _TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                     "special_tokens_map.json")

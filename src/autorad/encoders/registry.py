@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from autorad.errors import AutoradError
+from autorad.core.errors import AutoradError
 
 Kind = Literal["vision2d", "vision3d", "text"]
 

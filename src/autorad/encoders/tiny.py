@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autorad.core.errors import AutoradError
 from autorad.encoders import aimv2
 from autorad.encoders.base import VisionEncoder
 from autorad.encoders.minilm import BertMeanEncoder, package_model_dir
 from autorad.encoders.registry import EncoderEntry, get_entry
-from autorad.errors import AutoradError
 
 
 class TinyCnn3d(nn.Module):

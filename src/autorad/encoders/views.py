@@ -3,7 +3,7 @@ and flips are equally valid images of it (``model.views``).
 
 Training draws one view per nodule per epoch (augmentation); prediction averages the class probabilities over
 all ``model.views`` views (test-time augmentation). Dataset embedding (:mod:`autorad.encoders.embed`) and the
-predictor (:mod:`autorad.predictor`) both build views with :func:`view`, so training and inference see the same
+predictor (:mod:`autorad.apps.predictor`) both build views with :func:`view`, so training and inference see the same
 images. View 0 is the image itself.
 """
 

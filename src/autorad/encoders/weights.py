@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from autorad.errors import CheckpointError, MissingDependencyError
-from autorad.io import hash_file
+from autorad.core.errors import CheckpointError, MissingDependencyError
+from autorad.core.io import hash_file
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

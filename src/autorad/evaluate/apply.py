@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_dir
+from autorad.core.outputs import prepare_output_dir, replaceable_dir, write_marker
 from autorad.data.dataset import Dataset
-from autorad.errors import InputError
-from autorad.io import atomic_dir
-from autorad.outputs import prepare_output_dir, replaceable_dir, write_marker
 from autorad.pretrained import resolve_run
 from autorad.train.calibration import evaluation_calibration, run_temperature, summary_line, write_calibration_figures
 from autorad.train.cv import write_run_report

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
-from autorad.io import atomic_write_text
-from autorad.outputs import claim_output_files, prepare_output_file
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_write_text
+from autorad.core.outputs import claim_output_files, prepare_output_file
 from autorad.pretrained import resolve_run
 
 # (flattened metric key, column title, higher is better)
@@ -44,7 +44,7 @@ def compare(runs: list[str | Path], out: str | Path | None = None, overwrite: bo
 
     With ``out``, also writes ``<out>.md`` and ``<out>.csv`` atomically (a ``.md`` / ``.csv`` suffix on ``out``
     is dropped first); neither may exist already (unless autorad wrote it and ``overwrite``) or lie inside a run.
-    Raises :class:`~autorad.errors.InputError` naming the run when a run folder or its ``metrics.json`` is
+    Raises :class:`~autorad.core.errors.InputError` naming the run when a run folder or its ``metrics.json`` is
     missing or unreadable.
 
     Args:

@@ -39,7 +39,7 @@ from sklearn.metrics import (
 )
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"prob_{c}" for c in CLASS_NAMES)
 REQUIRED_COLUMNS: tuple[str, ...] = ("label", "pred", *PROB_COLUMNS)
@@ -65,7 +65,7 @@ def compute_metrics(pred: pd.DataFrame, by_fold: bool = True) -> dict[str, Any]:
 
     Returns ``{"n", "pooled", "per_fold", "fold_mean", "fold_std", "class_names", "definitions", "notes"}``;
     ``per_fold`` / ``fold_mean`` / ``fold_std`` are empty when ``by_fold`` is False. Raises
-    :class:`~autorad.errors.InputError` for an empty table, missing columns, unknown class names or invalid
+    :class:`~autorad.core.errors.InputError` for an empty table, missing columns, unknown class names or invalid
     probabilities. Undefined values (e.g. AUC of a class absent from a fold) are ``None`` and explained in
     the ``notes`` list of the affected block.
 

@@ -22,9 +22,9 @@ from sklearn.metrics import auc as area_under_curve
 from sklearn.metrics import roc_curve
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_write_bytes
 from autorad.evaluate.metrics import ECE_BINS, PROB_COLUMNS, reliability_bins, top_class_confidence
-from autorad.io import atomic_write_bytes
 
 DPI = 160
 # Okabe & Ito (2008) colour-blind-safe palette.

@@ -23,9 +23,9 @@ import pandas as pd
 from markupsafe import Markup
 
 from autorad import CLASS_NAMES, __version__
-from autorad.errors import InputError
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_write_text
 from autorad.evaluate import plots
-from autorad.io import atomic_write_text
 
 REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from autorad import CLASS_NAMES
-from autorad.io import atomic_write_text
+from autorad.core.io import atomic_write_text
 from autorad.pretrained import MODEL_CARD
 
 

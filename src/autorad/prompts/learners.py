@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autorad.core.errors import ConfigError, InputError
+from autorad.core.strict import check_state, shapes_of
 from autorad.encoders.base import TextEncoder
-from autorad.errors import ConfigError, InputError
 from autorad.prompts.metanet import MetaNet
 from autorad.prompts.text import init_context, tokenize_prompts
-from autorad.strict import check_state, shapes_of
 
 CONDITIONING_INPUTS = ("image", "radiomics")  # what a MetaNet may see, in concatenation order
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(s) at 100

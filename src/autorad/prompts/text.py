@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from autorad.core.errors import ConfigError
 from autorad.encoders.base import TextEncoder
-from autorad.errors import ConfigError
 
 PLACEHOLDER = "X"  # one token in both CLIP's BPE and BERT's WordPiece vocabularies
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from autorad.io import atomic_write_text, hash_arrays
+from autorad.core.io import atomic_write_text, hash_arrays
 
 CACHE_FORMAT = 1
 

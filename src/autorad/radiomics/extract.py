@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autorad.config import RadiomicsConfig
+from autorad.core.errors import ConfigError, InputError
+from autorad.core.progress import progress
+from autorad.core.tasks import run_tasks
+from autorad.core.thirdparty import itk_to_log
 from autorad.data.mask_perturb import parse_variant, perturb_mask
-from autorad.errors import ConfigError, InputError
-from autorad.progress import progress
 from autorad.radiomics.cache import FeatureCache, nodule_key
 from autorad.radiomics.quiet import quiet_radiomics, quiet_warnings
 from autorad.radiomics.settings import (
@@ -40,8 +42,6 @@ from autorad.radiomics.table import (
     radiomics_path,
     write_radiomics_table,
 )
-from autorad.tasks import run_tasks
-from autorad.thirdparty import itk_to_log
 
 if TYPE_CHECKING:
     from autorad.data.dataset import Dataset

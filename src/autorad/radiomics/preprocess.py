@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autorad.errors import CheckpointError, InputError
+from autorad.core.errors import CheckpointError, InputError
+from autorad.core.strict import check_state, shapes_of
 from autorad.radiomics.table import feature_columns, select_feature_columns
-from autorad.strict import check_state, shapes_of
 
 __all__ = ["RadiomicsPreprocessor", "feature_columns", "preprocess_fold", "select_feature_columns", "signed_log1p"]
 

@@ -7,7 +7,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 
-from autorad.thirdparty import route_logs
+from autorad.core.thirdparty import route_logs
 
 # Known, harmless warnings: GLCM's (logged for every image type) and LBP2D's on 3D input (autorad_3d.yaml
 # documents that LBP2D runs slice by slice).
@@ -21,7 +21,7 @@ class _DropNoise(logging.Filter):
 
 def quiet_radiomics() -> None:
     """Silence PyRadiomics below WARNING, drop its known-harmless log warnings and send the rest to autorad's log
-    instead of PyRadiomics' own stderr handler (:func:`autorad.thirdparty.route_logs`; idempotent)."""
+    instead of PyRadiomics' own stderr handler (:func:`autorad.core.thirdparty.route_logs`; idempotent)."""
     import radiomics  # noqa: F401  (its import installs the stderr handler that route_logs replaces)
 
     route_logs()

@@ -12,8 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from autorad.errors import ConfigError, MissingDependencyError
-from autorad.io import hash_json
+from autorad.core.errors import ConfigError, MissingDependencyError
+from autorad.core.io import hash_json
 
 PARAMS_DIR = Path(__file__).parent / "params"
 DEFAULT_PARAMS = {"2d": "autorad_2d", "3d": "autorad_3d"}
@@ -87,7 +87,7 @@ def load_params(params: str | Path | dict[str, Any] | RadiomicsParams = "autorad
         if not p.is_file():
             raise ConfigError(f"radiomics parameter file not found: {params} "
                               f"(shipped: {', '.join(shipped_params())})")
-        from autorad.safe_yaml import load_yaml_file
+        from autorad.core.safe_yaml import load_yaml_file
 
         raw = load_yaml_file(p) or {}
     if not isinstance(raw, dict):

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autorad.errors import ConfigError, InputError
-from autorad.io import atomic_write_bytes, write_json
+from autorad.core.errors import ConfigError, InputError
+from autorad.core.io import atomic_write_bytes, write_json
 
 CACHE_SUBDIR = Path("cache") / "radiomics"
 ID_COLUMNS = ("nodule_id", "status")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 
 _HERE = Path(__file__).resolve().parent
 

@@ -11,7 +11,7 @@ Public API::
 
 Seeds follow ``autorad predict --center``: X = column, Y = row, Z = slice index. A seed outside the image, a seed
 in air, a hint outside 2-100 mm (or not finite) and a click where no nodule is found (without a hint) raise
-:class:`~autorad.errors.InputError`. The shipped segmenter is a small U-Net trained on the LIDC max-slice dev
+:class:`~autorad.core.errors.InputError`. The shipped segmenter is a small U-Net trained on the LIDC max-slice dev
 crops (see docs/segmentation.md for how it was trained and how well it does on patients it never saw).
 """
 

@@ -1,7 +1,7 @@
 """``autorad segment``: segment one nodule of a CT from a click and write the mask (NIfTI with the CT's geometry).
 
 Everything the command needs is checked before segmenting: the output path (a NIfTI/NRRD name; an existing file
-only with ``--overwrite`` and only if autorad wrote it, see :mod:`autorad.outputs`), the seed and the hint.
+only with ``--overwrite`` and only if autorad wrote it, see :mod:`autorad.core.outputs`), the seed and the hint.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 from autorad.segment.core import check_hint
 
 
@@ -32,10 +32,10 @@ def segment(center: tuple[int, int, int], out: str | Path, dicom: str | Path | N
         diameter_mm: an optional size hint (2-100 mm).
         overwrite: let ``out`` replace a file autorad wrote earlier.
     """
+    from autorad.core.outputs import claim_output_files, prepare_output_file
     from autorad.data.crop import equivalent_diameter_mm
     from autorad.data.dicom import MASK_WRITE_SUFFIXES, load_image_file, load_series, write_mask_file
     from autorad.data.geometry import middle_slice_index as middle_slice  # the one middle-slice rule
-    from autorad.outputs import claim_output_files, prepare_output_file
     from autorad.segment import segment_click
 
     if (dicom is None) == (image is None):

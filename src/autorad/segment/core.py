@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from autorad.core.errors import InputError
 from autorad.data.crop import CropBox
-from autorad.errors import InputError
 from autorad.segment.window import WINDOW_PX, click_window, net_input, paste_window, window_box
 
 MIN_HINT_MM, MAX_HINT_MM = 2.0, 100.0

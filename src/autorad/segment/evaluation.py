@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from autorad.core.errors import InputError
 from autorad.data.consensus import dice
-from autorad.errors import InputError
 from autorad.segment.core import ClickSegmenter, seed_from_mask
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from autorad.errors import CheckpointError
+from autorad.core.errors import CheckpointError
 from autorad.segment.core import ClickSegmenter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -28,7 +28,7 @@ def save_segmenter(net: Any, directory: str | Path, meta: dict[str, Any]) -> Non
 def load_segmenter(directory: str | Path | None = None) -> ClickSegmenter:
     """The segmenter saved in ``directory`` (default: the shipped weights), loaded once per process.
 
-    Refuses a missing, corrupt or mismatching checkpoint with :class:`~autorad.errors.CheckpointError`.
+    Refuses a missing, corrupt or mismatching checkpoint with :class:`~autorad.core.errors.CheckpointError`.
     """
     import torch
 

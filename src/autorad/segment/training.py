@@ -138,7 +138,7 @@ def train_and_save(npz: str | Path, out: str | Path, n_folds: int = 5, fold: int
 
 
 def train_task(task: dict) -> str:
-    """One training as an independent task (for :func:`autorad.tasks.run_tasks`: local processes or Ray).
+    """One training as an independent task (for :func:`autorad.core.tasks.run_tasks`: local processes or Ray).
 
     ``task`` holds the keyword arguments of :func:`train_and_save` (``npz``, ``out``, ``fold``...).
     """

@@ -12,7 +12,7 @@ It works on what a finished run already holds, its out-of-fold predictions (``pr
 
 * **the final temperature** is fitted on *all* out-of-fold predictions, as ``CalibratedClassifierCV(ensemble=False)``
   fits its calibrator on ``cross_val_predict`` output; the final model's probabilities are scaled by it
-  (:class:`autorad.predictor.Predictor`, ``autorad evaluate``);
+  (:class:`autorad.apps.predictor.Predictor`, ``autorad evaluate``);
 * **the honest estimate** of what calibration does: for each outer fold ``k``, ``T_k`` is fitted on the
   out-of-fold predictions of the *other* folds only and applied to fold ``k``; the metrics before and after are
   pooled over the folds. Caveat: the other folds' out-of-fold probabilities were made by fold models that had
@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
+from autorad.core.errors import InputError
 from autorad.evaluate.metrics import PROB_COLUMNS, brier_score, compute_metrics, log_loss, prediction_arrays
 from autorad.train.run import Run
 
@@ -125,7 +125,7 @@ def calibrate_run(run: Run | str | Path, report: bool = True) -> dict[str, Any]:
     """Fit the temperature of a finished run folder and write ``metrics.json["calibration"]`` (atomically) and the
     reliability diagrams before / after (``figures/``); with ``report`` also redraw ``report.html`` when there is
     one. Idempotent (the out-of-fold predictions are never changed); returns the block."""
-    from autorad.outputs import read_marker
+    from autorad.core.outputs import read_marker
 
     run = run if isinstance(run, Run) else Run(run)
     marker = read_marker(run.path)

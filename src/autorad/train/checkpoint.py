@@ -25,9 +25,9 @@ from safetensors.numpy import load as st_load_bytes
 from safetensors.numpy import save as st_save_bytes
 
 from autorad import __version__
-from autorad.errors import CheckpointError
-from autorad.io import atomic_write_bytes, hash_file, hash_json, json_roundtrip, write_json
-from autorad.strict import check_state, shapes_of
+from autorad.core.errors import CheckpointError
+from autorad.core.io import atomic_write_bytes, hash_file, hash_json, json_roundtrip, write_json
+from autorad.core.strict import check_state, shapes_of
 
 TENSOR_FILE = "model.safetensors"
 META_FILE = "model.json"

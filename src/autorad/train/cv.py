@@ -4,7 +4,7 @@
 :func:`write_run_report`. Each stage writes into the :class:`~autorad.train.run.Run` folder (see there for the
 layout) and can run alone. A rerun with the same config resumes: finished folds are loaded, an interrupted fold
 continues from its last epoch. A folder holding a run of another config is refused unless ``overwrite`` (which
-empties it first); a folder autorad did not make is never used (:func:`autorad.outputs.prepare_output_dir`).
+empties it first); a folder autorad did not make is never used (:func:`autorad.core.outputs.prepare_output_dir`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pandas as pd
 
 from autorad import CLASS_NAMES, __version__
 from autorad.config import ExperimentConfig, dump_config
+from autorad.core.devices import resolve_device
+from autorad.core.errors import InputError
+from autorad.core.outputs import prepare_output_dir, read_marker
 from autorad.data.dataset import Dataset
-from autorad.devices import resolve_device
-from autorad.errors import InputError
-from autorad.outputs import prepare_output_dir, read_marker
 from autorad.train.features import build_features, check_encoders
 from autorad.train.fitting import check_trainable, fit_key, fit_model, model_settings, prediction_frame
 from autorad.train.kinds import get_kind
@@ -138,7 +138,7 @@ def cross_validate(run: Run, ds: Dataset, table: FeatureTable, cfg: ExperimentCo
     if folds_as_tasks(cfg) and len(todo) > 1:
         import json
 
-        from autorad.tasks import run_tasks
+        from autorad.core.tasks import run_tasks
 
         log.info("%d folds as tasks (%s, jobs %d)", len(todo), cfg.train.executor, cfg.train.jobs)
         cfg_json = json.dumps(cfg.model_dump(mode="json"))

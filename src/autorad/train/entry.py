@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autorad.config import ExperimentConfig
-from autorad.devices import resolve_device
+from autorad.core.devices import resolve_device
 from autorad.train.cv import train_single
 from autorad.train.run import load_model
 from autorad.train.seeds import train_seeds

@@ -10,9 +10,9 @@ import numpy as np
 
 from autorad import CLASS_NAMES
 from autorad.config import AUGMENT_MASKS, STABILITY_MASKS, ExperimentConfig
+from autorad.core.devices import resolve_device
+from autorad.core.errors import CheckpointError, InputError, MissingDependencyError
 from autorad.data.dataset import Dataset
-from autorad.devices import resolve_device
-from autorad.errors import CheckpointError, InputError, MissingDependencyError
 from autorad.train.kinds import get_kind
 from autorad.train.table import FeatureTable, PerturbedRadiomics
 from autorad.train.targets import reader_attributes, reader_distribution

@@ -12,10 +12,10 @@ import pandas as pd
 
 from autorad import CLASS_NAMES
 from autorad.config import POST_TRAINING_KEYS, ExperimentConfig
+from autorad.core.errors import InputError
+from autorad.core.io import hash_json
 from autorad.data.dataset import Dataset
 from autorad.data.folds import assign_folds
-from autorad.errors import InputError
-from autorad.io import hash_json
 from autorad.train.kinds import make_model
 from autorad.train.kinds.base import Model
 from autorad.train.table import FeatureTable

@@ -21,7 +21,7 @@ from torch import nn
 
 from autorad import CLASS_NAMES
 from autorad.config import TrainConfig
-from autorad.errors import CheckpointError
+from autorad.core.errors import CheckpointError
 from autorad.train.checkpoint import (
     checkpoint_exists,
     load_checkpoint,

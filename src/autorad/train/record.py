@@ -17,7 +17,7 @@ run.json (a ``final/model`` copied from another run). A model sealed before this
 metrics come from metrics.json and are marked unsealed.
 
 Why unsalted SHA-256 of the ids: the dataset already holds public LIDC ids (``LIDC-IDRI-NNNN``), TCIA UIDs or
-keyed pseudonyms (:mod:`autorad.pseudonym`), none of which a hash has to hide; hashing only avoids storing the
+keyed pseudonyms (:mod:`autorad.core.pseudonym`), none of which a hash has to hide; hashing only avoids storing the
 values a second time. The same stored value hashes the same way on every machine, so the overlap of a dataset or
 a CT series with the training set (:func:`dataset_overlap`, :func:`case_overlap_warnings`) is a set lookup. Keyed
 pseudonyms of another installation (another key) do not match: overlap of non-public ids is found only on the
@@ -35,9 +35,9 @@ from typing import Any
 
 import pandas as pd
 
+from autorad.core.errors import CheckpointError, InputError
+from autorad.core.io import hash_json, json_roundtrip
 from autorad.data.dataset import Dataset
-from autorad.errors import CheckpointError, InputError
-from autorad.io import hash_json, json_roundtrip
 from autorad.train.checkpoint import load_checkpoint, reseal_meta
 from autorad.train.run import Run
 
@@ -113,7 +113,7 @@ def attach_run_record(run: Run | str | Path, dataset: Dataset | str | Path | Non
     folder (:func:`find_training_dataset`) unless given, and must hold exactly the run's cross-validated
     nodules. Idempotent: a second call with nothing changed rewrites nothing. The run id is the one in run.json,
     else the one already sealed, else a new one (then written into run.json). Refused
-    (:class:`~autorad.errors.CheckpointError`) when the model was sealed by another run (another run id, or
+    (:class:`~autorad.core.errors.CheckpointError`) when the model was sealed by another run (another run id, or
     another training set).
     """
     run = run if isinstance(run, Run) else Run(run)

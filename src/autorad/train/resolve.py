@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from autorad.config import NOT_SELECTABLE, TRAIN_RUN_KEYS, ExperimentConfig, parse_config, read_config
-from autorad.errors import ConfigError
+from autorad.core.errors import ConfigError
 from autorad.train.kinds import get_kind, kind_names, tunable_keys
 
 __all__ = ["check_kind_rules", "config_from_dict", "load_config"]

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from autorad.config import ExperimentConfig, ModelConfig, dump_config
-from autorad.errors import CheckpointError, InputError
-from autorad.io import atomic_write_text, write_json, write_parquet
+from autorad.core.errors import CheckpointError, InputError
+from autorad.core.io import atomic_write_text, write_json, write_parquet
 from autorad.train.checkpoint import META_FILE, checkpoint_exists, load_checkpoint, save_checkpoint
 from autorad.train.resolve import config_from_dict
 
@@ -128,7 +128,7 @@ class Run:
     def _why_no_final_model(self) -> str:
         """Why final/model is missing, in words that say what to do: a run meant to have one was interrupted
         (rerun the same command: it resumes), a run configured without one needs another training."""
-        from autorad.safe_yaml import load_yaml_file
+        from autorad.core.safe_yaml import load_yaml_file
 
         try:
             train = (load_yaml_file(self.config_file) or {}).get("train") or {}

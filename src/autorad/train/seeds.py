@@ -81,7 +81,7 @@ def _gbm_config(cfg: ExperimentConfig) -> ExperimentConfig:
 def _check_fused_selection(cfg: ExperimentConfig) -> None:
     """With fusion and several seeds each seed selects its prompt learner's settings; the GBM, trained once and
     fused afterwards, has fixed ones: refuse a grid over what only the fused model reads."""
-    from autorad.errors import ConfigError
+    from autorad.core.errors import ConfigError
     from autorad.train.kinds import get_kind
 
     if cfg.train.select is None:
@@ -112,11 +112,11 @@ def train_seeds(dataset: str | Path, cfg: ExperimentConfig, out: str | Path, ove
     import logging
     import time
 
+    from autorad.core.errors import ConfigError
+    from autorad.core.outputs import prepare_output_dir
+    from autorad.core.tasks import run_tasks
     from autorad.data.dataset import Dataset
-    from autorad.errors import ConfigError
     from autorad.evaluate.metrics import compute_metrics, metrics_summary_line
-    from autorad.outputs import prepare_output_dir
-    from autorad.tasks import run_tasks
     from autorad.train.cv import check_resumable, train_single_task, write_run_report
     from autorad.train.features import prepare_features
     from autorad.train.run import Run

@@ -9,7 +9,7 @@ For each outer fold k, and for the final model on all nodules:
 2. every candidate (one combination of ``select.grid``, :func:`autorad.config.selection_candidates`) is trained on
    the inner-training rows exactly as a fold is trained (:func:`autorad.train.fitting.fit_model`, val_fraction's epoch
    selection included) and predicts the inner-validation rows. These trainings are independent tasks run by
-   :func:`autorad.tasks.run_tasks` (``train.executor``, ``train.jobs``); each is saved as it finishes
+   :func:`autorad.core.tasks.run_tasks` (``train.executor``, ``train.jobs``); each is saved as it finishes
    (``selection/``), so an interrupted run resumes, and none depends on where or in which order it ran;
 3. a candidate's score is ``select.metric`` of its inner-validation predictions (pooled over the inner folds);
    the best score wins, ties going to the first candidate in grid order;
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from autorad.config import ExperimentConfig, candidate_config, candidate_label, selection_candidates
+from autorad.core.io import write_json
 from autorad.data.dataset import Dataset
 from autorad.evaluate.metrics import compute_metrics, log_loss
-from autorad.io import write_json
 from autorad.train.features import build_features
 from autorad.train.fitting import fit_key, fit_model, inner_folds, prediction_frame, split_folds
 from autorad.train.resolve import config_from_dict
@@ -129,7 +129,7 @@ def select_config(run: Run, ds: Dataset, table: FeatureTable, rows: np.ndarray, 
              len(candidates), sel.metric, len(splits), "" if len(splits) == 1 else "s", len(todo),
              "" if len(todo) == 1 else "s")
     if todo:
-        from autorad.tasks import run_tasks
+        from autorad.core.tasks import run_tasks
 
         _table_cache.clear()
         _table_cache[str(ds.path), cfg_json] = table  # the in-process executor uses this very table

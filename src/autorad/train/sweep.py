@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from autorad.errors import ConfigError
-from autorad.outputs import prepare_output_dir
+from autorad.core.errors import ConfigError
+from autorad.core.outputs import prepare_output_dir
 from autorad.train.resolve import load_config
 
 
@@ -26,8 +26,8 @@ def _train_as_tasks(dataset: str | Path, configs: list, outs: list[Path], jobs: 
     """Train every config into its folder as a task, after the features they read (:func:`prepare_features`)."""
     import json
 
+    from autorad.core.tasks import run_tasks
     from autorad.data.dataset import Dataset
-    from autorad.tasks import run_tasks
     from autorad.train.entry import train_task
     from autorad.train.features import prepare_features
 

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from autorad.errors import CheckpointError, ConfigError
+from autorad.core.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     import numpy as np

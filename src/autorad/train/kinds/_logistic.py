@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from autorad.errors import CheckpointError
-from autorad.strict import check_state, shapes_of
+from autorad.core.errors import CheckpointError
+from autorad.core.strict import check_state, shapes_of
 from autorad.train.kinds.base import Model, full_proba, sklearn_class_weight
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from autorad import CLASS_NAMES
-from autorad.errors import CheckpointError, ConfigError
+from autorad.core.errors import CheckpointError, ConfigError
 from autorad.train.checkpoint import split_prefix, with_prefix
 
 if TYPE_CHECKING:

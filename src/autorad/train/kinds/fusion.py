@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autorad.errors import CheckpointError, ConfigError
+from autorad.core.errors import CheckpointError, ConfigError
 from autorad.evaluate.metrics import log_loss
 from autorad.train.checkpoint import split_prefix, with_prefix
 from autorad.train.kinds import MEMBER_CONFIG, get_kind, model_from_tensors, register_meta_kind

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from autorad.errors import ConfigError
+from autorad.core.errors import ConfigError
 from autorad.train.kinds import register_kind
 from autorad.train.kinds._logistic import LogisticModel
 

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from autorad.config import learning_keys
-from autorad.devices import resolve_device
-from autorad.errors import CheckpointError, ConfigError
-from autorad.io import hash_json
+from autorad.core.devices import resolve_device
+from autorad.core.errors import CheckpointError, ConfigError
+from autorad.core.io import hash_json
 from autorad.train.checkpoint import split_prefix, with_prefix
 from autorad.train.kinds.base import Model, fit_radiomics_pre, load_radiomics_pre, save_radiomics_pre
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autorad.errors import CheckpointError
+from autorad.core.errors import CheckpointError
 from autorad.train.kinds import register_kind
 from autorad.train.kinds.base import (
     Model,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autorad.errors import CheckpointError
+from autorad.core.errors import CheckpointError
 from autorad.train.checkpoint import split_prefix, with_prefix
 from autorad.train.kinds import MEMBER_CONFIG, model_from_tensors, register_meta_kind
 from autorad.train.kinds.base import Model

@@ -29,12 +29,7 @@ from typing import Any
 import numpy as np
 
 from autorad import CLASS_NAMES
-from autorad.config import CropConfig
-from autorad.data.crop import equivalent_diameter_mm
-from autorad.data.dicom import CTVolume, load_ct, load_mask_values
-from autorad.data.geometry import VolumeNodule, nodule_arrays, nodule_in_volume
-from autorad.errors import InputError
-from autorad.nodule_input import (
+from autorad.apps.nodule_input import (
     MASK_METHODS,
     NoduleMask,
     binary_mask,
@@ -43,6 +38,11 @@ from autorad.nodule_input import (
     disk_mask,
     series_warnings,
 )
+from autorad.config import CropConfig
+from autorad.core.errors import InputError
+from autorad.data.crop import equivalent_diameter_mm
+from autorad.data.dicom import CTVolume, load_ct, load_mask_values
+from autorad.data.geometry import VolumeNodule, nodule_arrays, nodule_in_volume
 from autorad.train.kinds import get_kind
 from autorad.train.table import FeatureTable
 
@@ -130,7 +130,7 @@ class Predictor:
     classes_: tuple[str, ...] = CLASS_NAMES
 
     def __init__(self, run_dir: Path, model: Any, meta: dict[str, Any], device: str | None = None):
-        from autorad.devices import resolve_device
+        from autorad.core.devices import resolve_device
         from autorad.train.run import Run
 
         self.run = Run(run_dir)
@@ -306,8 +306,8 @@ class Predictor:
         table = FeatureTable(nodule_ids=np.array([f"new{i}" for i in range(n)]), patient_ids=np.array(["new"] * n),
                              folds=np.zeros(n, dtype=np.int64), y=np.zeros(n, dtype=np.int64))
         if self.needs.needs_radiomics:
+            from autorad.core.tasks import run_tasks
             from autorad.radiomics.extract import NoduleTask, compute_task, radiomics_inputs
-            from autorad.tasks import run_tasks
 
             def tasks():
                 for i, (arrays, ps) in enumerate(zip(nodules, pixel_spacings, strict=True)):

@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from autorad.errors import AutoradError, MissingDependencyError
+from autorad.core.errors import AutoradError, MissingDependencyError
 from autorad.pretrained import DEFAULT_MODEL, resolve_run
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
@@ -63,7 +63,7 @@ def serve(run: str | Path = DEFAULT_MODEL, host: str = "127.0.0.1", port: int = 
     """Load a trained run once and serve the viewer on ``host:port`` until interrupted.
 
     Requests must address it by a loopback name, ``host`` or one of ``allowed_hosts``
-    (:mod:`autorad.serve.guard`); at most ``max_decodes`` uploads are decoded at once.
+    (:mod:`autorad.apps.serve.guard`); at most ``max_decodes`` uploads are decoded at once.
 
     Args:
         run: a run folder or a built-in model's name (default: the built-in ``lidc``).
@@ -84,8 +84,8 @@ def serve(run: str | Path = DEFAULT_MODEL, host: str = "127.0.0.1", port: int = 
     try:
         import uvicorn
 
-        from autorad.serve.app import ServeSettings, create_app
-        from autorad.serve.uploads import MB, UploadLimits
+        from autorad.apps.serve.app import ServeSettings, create_app
+        from autorad.apps.serve.uploads import MB, UploadLimits
     except ImportError as err:
         raise MissingDependencyError(f"autorad serve needs the 'serve' extra ({err.name} is missing): "
                                      'pip install "autorad[serve]"') from None

@@ -7,12 +7,12 @@ Every command that writes must check its output paths with this module **before 
       out = prepare_output_dir(a.out, kind="evaluation", inputs=(a.run, a.data), overwrite=a.overwrite)
       ...  # write into out (it exists, holds the marker file, and is empty unless resumed)
 
-  Refused (:class:`~autorad.errors.InputError`, exit 2, one line naming ``option``): a path that is a file; the
+  Refused (:class:`~autorad.core.errors.InputError`, exit 2, one line naming ``option``): a path that is a file; the
   current folder or one of its parents; a path that is, contains or lies inside one of ``inputs`` (a run, a
   dataset, a DICOM folder...) or autorad's own state folder; a non-empty folder without autorad's marker; a
   folder with the marker unless ``overwrite`` (then it is emptied) or ``resume`` and the same ``kind`` (then it
   is kept as it is and the caller decides what can be reused). With ``create=False`` nothing is created or
-  removed (for writers that build the folder atomically themselves with :func:`autorad.io.atomic_dir`; they
+  removed (for writers that build the folder atomically themselves with :func:`autorad.core.io.atomic_dir`; they
   must call :func:`write_marker` inside the temporary folder and pass :func:`replaceable_dir` so that what is
   found at the path when the work is done is checked again).
 
@@ -32,7 +32,7 @@ Every command that writes must check its output paths with this module **before 
   with or without ``overwrite``; symlinks higher up the path are followed as usual.
 
 Add an ``--overwrite`` flag to a command with :func:`add_overwrite_argument`. Write errors (disk full, read-only
-file system, permission denied) are turned into one line by :func:`autorad.errors.describe_os_error` in the CLI.
+file system, permission denied) are turned into one line by :func:`autorad.core.errors.describe_os_error` in the CLI.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from autorad import __version__
-from autorad.errors import InputError
-from autorad.io import hash_file, link_new, make_parents, remove_empty
-from autorad.paths import state_dir
+from autorad.core.errors import InputError
+from autorad.core.io import hash_file, link_new, make_parents, remove_empty
+from autorad.core.paths import state_dir
 
 MARKER = ".autorad-output.json"  # in every folder autorad creates as an output
 LEDGER = "outputs.jsonl"  # in the state folder: files autorad wrote (path, SHA-256)
@@ -131,7 +131,7 @@ def _legacy_kind(folder: Path) -> dict[str, Any] | None:
 
 def write_marker(folder: str | Path, kind: str) -> None:
     """Mark ``folder`` as an autorad output of ``kind`` (``dataset``, ``run``, ``evaluation``...)."""
-    from autorad.io import write_json
+    from autorad.core.io import write_json
 
     write_json(Path(folder) / MARKER, {"autorad_output": True, "kind": kind, "autorad_version": __version__})
 
@@ -177,7 +177,7 @@ def prepare_output_dir(path: str | Path, *, kind: str, inputs: Iterable[str | Pa
 
 
 def replaceable_dir(overwrite: bool) -> Callable[[Path], bool]:
-    """For :func:`autorad.io.atomic_dir`: whether the folder found at the output path when the work is done may be
+    """For :func:`autorad.core.io.atomic_dir`: whether the folder found at the output path when the work is done may be
     replaced: an empty folder, or (with ``overwrite``) an autorad output folder; never a symlink or a user's."""
     def check(p: Path) -> bool:
         if p.is_symlink() or not p.is_dir():

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-log = logging.getLogger("autorad.serve")
+log = logging.getLogger("autorad.apps.serve")
 LOOPBACK_HOSTS = ("localhost", "localhost.localdomain", "ip6-localhost", "127.0.0.1", "::1")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 

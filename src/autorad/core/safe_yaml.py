@@ -3,7 +3,7 @@
 
 PyYAML's ``safe_load`` builds no arbitrary objects, but it accepts any size, any number of aliases (a
 "billion laughs" file of a few hundred bytes expands to gigabytes once something walks or prints it) and
-silently keeps the last of duplicate keys. Here a file is refused, with a :class:`~autorad.errors.ConfigError`
+silently keeps the last of duplicate keys. Here a file is refused, with a :class:`~autorad.core.errors.ConfigError`
 of one short line, when it is larger than :data:`MAX_BYTES`, uses more than :data:`MAX_ALIASES` aliases,
 would expand to more than :data:`MAX_NODES` values, nests deeper than the interpreter allows, or repeats a key
 in one mapping. Checks run on the composed node graph (aliases are shared there, so checking costs
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from autorad.errors import ConfigError
+from autorad.core.errors import ConfigError
 
 MAX_BYTES = 1 << 20  # 1 MiB: a config is a few hundred bytes
 MAX_ALIASES = 100

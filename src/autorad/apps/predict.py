@@ -4,7 +4,7 @@ One nodule: the CT as a DICOM series folder or a NIfTI/NRRD volume; the nodule a
 geometry (``--label N`` picks one label of a label map), or a centre click (voxel indices X = column, Y = row,
 Z = slice in position order) that :mod:`autorad.segment` turns into a mask (``--diameter-mm`` is then a hint), or
 ``--disk`` with ``--diameter-mm`` for an explicitly drawn disk. Many nodules: ``--nodules nodules.csv`` (see
-:func:`predict_batch`), with the model loaded once. Everything runs through :class:`autorad.predictor.Predictor`,
+:func:`predict_batch`), with the model loaded once. Everything runs through :class:`autorad.apps.predictor.Predictor`,
 which featurises exactly as training does.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 import pandas as pd
 
 from autorad import CLASS_NAMES
-from autorad.errors import InputError
-from autorad.io import atomic_write_text, write_parquet
-from autorad.nodule_input import check_diameter, parse_center
-from autorad.outputs import claim_output_files, prepare_output_dir, prepare_output_file, replaceable_dir
-from autorad.predictor import Prediction, Predictor, warn_stderr
+from autorad.apps.nodule_input import check_diameter, parse_center
+from autorad.apps.predictor import Prediction, Predictor, warn_stderr
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_write_text, write_parquet
+from autorad.core.outputs import claim_output_files, prepare_output_dir, prepare_output_file, replaceable_dir
 from autorad.pretrained import resolve_run
 
 __all__ = ["check_file_names", "check_output", "load_predictor", "parse_center", "predict", "predict_batch",
@@ -43,7 +43,7 @@ def load_predictor(run: str | Path) -> Predictor:
 def check_output(path: str | Path | None, option: str, suffixes: tuple[str, ...], inputs: tuple = (),
                  overwrite: bool = False) -> Path | None:
     """Check an output file before any computation: the suffix, then autorad's output rules
-    (:func:`autorad.outputs.prepare_output_file`: never an existing file autorad did not write, never an input)."""
+    (:func:`autorad.core.outputs.prepare_output_file`: never an existing file autorad did not write, never an input)."""
     if path is None:
         return None
     checked = prepare_output_file(path, inputs=inputs, overwrite=overwrite, option=option)
@@ -110,7 +110,7 @@ def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = 
                   series: str | Path | None = None, overwrite: bool = False) -> None:
     """Write the outputs asked for and list them in ``pred.result["outputs"]``.
 
-    They are claimed when written (:func:`autorad.outputs.claim_output_files`): all appear or none, and a file that
+    They are claimed when written (:func:`autorad.core.outputs.claim_output_files`): all appear or none, and a file that
     appeared at one of the paths since the check is never replaced without ``overwrite``."""
     wanted = [(key, option, path) for key, option, path in (
         ("mask", "--save-mask", save_mask), ("dicom_seg", "--dicom-seg", dicom_seg),
@@ -122,7 +122,7 @@ def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = 
         if "mask" in tmp:
             save_mask_file(pred, tmp["mask"])
         if "dicom_seg" in tmp or "dicom_sr" in tmp:
-            from autorad.dicom_out import source_datasets, write_dicom_seg, write_dicom_sr
+            from autorad.apps.dicom_out import source_datasets, write_dicom_seg, write_dicom_sr
 
             sources, seg = source_datasets(series, pred), None
             if "dicom_seg" in tmp:
@@ -130,7 +130,7 @@ def write_outputs(pred: Prediction, predictor: Predictor, report: Path | None = 
             if "dicom_sr" in tmp:
                 write_dicom_sr(pred, sources, tmp["dicom_sr"], seg)
         if "report" in tmp:
-            from autorad.predict_report import write_prediction_report
+            from autorad.apps.predict_report import write_prediction_report
 
             write_prediction_report(tmp["report"], pred, predictor)
     pred.result["outputs"] = {key: str(path) for key, _, path in wanted}
@@ -245,7 +245,7 @@ def row_error(row: dict[str, Any], stage: str, err: BaseException) -> str:
     """The table's error text for a row: the row id, a reason class and (for autorad's own refusals) the reason
     with every part of the row's paths, every file name of its CT folder and any other path replaced, so that no
     folder or file name (which may hold a patient's name) reaches the table."""
-    from autorad.errors import AutoradError
+    from autorad.core.errors import AutoradError
 
     what = {"ct": "CT not usable", "nodule": "nodule not usable"}[stage]
     if not isinstance(err, AutoradError):
@@ -295,10 +295,10 @@ def predict_batch(run: str | Path, nodules: str | Path, out: str | Path, overwri
     Returns:
         The predictions table (one row per nodule, its error if it failed).
     """
+    from autorad.core.io import atomic_dir
+    from autorad.core.outputs import write_marker
     from autorad.data.dataset import safe_id
     from autorad.data.dicom import load_ct, load_image_file, load_series
-    from autorad.io import atomic_dir
-    from autorad.outputs import write_marker
 
     run = resolve_run(run)
     rows = read_nodules_csv(nodules)

@@ -4,7 +4,7 @@ An upload is either one zip holding one DICOM series folder (or one NIfTI/NRRD f
 several DICOM files of one series. Everything is written inside a private temporary folder (0700, made by
 :func:`tempfile.mkdtemp`) that the caller removes when the request ends (:func:`private_workdir`).
 
-Refused, each with one line naming the problem (:class:`~autorad.errors.InputError`): an upload larger than
+Refused, each with one line naming the problem (:class:`~autorad.core.errors.InputError`): an upload larger than
 ``max_upload_bytes``; a zip entry with an absolute path, a drive letter or a ``..`` component; a zip whose entries
 would unpack to more than ``max_unpacked_bytes`` or hold more than ``max_files`` entries (checked from the central
 directory before anything is unpacked, and again while unpacking, since sizes in a crafted zip can lie: a zip bomb
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from autorad.core.errors import InputError
 from autorad.data.ct_checks import SERVE_LIMITS, VolumeLimits, VolumeTooLargeError
 from autorad.data.dicom import NIFTI_NRRD_SUFFIXES, CTVolume, check_image_header, load_image_file, load_series
-from autorad.errors import InputError
 
 CHUNK = 1 << 20
 MB = 1 << 20

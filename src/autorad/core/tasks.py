@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from autorad.errors import ConfigError, MissingDependencyError
+from autorad.core.errors import ConfigError, MissingDependencyError
 
 T = TypeVar("T")
 R = TypeVar("R")

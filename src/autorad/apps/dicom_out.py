@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from autorad import CLASS_NAMES, __version__
-from autorad.errors import InputError
-from autorad.io import atomic_write_bytes
-from autorad.predictor import Prediction
+from autorad.apps.predictor import Prediction
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_write_bytes
 
 SCHEME = "99AUTORAD"
 SCHEME_NAME = "autorad private codes"

@@ -3,7 +3,7 @@
 Routes (JSON errors are always ``{"error": "..."}`` with a 4xx status; 5xx only for a bug):
 
 =====================================  ===========================================================================
-``GET /``                              the viewer page (static HTML + JS in ``autorad/serve/static``)
+``GET /``                              the viewer page (static HTML + JS in ``autorad/apps/serve/static``)
 ``GET /api/health``                    model kind, encoders, data source, cross-validated metrics, autorad version
 ``POST /api/predict``                  form ``file`` (zip of one series, NIfTI/NRRD, or several DICOM files),
                                        ``center`` "X,Y,Z", optional ``diameter_mm`` -> the JSON ``autorad predict``
@@ -36,16 +36,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autorad import __version__
+from autorad.apps.serve.guard import HostGuard, allowed_host_names
+from autorad.apps.serve.model import DICOM_DOWNLOADS, DOWNLOADS, ServedModel
+from autorad.apps.serve.uploads import MB, UploadLimits, load_volume, private_workdir, stage_upload
+from autorad.apps.serve.volumes import MAX_NODULES, VolumeStore, mask_payload, volume_info, voxels_int16
+from autorad.core.errors import InputError
 from autorad.data.ct_checks import VolumeTooLargeError
 from autorad.data.dicom import CTVolume
-from autorad.errors import InputError
-from autorad.serve.guard import HostGuard, allowed_host_names
-from autorad.serve.model import DICOM_DOWNLOADS, DOWNLOADS, ServedModel
-from autorad.serve.uploads import MB, UploadLimits, load_volume, private_workdir, stage_upload
-from autorad.serve.volumes import MAX_NODULES, VolumeStore, mask_payload, volume_info, voxels_int16
 
-log = logging.getLogger("autorad.serve")
-STATIC = Path(str(package_files("autorad.serve") / "static"))
+log = logging.getLogger("autorad.apps.serve")
+STATIC = Path(str(package_files("autorad.apps.serve") / "static"))
 DOWNLOAD_TYPES = {"report.html": "text/html; charset=utf-8", "mask.nii.gz": "application/gzip",
                   "seg.dcm": "application/dicom", "sr.dcm": "application/dicom"}
 SECURITY_HEADERS = {
@@ -63,7 +63,7 @@ DECODE_WAIT_S = 120.0  # how long an upload waits for a decoding slot before a 5
 class ServeSettings:
     """Server settings: upload limits, how many open volumes are kept in memory, how many uploads are decoded at
     once, and the host names requests may address the server by (besides the loopback names; see
-    :mod:`autorad.serve.guard`)."""
+    :mod:`autorad.apps.serve.guard`)."""
 
     limits: UploadLimits = UploadLimits()
     max_volumes: int = 4
@@ -145,7 +145,7 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
     Returns:
         The FastAPI app (serve it with any ASGI server).
     """
-    from autorad.predict import parse_center
+    from autorad.apps.predict import parse_center
 
     settings = settings or ServeSettings()
     model = ServedModel(run)
@@ -210,7 +210,7 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
                 vol = load_volume(path, settings.limits)
                 sources = None
                 if keep_sources and path.is_dir():
-                    from autorad.dicom_out import read_sources
+                    from autorad.apps.dicom_out import read_sources
 
                     sources = read_sources(path, vol.sop_uids, headers_only=True)
                 return vol, sources

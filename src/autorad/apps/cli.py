@@ -1,6 +1,6 @@
 """autorad: predict whether a lung nodule on CT is benign, unsure or malignant, and train and evaluate such models.
 
-Every command has a Python twin (see :mod:`autorad.api`). A user or environment fault (bad option value, missing
+Every command has a Python twin (see :mod:`autorad.apps.api`). A user or environment fault (bad option value, missing
 or unreadable file, an output path autorad must not touch, disk full, read-only file system, permission denied)
 ends with one ``autorad: error: ...`` line on stderr naming the option or path, and exit code 2. An unexpected
 internal error exits 1 with one line pointing at a log file holding the details.
@@ -24,8 +24,8 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from autorad import __version__
-from autorad.errors import AutoradError, describe_os_error
-from autorad.outputs import add_overwrite_argument
+from autorad.core.errors import AutoradError, describe_os_error
+from autorad.core.outputs import add_overwrite_argument
 from autorad.samples import sample_names
 
 DESCRIPTION = ("autorad predicts whether a lung nodule on CT is benign, unsure or malignant (AutoRad-Lung), and "
@@ -130,7 +130,7 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[tuple[str, int, str]],
 
 
 def _cmd_embed(a: argparse.Namespace) -> int:
-    from autorad.devices import resolve_device
+    from autorad.core.devices import resolve_device
     from autorad.encoders.embed import embed_dataset
 
     device = resolve_device(a.device, "--device")
@@ -185,8 +185,8 @@ def _cmd_compare(a: argparse.Namespace) -> int:
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from autorad.predict import parse_center, predict, predict_batch
-    from autorad.predictor import warn_stderr
+    from autorad.apps.predict import parse_center, predict, predict_batch
+    from autorad.apps.predictor import warn_stderr
 
     if a.nodules is not None:
         single = [o for o, v in (("--mask", a.mask), ("--center", a.center), ("--diameter-mm", a.diameter_mm),
@@ -222,7 +222,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_robustness(a: argparse.Namespace) -> int:
-    from autorad.robustness import VARIANTS, log, overlap_line, robustness
+    from autorad.apps.robustness import VARIANTS, log, overlap_line, robustness
 
     variants = tuple(a.variants) if a.variants else VARIANTS
     table = robustness(a.run, a.data, a.out, variants=variants, limit=a.limit, jobs=a.jobs, oof=a.oof,
@@ -234,7 +234,7 @@ def _cmd_robustness(a: argparse.Namespace) -> int:
 
 
 def _cmd_segment(a: argparse.Namespace) -> int:
-    from autorad.predict import parse_center
+    from autorad.apps.predict import parse_center
     from autorad.segment.command import segment
 
     print(json.dumps(segment(parse_center(a.center), a.out, dicom=a.dicom, image=a.image,
@@ -243,7 +243,7 @@ def _cmd_segment(a: argparse.Namespace) -> int:
 
 
 def _cmd_serve(a: argparse.Namespace) -> int:
-    from autorad.serve import serve
+    from autorad.apps.serve import serve
 
     serve(a.run, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_volumes=a.max_volumes,
           max_decodes=a.max_decodes, allowed_hosts=tuple(a.allowed_host or ()))
@@ -251,7 +251,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from autorad.pipeline import run
+    from autorad.apps.pipeline import run
 
     report = run(a.config, out=a.out, overrides=a.set, overwrite=a.overwrite)
     print(f"report: {report}")
@@ -284,7 +284,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.autorad_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
-    from autorad.thirdparty import route_logs
+    from autorad.core.thirdparty import route_logs
 
     route_logs()  # Python warnings and PyRadiomics' logging go to this log, not raw onto stderr
     if quiet:
@@ -353,8 +353,8 @@ def _number(kind: type, checks: list[tuple[Callable[[Any], bool], str]]) -> Call
 
 
 def diameter_mm(text: str) -> float:
-    """``--diameter-mm``: a number of mm within the range :mod:`autorad.nodule_input` accepts."""
-    from autorad.nodule_input import DIAMETER_RANGE_MM
+    """``--diameter-mm``: a number of mm within the range :mod:`autorad.apps.nodule_input` accepts."""
+    from autorad.apps.nodule_input import DIAMETER_RANGE_MM
 
     lo, hi = DIAMETER_RANGE_MM
     return _number(float, [(lambda v: v >= lo, f">= {lo:g}"), (lambda v: v <= hi, f"<= {hi:g}")])(text)
@@ -762,7 +762,7 @@ def scrub(text: str, values: Sequence[str]) -> str:
 def _log_unexpected(args: argparse.Namespace | None) -> Path | None:
     """Write the traceback of an unexpected error to a log file in autorad's state folder; its path or None.
     The command line and the traceback are kept without the values given (:func:`redacted_argv`)."""
-    from autorad.paths import state_dir
+    from autorad.core.paths import state_dir
 
     try:
         logs = state_dir() / "logs"

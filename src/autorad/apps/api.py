@@ -20,7 +20,7 @@ autorad models list    :func:`builtin_models` (and :func:`resolve_run`: a built-
 autorad configs list   :func:`list_configs`
 =====================  =============================================
 
-Imports are lazy, so ``import autorad.api`` stays fast.
+Imports are lazy, so ``import autorad.apps.api`` stays fast.
 """
 
 from __future__ import annotations
@@ -46,20 +46,20 @@ _EXPORTS = {
     "evaluate": "autorad.evaluate.apply",
     "compare": "autorad.evaluate.compare",
     "compute_metrics": "autorad.evaluate.metrics",
-    "predict": "autorad.predict",
-    "predict_batch": "autorad.predict",
-    "Predictor": "autorad.predictor",
-    "PredictionResult": "autorad.predictor",
+    "predict": "autorad.apps.predict",
+    "predict_batch": "autorad.apps.predict",
+    "Predictor": "autorad.apps.predictor",
+    "PredictionResult": "autorad.apps.predictor",
     "builtin_models": "autorad.pretrained",
     "resolve_run": "autorad.pretrained",
     "list_configs": "autorad.config",
-    "robustness": "autorad.robustness",
+    "robustness": "autorad.apps.robustness",
     "segment": "autorad.segment.command",
     "segment_click": "autorad.segment",
     "segment_click_2d": "autorad.segment",
-    "serve": "autorad.serve.server",
-    "create_app": "autorad.serve.app",
-    "run": "autorad.pipeline",
+    "serve": "autorad.apps.serve.server",
+    "create_app": "autorad.apps.serve.app",
+    "run": "autorad.apps.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -67,7 +67,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'autorad.api' has no attribute {name!r}")
+        raise AttributeError(f"module 'autorad.apps.api' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from autorad.apps.serve.model import Answer
+from autorad.core.errors import InputError
 from autorad.data.dicom import CTVolume
-from autorad.errors import InputError
-from autorad.serve.model import Answer
 
 MAX_NODULES = 10  # predictions kept per open volume (each holds a full-volume mask); the oldest is dropped first
 

@@ -1,7 +1,7 @@
 """The prediction report for a clinician: one self-contained HTML page (Jinja2 template
 ``templates/predict_report.html.j2``) with the full axial slice and a zoom, both with the mask outline and a scale
 bar, the slice position in mm, how the mask was made, the class with its confidence beside the model's
-cross-validated calibration error and accuracy (words from :mod:`autorad.reading`), the probabilities, AUC, the
+cross-validated calibration error and accuracy (words from :mod:`autorad.apps.reading`), the probabilities, AUC, the
 warnings (simulated-data training as a banner) and what the model is in words.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from autorad import __version__
-from autorad.io import atomic_write_text
-from autorad.predictor import Prediction, Predictor
-from autorad.reading import NOT_MEASURED, ece_key, summary
+from autorad.apps.predictor import Prediction, Predictor
+from autorad.apps.reading import NOT_MEASURED, ece_key, summary
+from autorad.core.io import atomic_write_text
 
 TEMPLATE = "predict_report.html.j2"
 WINDOW_HU = (-1000, 400)  # lung window

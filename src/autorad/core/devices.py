@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from autorad.errors import ConfigError
+from autorad.core.errors import ConfigError
 
 DEVICE_PATTERN = r"^(cpu|auto|cuda(:\d+)?)$"
 

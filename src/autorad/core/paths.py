@@ -31,7 +31,7 @@ def shared_data_dir() -> Path | None:
     if env:
         p = Path(env).expanduser()
         return p if p.is_dir() else None
-    repo_root = Path(__file__).resolve().parents[2]
+    repo_root = Path(__file__).resolve().parents[3]
     candidate = repo_root.parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
 

@@ -1,8 +1,8 @@
 """The trained run that the server holds: loaded once, shared by every request, inference serialised by a lock.
 
-Predictions go through the run's :class:`autorad.predictor.Predictor` (the object ``autorad predict`` uses), and the
-downloads through the writers ``autorad predict --report / --save-mask / --dicom-seg / --dicom-sr`` use; nothing of
-the prediction path is copied here.
+Predictions go through the run's :class:`autorad.apps.predictor.Predictor` (the object ``autorad predict`` uses),
+and the downloads through the writers ``autorad predict --report / --save-mask / --dicom-seg / --dicom-sr`` use;
+nothing of the prediction path is copied here.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from autorad import __version__
+from autorad.core.errors import InputError
 from autorad.data.dicom import CTVolume
-from autorad.errors import InputError
 
 DOWNLOADS = ("report.html", "mask.nii.gz")
 DICOM_DOWNLOADS = ("seg.dcm", "sr.dcm")  # only for a DICOM series (they reference its slices)
@@ -27,7 +27,7 @@ DICOM_DOWNLOADS = ("seg.dcm", "sr.dcm")  # only for a DICOM series (they referen
 class Answer:
     """One prediction as the server keeps it: the Predictor's answer and the downloads made so far."""
 
-    case: Any  # autorad.predictor.Prediction
+    case: Any  # autorad.apps.predictor.Prediction
     files: dict[str, bytes] = field(default_factory=dict)
     seg: Any = None  # the DICOM SEG dataset, once built (the SR references it)
 
@@ -44,14 +44,14 @@ class ServedModel:
     """A trained run held in memory; :meth:`predict` is safe to call from many threads at once."""
 
     def __init__(self, run: str | Path):
-        from autorad.predict import load_predictor
+        from autorad.apps.predict import load_predictor
 
         self.predictor = load_predictor(run)  # raises InputError for a folder that is not a trained run
         self._lock = threading.Lock()
 
     def health(self) -> dict[str, Any]:
-        """Status, version, the model's description and how to read its predictions (:mod:`autorad.reading`)."""
-        from autorad.reading import reading_guide
+        """Status, version, the model's description and how to read its predictions (:mod:`autorad.apps.reading`)."""
+        from autorad.apps.reading import reading_guide
 
         return {"status": "ok", "autorad_version": __version__, "model": self.predictor.describe(),
                 "reading": reading_guide()}
@@ -81,15 +81,15 @@ class ServedModel:
             return answer.files[name]
         path = workdir / name
         if name == "report.html":
-            from autorad.predict_report import write_prediction_report
+            from autorad.apps.predict_report import write_prediction_report
 
             write_prediction_report(path, answer.case, self.predictor)
         elif name == "mask.nii.gz":
-            from autorad.predict import save_mask_file
+            from autorad.apps.predict import save_mask_file
 
             save_mask_file(answer.case, path)
         elif name in DICOM_DOWNLOADS and sources:
-            from autorad.dicom_out import write_dicom_seg, write_dicom_sr
+            from autorad.apps.dicom_out import write_dicom_seg, write_dicom_sr
 
             if answer.seg is None:  # one SEG per answer: the SR references the very one offered for download
                 answer.seg = write_dicom_seg(answer.case, sources, workdir / "seg.dcm")

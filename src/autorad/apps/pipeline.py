@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from autorad.config import DataConfig, ExperimentConfig
+from autorad.core.devices import resolve_device
+from autorad.core.errors import ConfigError, InputError
+from autorad.core.io import hash_json, write_json
+from autorad.core.outputs import discard_if_unused, missing_folders, prepare_output_dir
+from autorad.core.paths import SHARED_DATA_ENV, shared_data_dir
 from autorad.data.dataset import Dataset, class_count_line
-from autorad.devices import resolve_device
-from autorad.errors import ConfigError, InputError
-from autorad.io import hash_json, write_json
-from autorad.outputs import discard_if_unused, missing_folders, prepare_output_dir
-from autorad.paths import SHARED_DATA_ENV, shared_data_dir
 from autorad.train.resolve import load_config
 from autorad.train.run import Run
 
@@ -47,7 +47,7 @@ def resolve_data_path(path: str | None) -> Path | None:
 def resolve_out_dir(cfg: ExperimentConfig, out: str | Path | None) -> Path:
     """The run's output folder. A config's own ``out_dir`` must stay under the current folder (a shared config
     cannot write elsewhere); ``--out`` given by the user may be anywhere that passes
-    :func:`autorad.outputs.prepare_output_dir`."""
+    :func:`autorad.core.outputs.prepare_output_dir`."""
     if out is not None:
         return Path(out)
     p = Path(cfg.out_dir)

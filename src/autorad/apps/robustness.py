@@ -12,7 +12,7 @@ Every nodule of a dataset is predicted again with its mask replaced on the store
 ``click``          the click segmentation (:mod:`autorad.segment`, 2D entry) seeded at the mask's centroid
 =================  ===========================================================================================
 
-Each variant goes through the run's :class:`~autorad.predictor.Predictor` (the same crop, radiomics and encoder
+Each variant goes through the run's :class:`~autorad.apps.predictor.Predictor` (the same crop, radiomics and encoder
 input as training); the table gives accuracy, macro AUC, unsure F1, ECE, the change in accuracy against the
 consensus, and the mean Dice of the variant with the consensus mask. Works on the stored 2D slice, so it covers
 2D-radiomics runs with 2D encoders (the shipped configs); 3D ones are refused.
@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 
 from autorad import CLASS_NAMES
+from autorad.apps.predictor import Predictor
+from autorad.core.errors import InputError
+from autorad.core.io import atomic_write_text, write_json, write_parquet
+from autorad.core.outputs import prepare_output_dir
 from autorad.data.crop import equivalent_diameter_mm
 from autorad.data.dataset import Dataset
 from autorad.data.geometry import nodule_arrays
 from autorad.data.mask_perturb import perturb_mask
-from autorad.errors import InputError
-from autorad.io import atomic_write_text, write_json, write_parquet
-from autorad.outputs import prepare_output_dir
-from autorad.predictor import Predictor
 from autorad.pretrained import resolve_run
 
 VARIANTS = ("consensus", "grow1", "grow2", "shrink1", "shrink2", "eqdisk", "longaxis", "click")

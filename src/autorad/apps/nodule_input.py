@@ -3,7 +3,7 @@
 A nodule comes as a mask (a file or array with the CT's geometry, binary or a label map with ``label``), or as a
 centre click (voxel indices X = column, Y = row, Z = slice in position order) from which the click segmentation
 (:mod:`autorad.segment`) makes the mask, or -- only when asked for explicitly -- a disk of a given diameter.
-Every check raises :class:`~autorad.errors.InputError` naming the option at fault (the CLI prints one line and
+Every check raises :class:`~autorad.core.errors.InputError` naming the option at fault (the CLI prints one line and
 exits 2); soft problems become warnings that go into every output.
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autorad.core.errors import InputError
 from autorad.data.dicom import CTVolume
 from autorad.data.geometry import is_square
-from autorad.errors import InputError
 from autorad.segment.core import MAX_HINT_MM, MIN_HINT_MM, check_hint
 
 DIAMETER_RANGE_MM = (MIN_HINT_MM, MAX_HINT_MM)  # the segmenter's hint range: 2-100 mm (LIDC nodules are 3-30 mm)

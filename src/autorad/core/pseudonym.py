@@ -1,7 +1,7 @@
 """Keyed pseudonyms for patient IDs and UIDs that are not already public pseudonyms.
 
 ``pseudonym(text)`` is ``anon-`` + the first 16 hex digits of HMAC-SHA256(key, text). The key is 32 random bytes
-made on first use and kept in autorad's private state folder (:func:`autorad.paths.state_dir`, file
+made on first use and kept in autorad's private state folder (:func:`autorad.core.paths.state_dir`, file
 ``pseudonym.key``, mode 0600); it is never written into a dataset, run or report, and no output may be written
 inside that folder.
 
@@ -25,8 +25,8 @@ import hmac
 import os
 import secrets
 
-from autorad.errors import InputError
-from autorad.paths import state_dir
+from autorad.core.errors import InputError
+from autorad.core.paths import state_dir
 
 KEY_FILE = "pseudonym.key"
 KEY_BYTES = 32

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from autorad.errors import CheckpointError
+from autorad.core.errors import CheckpointError
 
 
 def few(items: Sequence[str], n: int = 6) -> str:
